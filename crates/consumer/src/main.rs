@@ -1,0 +1,271 @@
+//! `newsflow-consumer`: the worker. It reads the three event topics as a
+//! member of a consumer group, counts events per article exactly, and writes
+//! `article_totals/`, `article_engagement/` and `events/` as Parquet.
+//!
+//! Wiring lives here; the counting is `newsflow-core`, the files are
+//! `newsflow-lake`, and the per-shard bookkeeping is [`worker`].
+
+mod context;
+mod dead_letters;
+mod worker;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use newsflow_lake::Lake;
+use newsflow_settings::Settings;
+use newsflow_telemetry::{Health, Metrics};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+
+use crate::context::WorkerContext;
+use crate::dead_letters::DeadLetters;
+use crate::worker::Worker;
+
+/// Default metrics port of the worker when `metrics.listen` is not set.
+const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+
+#[derive(Parser)]
+#[command(
+    name = "newsflow-consumer",
+    version,
+    about = "The newsflow worker: Kafka events in, exact per-article counts out as Parquet."
+)]
+struct Cli {
+    /// TOML configuration file; environment variables NEWSFLOW__SECTION__KEY override it.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the worker until SIGTERM or SIGINT (flushes, checkpoints, commits, exits 0).
+    Run {
+        /// Exit 0 once every assigned partition is read to its end and flushed:
+        /// a one-shot backfill, and what `make demo` uses.
+        #[arg(long)]
+        exit_when_caught_up: bool,
+    },
+}
+
+pub(crate) fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = newsflow_settings::load(cli.config.as_deref())?;
+    newsflow_telemetry::init_logging(&settings.log);
+    let Command::Run {
+        exit_when_caught_up,
+    } = cli.command;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(Arc::new(settings), exit_when_caught_up))
+}
+
+async fn run(settings: Arc<Settings>, exit_when_caught_up: bool) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    metrics.preregister(&settings.topics.event_topics());
+    let health = Health::new();
+    let listen = settings
+        .metrics
+        .listen
+        .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+    let bound = newsflow_telemetry::bind(listen, metrics.clone(), health.clone()).await?;
+    tracing::info!(listen = %bound, "serving /metrics /healthz /readyz");
+
+    let shutdown = Arc::new(AtomicBool::new(false));
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown requested: draining");
+            shutdown.store(true, Ordering::Release);
+        });
+    }
+
+    let loop_settings = settings.clone();
+    let loop_health = health.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        run_loop(
+            &loop_settings,
+            metrics,
+            &loop_health,
+            &shutdown,
+            exit_when_caught_up,
+        )
+    })
+    .await
+    .context("the run loop panicked")?;
+    health.set_not_ready("stopped");
+    result
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Largest number of records handled under one lock of the worker.
+const BATCH: usize = 4096;
+
+/// The run loop, on its own thread: poll, handle, flush on time or size,
+/// commit after each checkpoint, and drain on shutdown.
+fn run_loop(
+    settings: &Arc<Settings>,
+    metrics: Arc<Metrics>,
+    health: &Health,
+    shutdown: &AtomicBool,
+    exit_when_caught_up: bool,
+) -> anyhow::Result<()> {
+    let shards = newsflow_kafka::check_co_partitioned(settings)?;
+    let lake = Lake::open(&settings.output.root)?;
+    let dead_letters = DeadLetters::new(settings)?;
+    let worker = Arc::new(Mutex::new(Worker::new(
+        settings.clone(),
+        lake,
+        metrics.clone(),
+        dead_letters,
+    )));
+    let context = WorkerContext {
+        worker: worker.clone(),
+        metrics: metrics.clone(),
+        topics: settings.topics.event_topics().map(String::from),
+        total_lag: AtomicI64::new(-1),
+    };
+    let consumer: BaseConsumer<WorkerContext> = newsflow_kafka::consumer_config(settings)
+        .create_with_context(context)
+        .context("creating the Kafka consumer")?;
+    consumer
+        .subscribe(&settings.topics.event_topics())
+        .context("subscribing to the event topics")?;
+    tracing::info!(
+        brokers = %settings.kafka.brokers,
+        group = %settings.kafka.group_id,
+        shards,
+        output = %settings.output.root.display(),
+        "worker started"
+    );
+    health.set_ready();
+
+    let flush_interval = settings.output.flush_interval;
+    let mut last_flush = Instant::now();
+    let mut last_report = Instant::now();
+    let mut last_caught_up_check = Instant::now();
+    let mut consumed_at_report = 0u64;
+    loop {
+        if shutdown.load(Ordering::Acquire) {
+            break;
+        }
+        let first = consumer.poll(Duration::from_millis(100));
+        let mut batch = Vec::new();
+        match first {
+            None => {}
+            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+            Some(Ok(message)) => {
+                batch.push(message);
+                while batch.len() < BATCH {
+                    match consumer.poll(Duration::ZERO) {
+                        Some(Ok(message)) => batch.push(message),
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "consumer error");
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+            }
+        }
+        let idle = batch.is_empty();
+        let buffered = {
+            let mut w = consumer.context().lock();
+            for message in &batch {
+                w.handle(&consumer, message);
+            }
+            if let Some(reason) = w.fatal.take() {
+                bail!(reason);
+            }
+            w.buffered()
+        };
+        drop(batch);
+
+        if last_flush.elapsed() >= flush_interval || buffered >= settings.output.flush_max_events {
+            flush_and_commit(&consumer, false);
+            last_flush = Instant::now();
+        }
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            let consumed = consumer.context().lock().consumed;
+            let rate = (consumed - consumed_at_report) as f64 / last_report.elapsed().as_secs_f64();
+            let lag = consumer.context().total_lag.load(Ordering::Relaxed);
+            tracing::info!(
+                consumed,
+                rate = format!("{rate:.0}/s"),
+                lag = if lag < 0 {
+                    "unknown".to_string()
+                } else {
+                    lag.to_string()
+                },
+                "progress"
+            );
+            consumed_at_report = consumed;
+            last_report = Instant::now();
+        }
+        if exit_when_caught_up && idle && last_caught_up_check.elapsed() >= Duration::from_secs(1) {
+            last_caught_up_check = Instant::now();
+            let caught_up = consumer.context().lock().caught_up(&consumer);
+            if caught_up {
+                tracing::info!("caught up with every assigned partition");
+                break;
+            }
+        }
+    }
+
+    // Drain: write everything, close every window, checkpoint, commit.
+    health.set_not_ready("draining");
+    flush_and_commit(&consumer, true);
+    let consumed = consumer.context().lock().consumed;
+    tracing::info!(consumed, "flushed and committed; leaving the group");
+    consumer.unsubscribe();
+    drop(consumer);
+    Ok(())
+}
+
+fn flush_and_commit(consumer: &BaseConsumer<WorkerContext>, close_all: bool) {
+    let commit = consumer
+        .context()
+        .lock()
+        .flush(now_micros(), close_all, None);
+    if let Some(offsets) = commit {
+        match consumer.commit(&offsets, CommitMode::Sync) {
+            Ok(()) => consumer.context().metrics.committed(true),
+            Err(e) => {
+                // Not fatal: the checkpoint is the source of truth, and the
+                // next commit carries the same offsets forward.
+                tracing::warn!(error = %e, "offset commit failed; will retry with the next flush");
+                consumer.context().metrics.committed(false);
+            }
+        }
+    }
+}

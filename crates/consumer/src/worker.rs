@@ -1,0 +1,430 @@
+//! [`Worker`]: the shards this process owns, and what happens to them when
+//! records arrive, when it is time to flush, and when the group moves
+//! partitions.
+//!
+//! **Invariant:** for every owned shard, the checkpoint on disk, the files
+//! with sequence numbers up to the checkpoint's, and the group's committed
+//! offsets never get ahead of one another in the wrong order: files first,
+//! then the checkpoint that covers them, then the commit. A restart resumes
+//! from the checkpoint (not the commit), so a crash at any instant neither
+//! loses nor repeats a count.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use newsflow_core::{decode, Applied, DecodeLimits, Micros, Shard};
+use newsflow_lake::{EventRow, FlushBatch, Lake};
+use newsflow_settings::Settings;
+use newsflow_telemetry::Metrics;
+use rdkafka::consumer::Consumer;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::dead_letters::DeadLetters;
+
+/// Where a partition's reading stands relative to its checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Position {
+    /// Just assigned: the first record tells whether the group's committed
+    /// offset matches the checkpoint.
+    Unverified,
+    /// We asked the consumer to seek to this offset; records before it are
+    /// stale fetches and are dropped.
+    Seeking(i64),
+    /// Reading in order.
+    Streaming,
+}
+
+/// One owned shard: counting state plus what the last checkpoint covers.
+struct Slot {
+    state: Shard,
+    /// Sequence number of the last flush (and checkpoint).
+    seq: u64,
+    /// Per event topic (by index), the next offset to count; `None` when no
+    /// checkpoint has seen the topic, meaning "from the beginning".
+    next: [Option<i64>; 3],
+    position: [Position; 3],
+    /// Accepted records waiting for the next flush.
+    events: Vec<EventRow>,
+    /// Whether offsets moved since the last flush.
+    dirty: bool,
+}
+
+/// The state of everything this worker owns. Owned by the run loop's
+/// thread; the rebalance callbacks reach it through the same mutex.
+pub struct Worker {
+    topics: [Arc<str>; 3],
+    limits: DecodeLimits,
+    settings: Arc<Settings>,
+    lake: Lake,
+    metrics: Arc<Metrics>,
+    dead_letters: DeadLetters,
+    slots: BTreeMap<i32, Slot>,
+    buffered: usize,
+    /// Set when a shard cannot be restored; the run loop stops on it.
+    pub fatal: Option<String>,
+    /// Counters for progress reports.
+    pub consumed: u64,
+}
+
+/// What a flush produced for the group: the offsets to commit.
+pub type Commit = TopicPartitionList;
+
+impl Worker {
+    /// A worker that owns nothing yet.
+    pub fn new(
+        settings: Arc<Settings>,
+        lake: Lake,
+        metrics: Arc<Metrics>,
+        dead_letters: DeadLetters,
+    ) -> Self {
+        let [a, c, f] = settings.topics.event_topics();
+        Worker {
+            topics: [a.into(), c.into(), f.into()],
+            limits: settings.decode_limits(),
+            settings,
+            lake,
+            metrics,
+            dead_letters,
+            slots: BTreeMap::new(),
+            buffered: 0,
+            fatal: None,
+            consumed: 0,
+        }
+    }
+
+    fn topic_index(&self, topic: &str) -> Option<usize> {
+        self.topics.iter().position(|t| &**t == topic)
+    }
+
+    /// Shards owned now.
+    pub fn shards(&self) -> Vec<i32> {
+        self.slots.keys().copied().collect()
+    }
+
+    /// Records accepted since the last flush.
+    pub fn buffered(&self) -> usize {
+        self.buffered
+    }
+
+    /// Takes ownership of the shards in `assignment`: restores each from its
+    /// checkpoint and removes files a crashed owner wrote past it.
+    pub fn assign(&mut self, assignment: &TopicPartitionList) {
+        let shards: BTreeSet<i32> = assignment
+            .elements()
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        for shard in shards {
+            if self.slots.contains_key(&shard) {
+                continue;
+            }
+            match self.restore(shard) {
+                Ok(slot) => {
+                    self.slots.insert(shard, slot);
+                }
+                Err(e) => {
+                    let message = format!("shard {shard} cannot be restored: {e:#}");
+                    tracing::error!(shard, error = %format!("{e:#}"), "cannot restore shard; stopping");
+                    self.fatal = Some(message);
+                }
+            }
+        }
+        self.metrics.partitions_assigned(self.slots.len());
+    }
+
+    fn restore(&self, shard: i32) -> anyhow::Result<Slot> {
+        let rules = self.settings.counting_rules();
+        let checkpoint = self.lake.load_checkpoint(shard)?;
+        let (state, seq, next) = match checkpoint {
+            Some(cp) => {
+                let mut state = cp.state;
+                state.set_rules(rules);
+                let next = self.topics.clone().map(|t| cp.offsets.get(&*t).copied());
+                (state, cp.seq, next)
+            }
+            None => (Shard::new(rules), 0, [None; 3]),
+        };
+        let removed = self.lake.remove_uncheckpointed(shard, seq)?;
+        tracing::info!(
+            shard,
+            seq,
+            ?next,
+            removed_orphan_files = removed,
+            "restored shard"
+        );
+        Ok(Slot {
+            state,
+            seq,
+            next,
+            position: [Position::Unverified; 3],
+            events: Vec::new(),
+            dirty: false,
+        })
+    }
+
+    /// Releases shards: flushes and checkpoints them first, so the next
+    /// owner starts where this one stopped. Returns the offsets to commit.
+    pub fn revoke(&mut self, revoked: &TopicPartitionList, now: Micros) -> Option<Commit> {
+        let shards: BTreeSet<i32> = revoked.elements().iter().map(|e| e.partition()).collect();
+        let commit = self.flush(now, false, Some(&shards));
+        for shard in &shards {
+            self.slots.remove(shard);
+            for topic in &self.topics {
+                self.metrics.forget_lag(topic, *shard);
+            }
+        }
+        self.metrics.partitions_assigned(self.slots.len());
+        commit
+    }
+
+    /// Handles one record. `seek` is called when the consumer must be moved
+    /// to the checkpoint's offset.
+    pub fn handle<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
+        &mut self,
+        consumer: &C,
+        message: &BorrowedMessage<'_>,
+    ) {
+        let Some(t) = self.topic_index(message.topic()) else {
+            return;
+        };
+        let shard = message.partition();
+        let offset = message.offset();
+        let Some(slot) = self.slots.get_mut(&shard) else {
+            // A record fetched before its partition was revoked; the new
+            // owner reads it again from the checkpoint.
+            return;
+        };
+        if let Some(next) = slot.next[t] {
+            if offset < next {
+                return; // already counted before the checkpoint
+            }
+        }
+        match slot.position[t] {
+            Position::Streaming => {}
+            Position::Seeking(target) => {
+                if offset != target {
+                    return;
+                }
+                slot.position[t] = Position::Streaming;
+            }
+            Position::Unverified => {
+                // The group's committed offset can be ahead of our
+                // checkpoint only if the output lost its checkpoint (or was
+                // wiped); then rebuild from the checkpoint's offset, or from
+                // the beginning of retained data.
+                let target = match slot.next[t] {
+                    Some(next) => next,
+                    None => match consumer.fetch_watermarks(
+                        message.topic(),
+                        shard,
+                        newsflow_kafka::REQUEST_TIMEOUT,
+                    ) {
+                        Ok((low, _)) => low,
+                        Err(e) => {
+                            tracing::warn!(topic = message.topic(), shard, error = %e, "cannot read low watermark; assuming this record is the first");
+                            offset
+                        }
+                    },
+                };
+                if offset > target {
+                    tracing::warn!(
+                        topic = message.topic(),
+                        shard,
+                        offset,
+                        target,
+                        "group offset is ahead of the checkpoint; seeking back to it"
+                    );
+                    match consumer.seek(
+                        message.topic(),
+                        shard,
+                        Offset::Offset(target),
+                        newsflow_kafka::REQUEST_TIMEOUT,
+                    ) {
+                        Ok(()) => slot.position[t] = Position::Seeking(target),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "seek failed; will retry on the next record")
+                        }
+                    }
+                    return;
+                }
+                slot.position[t] = Position::Streaming;
+            }
+        }
+
+        let topic = &self.topics[t];
+        let key = message.key();
+        let value = message.payload().unwrap_or_default();
+        match decode(key, value, &self.limits) {
+            Ok(event) => {
+                let event_type = event.event_type();
+                self.metrics.consumed(topic, event_type.as_str());
+                if slot.state.apply(&event) == Applied::Duplicate {
+                    self.metrics.duplicate(event_type.as_str());
+                }
+                // The payload passed validation as UTF-8 text.
+                let payload = String::from_utf8_lossy(value).into_owned();
+                slot.events.push(EventRow {
+                    event_id: event.event_id,
+                    event_type,
+                    article_id: event.article_id,
+                    occurred_at: event.occurred_at,
+                    topic: topic.clone(),
+                    partition: shard,
+                    offset,
+                    payload,
+                });
+                self.buffered += 1;
+                self.consumed += 1;
+            }
+            Err(rejection) => {
+                self.metrics.dead_lettered(rejection.reason.code());
+                tracing::warn!(topic = &**topic, partition = shard, offset, reason = rejection.reason.code(), detail = %rejection.detail, "dead-lettered a message");
+                self.dead_letters
+                    .send(key, value, &rejection, topic, shard, offset);
+            }
+        }
+        slot.next[t] = Some(offset + 1);
+        slot.dirty = true;
+    }
+
+    /// Whether every owned partition has been read up to its high watermark.
+    pub fn caught_up<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
+        &self,
+        consumer: &C,
+    ) -> bool {
+        if self.slots.is_empty() {
+            return false;
+        }
+        for (shard, slot) in &self.slots {
+            for (t, topic) in self.topics.iter().enumerate() {
+                let Ok((low, high)) =
+                    consumer.fetch_watermarks(topic, *shard, newsflow_kafka::REQUEST_TIMEOUT)
+                else {
+                    return false;
+                };
+                if high > low && slot.next[t].unwrap_or(low) < high {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Writes the files of every owned shard (or only `only`) that has
+    /// something to write, checkpoints them, and returns the offsets to
+    /// commit. `close_all` emits every open window; otherwise a shard's
+    /// windows close when the watermark passes them, or when the shard saw
+    /// no record since its previous flush (it is idle, and analysts should
+    /// see its sums match its totals).
+    pub fn flush(
+        &mut self,
+        now: Micros,
+        close_all: bool,
+        only: Option<&BTreeSet<i32>>,
+    ) -> Option<Commit> {
+        // Dead letters first: a checkpoint must never cover a rejected
+        // record that is not safely in the dead-letter topic.
+        if let Err(e) = self.dead_letters.make_durable() {
+            tracing::error!(error = %format!("{e:#}"), "flush postponed");
+            for shard in self.shards() {
+                if only.is_none_or(|o| o.contains(&shard)) {
+                    self.reset(shard);
+                }
+            }
+            return None;
+        }
+        let mut commit = TopicPartitionList::new();
+        let shards: Vec<i32> = self.shards();
+        for shard in shards {
+            if only.is_some_and(|o| !o.contains(&shard)) {
+                continue;
+            }
+            match self.flush_shard(shard, now, close_all) {
+                Ok(true) => {
+                    let slot = &self.slots[&shard];
+                    for (t, topic) in self.topics.iter().enumerate() {
+                        if let Some(next) = slot.next[t] {
+                            let _ = commit.add_partition_offset(topic, shard, Offset::Offset(next));
+                        }
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(shard, error = %format!("{e:#}"), "flush failed; the shard restarts from its checkpoint");
+                    self.reset(shard);
+                }
+            }
+        }
+        self.buffered = self.slots.values().map(|s| s.events.len()).sum();
+        let (articles, dedup) = self.slots.values().fold((0, 0), |(a, d), s| {
+            (a + s.state.article_count(), d + s.state.dedup_entries())
+        });
+        self.metrics.state_size(articles, dedup);
+        if let Some(lowest) = self
+            .slots
+            .values()
+            .filter_map(|s| s.state.watermark())
+            .min()
+        {
+            self.metrics.watermark_lag((now - lowest) as f64 / 1e6);
+        }
+        (commit.count() > 0).then_some(commit)
+    }
+
+    /// Flushes one shard; `Ok(true)` when a checkpoint was written.
+    fn flush_shard(&mut self, shard: i32, now: Micros, close_all: bool) -> anyhow::Result<bool> {
+        let slot = self.slots.get_mut(&shard).expect("flushing an owned shard");
+        let idle = !slot.dirty;
+        if !slot.dirty && !slot.state.has_pending() {
+            return Ok(false);
+        }
+        let drained = slot.state.drain(now, close_all || idle);
+        let batch = FlushBatch {
+            totals: drained.totals,
+            engagement: drained.engagement,
+            events: std::mem::take(&mut slot.events),
+        };
+        if batch.is_empty() && !slot.dirty {
+            return Ok(false);
+        }
+        let seq = slot.seq + 1;
+        let started = Instant::now();
+        let stats = self
+            .lake
+            .write(shard, seq, &batch)
+            .context("writing Parquet files")?;
+        let seconds = started.elapsed().as_secs_f64();
+        for (dataset, s) in stats {
+            self.metrics
+                .written(dataset.name(), s.files, s.rows, s.bytes, seconds);
+        }
+        let offsets: BTreeMap<String, i64> = self
+            .topics
+            .iter()
+            .zip(slot.next)
+            .filter_map(|(topic, next)| next.map(|n| (topic.to_string(), n)))
+            .collect();
+        self.lake
+            .save_checkpoint(shard, seq, &offsets, &slot.state)
+            .context("writing checkpoint")?;
+        slot.seq = seq;
+        slot.dirty = false;
+        Ok(true)
+    }
+
+    /// Forgets a shard's in-memory progress after a failure and restores it
+    /// from its checkpoint; the consumer is moved back on the next record.
+    fn reset(&mut self, shard: i32) {
+        match self.restore(shard) {
+            Ok(slot) => {
+                self.slots.insert(shard, slot);
+            }
+            Err(e) => {
+                self.fatal = Some(format!("shard {shard} cannot be restored: {e:#}"));
+            }
+        }
+    }
+}

@@ -1,0 +1,553 @@
+//! Events of schema version 1 and their validation.
+//!
+//! [`decode`] is the single gate every Kafka message passes through, in the
+//! producer (before sending) and in the consumer (before counting). It either
+//! returns a typed [`Event`] or a [`Rejection`] whose [`RejectReason`] is a
+//! stable snake_case code: the code goes into dead-letter headers and metric
+//! labels, so codes are never renamed.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::time::{self, Micros};
+
+/// The schema version this build understands.
+pub const SCHEMA_VERSION: i64 = 1;
+/// Longest accepted `event_id` and `article_id`, in characters.
+pub const MAX_ID_CHARS: usize = 128;
+/// Longest accepted `source_id`, in characters (a DNS name's limit).
+pub const MAX_SOURCE_ID_CHARS: usize = 253;
+/// Longest accepted `title`, in characters.
+pub const MAX_TITLE_CHARS: usize = 1000;
+/// Longest accepted value of any other string field, in characters.
+pub const MAX_TEXT_CHARS: usize = 4096;
+
+/// The kind of observation an event records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventType {
+    /// An article appeared; carries its title.
+    ArticlePublished,
+    /// A source confirmed the article's story.
+    SourceConfirmed,
+    /// A social-media comment about the article was seen.
+    SocialComment,
+    /// A forum post about the article was seen.
+    ForumPost,
+}
+
+impl EventType {
+    /// Every event type, in a fixed order.
+    pub const ALL: [EventType; 4] = [
+        EventType::ArticlePublished,
+        EventType::SourceConfirmed,
+        EventType::SocialComment,
+        EventType::ForumPost,
+    ];
+
+    /// The wire name, as in the `event_type` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::ArticlePublished => "article_published",
+            EventType::SourceConfirmed => "source_confirmed",
+            EventType::SocialComment => "social_comment",
+            EventType::ForumPost => "forum_post",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(name: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A validated event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Unique per observation; a redelivery carries the same id.
+    pub event_id: String,
+    /// The article the observation is about; also the Kafka message key.
+    pub article_id: String,
+    /// Event time.
+    pub occurred_at: Micros,
+    /// The type-specific fields.
+    pub body: EventBody,
+}
+
+impl Event {
+    /// The event's type.
+    pub fn event_type(&self) -> EventType {
+        match self.body {
+            EventBody::ArticlePublished { .. } => EventType::ArticlePublished,
+            EventBody::SourceConfirmed { .. } => EventType::SourceConfirmed,
+            EventBody::SocialComment { .. } => EventType::SocialComment,
+            EventBody::ForumPost { .. } => EventType::ForumPost,
+        }
+    }
+}
+
+/// The fields that depend on the event type. Optional fields are `None` when
+/// absent or null.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(missing_docs)] // the fields are the contract's, documented there
+pub enum EventBody {
+    ArticlePublished {
+        title: String,
+        url: String,
+        section: Option<String>,
+        language: Option<String>,
+        author: Option<String>,
+    },
+    SourceConfirmed {
+        source_id: String,
+        source_url: Option<String>,
+    },
+    SocialComment {
+        platform: String,
+        author_id: Option<String>,
+    },
+    ForumPost {
+        forum: String,
+        thread_id: Option<String>,
+        author_id: Option<String>,
+    },
+}
+
+/// Why a message was rejected. The code ([`RejectReason::code`]) is stable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// The message is larger than the configured limit.
+    TooLarge,
+    /// The message has no value at all (a tombstone).
+    EmptyMessage,
+    /// The bytes are not valid UTF-8.
+    InvalidUtf8,
+    /// The text is not JSON, or nests deeper than the parser allows.
+    InvalidJson,
+    /// Valid JSON, but not an object.
+    NotAnObject,
+    /// The same key appears twice in the object.
+    DuplicateField,
+    /// A required field is absent or null.
+    MissingField,
+    /// A field has the wrong JSON type.
+    WrongType,
+    /// A field has the right type but a value outside its rule.
+    InvalidField,
+    /// `schema_version` is not one this build understands.
+    UnsupportedSchemaVersion,
+    /// `event_type` is not one of the four known types.
+    UnknownEventType,
+    /// `article_id` breaks its rule.
+    InvalidArticleId,
+    /// `event_id` breaks its rule.
+    InvalidEventId,
+    /// `occurred_at` is not RFC 3339 with an offset, or is out of range.
+    InvalidTimestamp,
+    /// The message has no key.
+    MissingKey,
+    /// The message key differs from the `article_id`.
+    KeyMismatch,
+}
+
+impl RejectReason {
+    /// Every reason, for pre-registering metric label values.
+    pub const ALL: [RejectReason; 16] = [
+        RejectReason::TooLarge,
+        RejectReason::EmptyMessage,
+        RejectReason::InvalidUtf8,
+        RejectReason::InvalidJson,
+        RejectReason::NotAnObject,
+        RejectReason::DuplicateField,
+        RejectReason::MissingField,
+        RejectReason::WrongType,
+        RejectReason::InvalidField,
+        RejectReason::UnsupportedSchemaVersion,
+        RejectReason::UnknownEventType,
+        RejectReason::InvalidArticleId,
+        RejectReason::InvalidEventId,
+        RejectReason::InvalidTimestamp,
+        RejectReason::MissingKey,
+        RejectReason::KeyMismatch,
+    ];
+
+    /// The stable snake_case code used in dead-letter headers and metrics.
+    pub fn code(self) -> &'static str {
+        match self {
+            RejectReason::TooLarge => "too_large",
+            RejectReason::EmptyMessage => "empty_message",
+            RejectReason::InvalidUtf8 => "invalid_utf8",
+            RejectReason::InvalidJson => "invalid_json",
+            RejectReason::NotAnObject => "not_an_object",
+            RejectReason::DuplicateField => "duplicate_field",
+            RejectReason::MissingField => "missing_field",
+            RejectReason::WrongType => "wrong_type",
+            RejectReason::InvalidField => "invalid_field",
+            RejectReason::UnsupportedSchemaVersion => "unsupported_schema_version",
+            RejectReason::UnknownEventType => "unknown_event_type",
+            RejectReason::InvalidArticleId => "invalid_article_id",
+            RejectReason::InvalidEventId => "invalid_event_id",
+            RejectReason::InvalidTimestamp => "invalid_timestamp",
+            RejectReason::MissingKey => "missing_key",
+            RejectReason::KeyMismatch => "key_mismatch",
+        }
+    }
+}
+
+/// A message that is not a valid event: a stable reason and a readable
+/// detail for the person who has to fix the sender.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {detail}", reason.code())]
+pub struct Rejection {
+    /// The stable reason.
+    pub reason: RejectReason,
+    /// What exactly was wrong, naming the field where there is one.
+    pub detail: String,
+}
+
+impl Rejection {
+    fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
+        Rejection {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Limits applied while decoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Largest accepted message value, in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_message_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// The wire form: every known field as unparsed JSON, so that each one can
+/// be checked with an error that names it. serde's derive rejects duplicate
+/// keys and ignores unknown ones, both as the contract wants.
+#[derive(Deserialize)]
+struct Wire<'a> {
+    #[serde(borrow, default)]
+    schema_version: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    event_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    event_type: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    article_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    occurred_at: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    title: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    url: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    section: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    language: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    author: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    source_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    source_url: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    platform: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    author_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    forum: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    thread_id: Option<&'a RawValue>,
+}
+
+/// Decodes and validates one Kafka message.
+///
+/// `key` is the message key (`None` when the message has none). Pass the
+/// article id itself as the key to validate a line that has no Kafka message
+/// yet (the producer's `replay` does so).
+pub fn decode(key: Option<&[u8]>, value: &[u8], limits: &DecodeLimits) -> Result<Event, Rejection> {
+    let event = decode_unkeyed(value, limits)?;
+    match key {
+        None => Err(Rejection::new(
+            RejectReason::MissingKey,
+            "message has no key; the key must be the article_id",
+        )),
+        Some(k) if k != event.article_id.as_bytes() => Err(Rejection::new(
+            RejectReason::KeyMismatch,
+            format!(
+                "message key `{}` differs from article_id `{}`",
+                truncate(&String::from_utf8_lossy(k)),
+                event.article_id
+            ),
+        )),
+        Some(_) => Ok(event),
+    }
+}
+
+/// Validates an event that has no Kafka message (and so no key) yet, as the
+/// producer does before it sends a line; the key will be its `article_id`.
+pub fn decode_unkeyed(value: &[u8], limits: &DecodeLimits) -> Result<Event, Rejection> {
+    if value.len() > limits.max_message_bytes {
+        return Err(Rejection::new(
+            RejectReason::TooLarge,
+            format!(
+                "message is {} bytes, over the limit of {} bytes",
+                value.len(),
+                limits.max_message_bytes
+            ),
+        ));
+    }
+    if value.is_empty() {
+        return Err(Rejection::new(
+            RejectReason::EmptyMessage,
+            "message has no value",
+        ));
+    }
+    let text = std::str::from_utf8(value).map_err(|e| {
+        Rejection::new(
+            RejectReason::InvalidUtf8,
+            format!("value is not UTF-8: {e}"),
+        )
+    })?;
+    let wire = parse_wire(text)?;
+
+    let version = required(wire.schema_version, "schema_version")?;
+    match serde_json::from_str::<i64>(version.get()) {
+        Ok(SCHEMA_VERSION) => {}
+        Ok(other) => {
+            return Err(Rejection::new(
+                RejectReason::UnsupportedSchemaVersion,
+                format!(
+                    "schema_version {other} is not supported (this build reads {SCHEMA_VERSION})"
+                ),
+            ))
+        }
+        Err(_) => return Err(wrong_type("schema_version", "an integer", version)),
+    }
+
+    let type_name = required_string(wire.event_type, "event_type")?;
+    let event_type = EventType::parse(&type_name).ok_or_else(|| {
+        Rejection::new(
+            RejectReason::UnknownEventType,
+            format!("event_type `{}` is not one of article_published, source_confirmed, social_comment, forum_post", truncate(&type_name)),
+        )
+    })?;
+
+    let event_id = required_string(wire.event_id, "event_id")?;
+    let chars = event_id.chars().count();
+    if chars == 0 || chars > MAX_ID_CHARS {
+        return Err(Rejection::new(
+            RejectReason::InvalidEventId,
+            format!("event_id must be 1 to {MAX_ID_CHARS} characters, got {chars}"),
+        ));
+    }
+
+    let article_id = required_string(wire.article_id, "article_id")?;
+    check_article_id(&article_id)?;
+
+    let occurred_text = required_string(wire.occurred_at, "occurred_at")?;
+    let occurred_at = time::parse_rfc3339(&occurred_text)
+        .map_err(|e| Rejection::new(RejectReason::InvalidTimestamp, format!("occurred_at: {e}")))?;
+    if !(time::EARLIEST_ACCEPTED..time::LATEST_ACCEPTED).contains(&occurred_at) {
+        return Err(Rejection::new(
+            RejectReason::InvalidTimestamp,
+            format!(
+                "occurred_at `{}` is outside 2000-01-01..2100-01-01",
+                truncate(&occurred_text)
+            ),
+        ));
+    }
+
+    let body = match event_type {
+        EventType::ArticlePublished => EventBody::ArticlePublished {
+            title: bounded(
+                required_string(wire.title, "title")?,
+                "title",
+                0,
+                MAX_TITLE_CHARS,
+            )?,
+            url: bounded(required_string(wire.url, "url")?, "url", 1, MAX_TEXT_CHARS)?,
+            section: optional_string(wire.section, "section")?,
+            language: optional_string(wire.language, "language")?,
+            author: optional_string(wire.author, "author")?,
+        },
+        EventType::SourceConfirmed => EventBody::SourceConfirmed {
+            source_id: bounded(
+                required_string(wire.source_id, "source_id")?,
+                "source_id",
+                1,
+                MAX_SOURCE_ID_CHARS,
+            )?,
+            source_url: optional_string(wire.source_url, "source_url")?,
+        },
+        EventType::SocialComment => EventBody::SocialComment {
+            platform: bounded(
+                required_string(wire.platform, "platform")?,
+                "platform",
+                1,
+                MAX_TEXT_CHARS,
+            )?,
+            author_id: optional_string(wire.author_id, "author_id")?,
+        },
+        EventType::ForumPost => EventBody::ForumPost {
+            forum: bounded(
+                required_string(wire.forum, "forum")?,
+                "forum",
+                1,
+                MAX_TEXT_CHARS,
+            )?,
+            thread_id: optional_string(wire.thread_id, "thread_id")?,
+            author_id: optional_string(wire.author_id, "author_id")?,
+        },
+    };
+
+    Ok(Event {
+        event_id,
+        article_id,
+        occurred_at,
+        body,
+    })
+}
+
+fn parse_wire(text: &str) -> Result<Wire<'_>, Rejection> {
+    // Look at the first significant character before parsing, so that an
+    // array or a scalar gets its own reason rather than serde's "expected
+    // struct" wording.
+    match text.trim_start().as_bytes().first() {
+        Some(b'{') => {}
+        Some(_) => {
+            // Distinguish "valid JSON of the wrong kind" from "not JSON".
+            return Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+                Ok(_) => {
+                    Rejection::new(RejectReason::NotAnObject, "value is JSON but not an object")
+                }
+                Err(e) => {
+                    Rejection::new(RejectReason::InvalidJson, format!("value is not JSON: {e}"))
+                }
+            });
+        }
+        None => return Err(Rejection::new(RejectReason::InvalidJson, "value is blank")),
+    }
+    serde_json::from_str::<Wire<'_>>(text).map_err(|e| {
+        let message = e.to_string();
+        if message.starts_with("duplicate field") {
+            Rejection::new(RejectReason::DuplicateField, message)
+        } else if message.starts_with("invalid type") {
+            // A known field holding something RawValue cannot borrow does not
+            // happen; this arm is kept for serde's own "invalid type" errors.
+            Rejection::new(RejectReason::WrongType, message)
+        } else {
+            Rejection::new(
+                RejectReason::InvalidJson,
+                format!("value is not valid JSON: {message}"),
+            )
+        }
+    })
+}
+
+/// A present, non-null field.
+fn required<'a>(raw: Option<&'a RawValue>, field: &str) -> Result<&'a RawValue, Rejection> {
+    match raw {
+        Some(v) if v.get() != "null" => Ok(v),
+        _ => Err(Rejection::new(
+            RejectReason::MissingField,
+            format!("required field `{field}` is missing or null"),
+        )),
+    }
+}
+
+fn required_string(raw: Option<&RawValue>, field: &str) -> Result<String, Rejection> {
+    let raw = required(raw, field)?;
+    serde_json::from_str::<String>(raw.get()).map_err(|_| wrong_type(field, "a string", raw))
+}
+
+fn optional_string(raw: Option<&RawValue>, field: &str) -> Result<Option<String>, Rejection> {
+    match raw {
+        None => Ok(None),
+        Some(v) if v.get() == "null" => Ok(None),
+        Some(v) => {
+            let s = serde_json::from_str::<String>(v.get())
+                .map_err(|_| wrong_type(field, "a string", v))?;
+            bounded(s, field, 0, MAX_TEXT_CHARS).map(Some)
+        }
+    }
+}
+
+fn bounded(value: String, field: &str, min: usize, max: usize) -> Result<String, Rejection> {
+    let chars = value.chars().count();
+    if chars < min || chars > max {
+        return Err(Rejection::new(
+            RejectReason::InvalidField,
+            format!("`{field}` must be {min} to {max} characters, got {chars}"),
+        ));
+    }
+    Ok(value)
+}
+
+fn wrong_type(field: &str, expected: &str, raw: &RawValue) -> Rejection {
+    let got = match raw.get().as_bytes().first() {
+        Some(b'"') => "a string",
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b't') | Some(b'f') => "a boolean",
+        _ => "a number",
+    };
+    Rejection::new(
+        RejectReason::WrongType,
+        format!("field `{field}` must be {expected}, got {got}"),
+    )
+}
+
+/// The contract's rule for article ids: 1 to 128 characters of
+/// `[A-Za-z0-9._:-]`. Ids become part of nothing on disk, but the rule keeps
+/// them safe to print, to use in URLs and to join on.
+pub fn check_article_id(article_id: &str) -> Result<(), Rejection> {
+    let len = article_id.len();
+    if len == 0 || len > MAX_ID_CHARS {
+        return Err(Rejection::new(
+            RejectReason::InvalidArticleId,
+            format!(
+                "article_id must be 1 to {MAX_ID_CHARS} characters, got {}",
+                article_id.chars().count()
+            ),
+        ));
+    }
+    if let Some(bad) = article_id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
+    {
+        return Err(Rejection::new(
+            RejectReason::InvalidArticleId,
+            format!(
+                "article_id `{}` contains {bad:?}; allowed are A-Z a-z 0-9 . _ : -",
+                truncate(article_id)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Shortens user-controlled text quoted in a detail message, so one huge
+/// field cannot blow up a log line or a header.
+fn truncate(text: &str) -> String {
+    const MAX: usize = 80;
+    if text.chars().count() <= MAX {
+        text.to_string()
+    } else {
+        let head: String = text.chars().take(MAX).collect();
+        format!("{head}…")
+    }
+}

@@ -1,0 +1,48 @@
+//! The rows of the `article_totals/` and `article_engagement/` datasets, as
+//! plain structs. The lake crate turns them into Arrow columns; the core only
+//! decides what they say.
+
+use crate::time::Micros;
+
+/// One snapshot of an article's footer (a row of `article_totals/`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TotalsRow {
+    /// The article.
+    pub article_id: String,
+    /// Its title, once its `article_published` event has arrived.
+    pub title: Option<String>,
+    /// Distinct confirming sources, compared case-insensitively.
+    pub confirming_sources: i64,
+    /// Distinct social-media comments.
+    pub social_comments: i64,
+    /// Distinct forum posts.
+    pub forum_posts: i64,
+    /// Earliest event time seen for the article.
+    pub first_event_at: Micros,
+    /// Latest event time seen for the article.
+    pub last_event_at: Micros,
+    /// Strictly increasing per article; the largest is the current row.
+    pub version: i64,
+    /// When the row was produced (processing time).
+    pub emitted_at: Micros,
+}
+
+/// An additive delta of one article's activity in one event-time window (a
+/// row of `article_engagement/`). A window's counts are the sum of its rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngagementRow {
+    /// The article.
+    pub article_id: String,
+    /// Inclusive start of the tumbling window.
+    pub window_start: Micros,
+    /// Exclusive end of the tumbling window.
+    pub window_end: Micros,
+    /// Sources counted for the first time, placed in the window of that event.
+    pub confirming_sources: i64,
+    /// Comments counted in this window.
+    pub social_comments: i64,
+    /// Forum posts counted in this window.
+    pub forum_posts: i64,
+    /// When the row was produced (processing time).
+    pub emitted_at: Micros,
+}

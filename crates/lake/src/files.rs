@@ -1,0 +1,291 @@
+//! File system side of the lake: atomic commits, names, checkpoints and the
+//! removal of files a crashed run left past its checkpoint.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use arrow::array::RecordBatch;
+use newsflow_core::time::date_of;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::checkpoint::{Checkpoint, CheckpointRef};
+use crate::datasets::{
+    engagement_batch, events_batch, totals_batch, Dataset, FlushBatch, WriteStats,
+};
+use crate::Error;
+
+const CHECKPOINT_DIR: &str = "_checkpoints";
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A handle on the output root.
+#[derive(Clone, Debug)]
+pub struct Lake {
+    root: PathBuf,
+}
+
+/// The final name of a data file of `shard` written by flush `seq`.
+pub fn file_name(shard: i32, seq: u64) -> String {
+    format!("part-{shard:05}-{seq:010}.parquet")
+}
+
+/// The shard and sequence number of a data file name, if it is one of ours.
+pub fn parse_file_name(name: &str) -> Option<(i32, u64)> {
+    let rest = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+    let (shard, seq) = rest.split_once('-')?;
+    Some((shard.parse().ok()?, seq.parse().ok()?))
+}
+
+impl Lake {
+    /// Opens (creating if needed) the output root.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Lake, Error> {
+        let root = root.into();
+        fs::create_dir_all(&root).map_err(io("creating output root", &root))?;
+        Ok(Lake { root })
+    }
+
+    /// The output root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Writes every row of `batch` as files named for `shard` and `seq`, one
+    /// file per dataset and Hive partition. Returns what was written per
+    /// dataset. Files appear atomically; writing the same `(shard, seq)`
+    /// again replaces them, so a retried flush cannot duplicate rows.
+    pub fn write(
+        &self,
+        shard: i32,
+        seq: u64,
+        batch: &FlushBatch,
+    ) -> Result<Vec<(Dataset, WriteStats)>, Error> {
+        let name = file_name(shard, seq);
+        let mut stats = Vec::with_capacity(3);
+
+        let mut by_date: BTreeMap<String, Vec<_>> = BTreeMap::new();
+        for row in &batch.totals {
+            by_date
+                .entry(date_of(row.emitted_at))
+                .or_default()
+                .push(row);
+        }
+        let mut s = WriteStats::default();
+        for (date, rows) in by_date {
+            let dir = self
+                .root
+                .join(Dataset::ArticleTotals.name())
+                .join(format!("date={date}"));
+            s.bytes +=
+                self.commit_file(&dir, &name, &totals_batch(&rows)?, Dataset::ArticleTotals)?;
+            s.files += 1;
+            s.rows += rows.len() as u64;
+        }
+        stats.push((Dataset::ArticleTotals, s));
+
+        let mut by_date: BTreeMap<String, Vec<_>> = BTreeMap::new();
+        for row in &batch.engagement {
+            by_date
+                .entry(date_of(row.window_start))
+                .or_default()
+                .push(row);
+        }
+        let mut s = WriteStats::default();
+        for (date, rows) in by_date {
+            let dir = self
+                .root
+                .join(Dataset::ArticleEngagement.name())
+                .join(format!("date={date}"));
+            s.bytes += self.commit_file(
+                &dir,
+                &name,
+                &engagement_batch(&rows)?,
+                Dataset::ArticleEngagement,
+            )?;
+            s.files += 1;
+            s.rows += rows.len() as u64;
+        }
+        stats.push((Dataset::ArticleEngagement, s));
+
+        let mut by_partition: BTreeMap<(&'static str, String), Vec<_>> = BTreeMap::new();
+        for row in &batch.events {
+            by_partition
+                .entry((row.event_type.as_str(), date_of(row.occurred_at)))
+                .or_default()
+                .push(row);
+        }
+        let mut s = WriteStats::default();
+        for ((event_type, date), rows) in by_partition {
+            // Both directory values come from validated data: the event type
+            // is one of four fixed names and the date is formatted by us, so
+            // nothing a sender wrote reaches the path.
+            let dir = self
+                .root
+                .join(Dataset::Events.name())
+                .join(format!("event_type={event_type}"))
+                .join(format!("date={date}"));
+            s.bytes += self.commit_file(&dir, &name, &events_batch(&rows)?, Dataset::Events)?;
+            s.files += 1;
+            s.rows += rows.len() as u64;
+        }
+        stats.push((Dataset::Events, s));
+        Ok(stats)
+    }
+
+    /// Encodes `batch` as zstd Parquet under a hidden temporary name, syncs
+    /// it, renames it into place and syncs the directory. Returns its size.
+    fn commit_file(
+        &self,
+        dir: &Path,
+        name: &str,
+        batch: &RecordBatch,
+        dataset: Dataset,
+    ) -> Result<u64, Error> {
+        fs::create_dir_all(dir).map_err(io("creating directory", dir))?;
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let final_path = dir.join(name);
+        let file = File::create(&tmp).map_err(io("creating", &tmp))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(3).expect("valid zstd level"),
+            ))
+            .set_created_by(concat!("newsflow ", env!("CARGO_PKG_VERSION")).to_string())
+            .build();
+        let encode_error = |e: parquet::errors::ParquetError| Error::Encode {
+            dataset: dataset.name(),
+            message: e.to_string(),
+        };
+        let mut writer =
+            ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(encode_error)?;
+        writer.write(batch).map_err(encode_error)?;
+        let file = writer.into_inner().map_err(encode_error)?;
+        file.sync_all().map_err(io("syncing", &tmp))?;
+        let bytes = file.metadata().map_err(io("reading size of", &tmp))?.len();
+        drop(file);
+        fs::rename(&tmp, &final_path).map_err(io("renaming into place", &final_path))?;
+        sync_dir(dir)?;
+        Ok(bytes)
+    }
+
+    fn checkpoint_path(&self, shard: i32) -> PathBuf {
+        self.root
+            .join(CHECKPOINT_DIR)
+            .join(format!("shard-{shard:05}.json"))
+    }
+
+    /// Reads the checkpoint of `shard`, if one was ever written.
+    pub fn load_checkpoint(&self, shard: i32) -> Result<Option<Checkpoint>, Error> {
+        let path = self.checkpoint_path(shard);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("reading checkpoint", &path)(e)),
+        };
+        let checkpoint: Checkpoint =
+            serde_json::from_slice(&bytes).map_err(|e| Error::CorruptCheckpoint {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        if checkpoint.format != Checkpoint::FORMAT || checkpoint.shard != shard {
+            return Err(Error::CorruptCheckpoint {
+                path,
+                message: format!(
+                    "format {} shard {} where format {} shard {shard} was expected",
+                    checkpoint.format,
+                    checkpoint.shard,
+                    Checkpoint::FORMAT
+                ),
+            });
+        }
+        Ok(Some(checkpoint))
+    }
+
+    /// Replaces the checkpoint of `shard` atomically and durably: after
+    /// flush `seq`, `state` reflects every record below `offsets`.
+    pub fn save_checkpoint(
+        &self,
+        shard: i32,
+        seq: u64,
+        offsets: &BTreeMap<String, i64>,
+        state: &newsflow_core::Shard,
+    ) -> Result<(), Error> {
+        let checkpoint = CheckpointRef {
+            format: Checkpoint::FORMAT,
+            shard,
+            seq,
+            offsets,
+            state,
+        };
+        let path = self.checkpoint_path(shard);
+        let dir = path.parent().expect("checkpoint path has a parent");
+        fs::create_dir_all(dir).map_err(io("creating directory", dir))?;
+        let tmp = dir.join(format!(".shard-{:05}.json.tmp", checkpoint.shard));
+        let bytes = serde_json::to_vec(&checkpoint).map_err(|e| Error::Encode {
+            dataset: "checkpoint",
+            message: e.to_string(),
+        })?;
+        let mut file = File::create(&tmp).map_err(io("creating", &tmp))?;
+        file.write_all(&bytes).map_err(io("writing", &tmp))?;
+        file.sync_all().map_err(io("syncing", &tmp))?;
+        drop(file);
+        fs::rename(&tmp, &path).map_err(io("renaming into place", &path))?;
+        sync_dir(dir)
+    }
+
+    /// Deletes the data files of `shard` with a sequence number above
+    /// `checkpointed_seq` (written by a run that crashed before its
+    /// checkpoint), and any temporary files of the shard. Returns how many
+    /// files were removed. The records they held will be read and written
+    /// again from the checkpoint's offsets.
+    pub fn remove_uncheckpointed(&self, shard: i32, checkpointed_seq: u64) -> Result<usize, Error> {
+        let mut removed = 0;
+        for dataset in Dataset::ALL {
+            let dir = self.root.join(dataset.name());
+            removed += remove_matching(&dir, &|name: &str| {
+                // A temporary file is never part of the output, whatever its
+                // sequence number; a final file is, up to the checkpoint.
+                if let Some(tmp_of) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) {
+                    return matches!(parse_file_name(tmp_of), Some((s, _)) if s == shard);
+                }
+                matches!(parse_file_name(name), Some((s, seq)) if s == shard && seq > checkpointed_seq)
+            })?;
+        }
+        Ok(removed)
+    }
+}
+
+fn remove_matching(dir: &Path, doomed: &dyn Fn(&str) -> bool) -> Result<usize, Error> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io("listing", dir)(e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(io("listing", dir))?;
+        let path = entry.path();
+        let file_type = entry.file_type().map_err(io("inspecting", &path))?;
+        if file_type.is_dir() {
+            removed += remove_matching(&path, doomed)?;
+        } else if doomed(&entry.file_name().to_string_lossy()) {
+            fs::remove_file(&path).map_err(io("removing", &path))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("syncing directory", dir))
+}

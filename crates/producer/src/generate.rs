@@ -1,0 +1,430 @@
+//! A deterministic synthetic stream of news events, and the exact totals it
+//! implies.
+//!
+//! The same `--seed` and `--count` give the same events in the same order,
+//! on any machine, forever: the random numbers come from SplitMix64 below,
+//! not from a library whose algorithm may change.
+//!
+//! The stream is built to exercise the counting rules: engagement is skewed
+//! (a few articles draw most comments), some sources confirm twice with a
+//! different letter case, some events are delivered twice, events of an
+//! article arrive out of event-time order and interleaved with others, and
+//! some articles' counts arrive before their `article_published` event.
+//!
+//! The expected totals are tracked by [`Oracle`], a deliberately naive
+//! implementation of the contract (plain sets of ids), independent of the
+//! core's counting code, so comparing the two tests the core.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Serialize;
+use serde_json::json;
+
+/// SplitMix64: tiny, fast, and its output is fixed by its definition.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x5DEE_CE66_D1CE_4E5B)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A uniform number in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A uniform integer in `[0, n)`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
+    }
+
+    /// A Pareto-distributed count with minimum `min`, shape `alpha`, capped.
+    pub fn pareto(&mut self, min: f64, alpha: f64, cap: u64) -> u64 {
+        let u = 1.0 - self.unit(); // (0, 1]
+        ((min / u.powf(1.0 / alpha)) as u64).min(cap)
+    }
+
+    /// Shuffles `items` in place (Fisher–Yates).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+const SOURCES: &[&str] = &[
+    "tagesschau.de",
+    "spiegel.de",
+    "zeit.de",
+    "faz.net",
+    "sueddeutsche.de",
+    "welt.de",
+    "handelsblatt.com",
+    "n-tv.de",
+    "dw.com",
+    "deutschlandfunk.de",
+    "reuters.com",
+    "apnews.com",
+    "bbc.co.uk",
+    "theguardian.com",
+    "nytimes.com",
+    "washingtonpost.com",
+    "lemonde.fr",
+    "elpais.com",
+    "corriere.it",
+    "nzz.ch",
+    "derstandard.at",
+    "orf.at",
+    "srf.ch",
+    "tagesspiegel.de",
+    "stern.de",
+    "focus.de",
+    "t-online.de",
+    "rnd.de",
+    "mdr.de",
+    "br.de",
+    "ndr.de",
+    "wdr.de",
+    "swr.de",
+    "hr.de",
+    "rbb24.de",
+    "taz.de",
+    "nd-aktuell.de",
+    "cicero.de",
+    "merkur.de",
+    "abendblatt.de",
+    "ksta.de",
+    "rp-online.de",
+    "stuttgarter-zeitung.de",
+    "augsburger-allgemeine.de",
+    "aljazeera.com",
+    "france24.com",
+    "euronews.com",
+    "politico.eu",
+    "bloomberg.com",
+    "ft.com",
+    "economist.com",
+    "cnn.com",
+    "nbcnews.com",
+    "abc.net.au",
+    "cbc.ca",
+    "kyodonews.net",
+    "yna.co.kr",
+    "scmp.com",
+    "themoscowtimes.com",
+    "meduza.io",
+    "kyivindependent.com",
+    "ukrinform.net",
+    "tass.com",
+    "interfax.ru",
+    "ria.ru",
+    "kcna.kp",
+    "nknews.org",
+    "38north.org",
+    "koreaherald.com",
+    "japantimes.co.jp",
+];
+const PLATFORMS: &[&str] = &[
+    "x",
+    "facebook",
+    "telegram",
+    "reddit",
+    "instagram",
+    "tiktok",
+    "youtube",
+    "mastodon",
+];
+const FORUMS: &[&str] = &[
+    "politik-forum.eu",
+    "heise-forum",
+    "spon-forum",
+    "reddit-de",
+    "gutefrage.net",
+    "ruhrbarone-forum",
+];
+
+/// 2026-11-01T00:00:00Z in seconds: the start of generated event time.
+const BASE_SECONDS: i64 = 1_761_955_200 + 365 * 86_400;
+
+fn rfc3339(seconds: i64, micros: u32) -> String {
+    let t = chrono::DateTime::from_timestamp(seconds, micros * 1000).expect("in range");
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// The expected footer of one article.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ExpectedTotals {
+    /// Title, when its `article_published` event was sent.
+    pub title: Option<String>,
+    /// Distinct sources, case-insensitive.
+    pub confirming_sources: i64,
+    /// Distinct comment ids.
+    pub social_comments: i64,
+    /// Distinct forum post ids.
+    pub forum_posts: i64,
+}
+
+/// The naive, independent implementation of the counting contract used to
+/// state what the output must say.
+#[derive(Default)]
+pub struct Oracle {
+    articles: BTreeMap<
+        String,
+        (
+            Option<(String, String)>,
+            HashSet<String>,
+            HashSet<String>,
+            HashSet<String>,
+        ),
+    >,
+    /// Messages sent, duplicates included.
+    pub messages: u64,
+}
+
+impl Oracle {
+    /// Records one sent event (given as its JSON).
+    pub fn record(&mut self, payload: &serde_json::Value) {
+        self.messages += 1;
+        let s = |k: &str| payload[k].as_str().unwrap_or_default().to_string();
+        let entry = self.articles.entry(s("article_id")).or_default();
+        match s("event_type").as_str() {
+            "article_published" => {
+                let candidate = (s("occurred_at"), s("title"));
+                // The latest event time's title wins (RFC 3339 in UTC with
+                // fixed precision sorts as text).
+                if entry
+                    .0
+                    .as_ref()
+                    .is_none_or(|current| candidate.0 > current.0)
+                {
+                    entry.0 = Some(candidate);
+                }
+            }
+            "source_confirmed" => {
+                entry.1.insert(s("source_id").to_lowercase());
+            }
+            "social_comment" => {
+                entry.2.insert(s("event_id"));
+            }
+            "forum_post" => {
+                entry.3.insert(s("event_id"));
+            }
+            _ => {}
+        }
+    }
+
+    /// The expected totals of every article.
+    pub fn totals(&self) -> BTreeMap<String, ExpectedTotals> {
+        self.articles
+            .iter()
+            .map(|(id, (title, sources, comments, posts))| {
+                (
+                    id.clone(),
+                    ExpectedTotals {
+                        title: title.as_ref().map(|(_, t)| t.clone()),
+                        confirming_sources: sources.len() as i64,
+                        social_comments: comments.len() as i64,
+                        forum_posts: posts.len() as i64,
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// Produces the stream, a block of interleaved articles at a time.
+pub struct Generator {
+    rng: Rng,
+    seed: u64,
+    next_article: u64,
+    pending: Vec<serde_json::Value>,
+    /// Events kept back to be delivered a second time later.
+    redeliveries: Vec<serde_json::Value>,
+}
+
+/// Articles whose events are shuffled together.
+const BLOCK: u64 = 40;
+
+impl Generator {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> Self {
+        Generator {
+            rng: Rng::new(seed),
+            seed,
+            next_article: 0,
+            pending: Vec::new(),
+            redeliveries: Vec::new(),
+        }
+    }
+
+    fn article_events(&mut self, index: u64) -> Vec<serde_json::Value> {
+        let rng = &mut self.rng;
+        let article_id = format!("gen-{}-{index:07}", self.seed);
+        // Articles are published over two days of event time.
+        let published = BASE_SECONDS + (index as i64 * 37) % (2 * 86_400);
+        let mut events = Vec::new();
+        let mut n = 0u32;
+        let mut event =
+            |events: &mut Vec<serde_json::Value>, kind: &str, at: i64, rest: serde_json::Value| {
+                n += 1;
+                let mut value = json!({
+                    "schema_version": 1,
+                    "event_id": format!("{article_id}/{kind}/{n}"),
+                    "event_type": kind,
+                    "article_id": article_id,
+                    "occurred_at": rfc3339(at, (n * 7919) % 1_000_000),
+                });
+                value
+                    .as_object_mut()
+                    .expect("object")
+                    .extend(rest.as_object().expect("object").clone());
+                events.push(value);
+            };
+        if rng.chance(0.97) {
+            event(
+                &mut events,
+                "article_published",
+                published,
+                json!({"title": format!("Meldung {index}: Lage in der Region"), "url": format!("https://news.example/{article_id}"), "section": "politik", "language": "de"}),
+            );
+        }
+        let sources = rng.pareto(1.0, 1.3, SOURCES.len() as u64).max(1) as usize;
+        let first = rng.below(SOURCES.len() as u64) as usize;
+        for i in 0..sources {
+            let source = SOURCES[(first + i * 7) % SOURCES.len()];
+            let at = published + rng.below(6 * 3600) as i64;
+            event(
+                &mut events,
+                "source_confirmed",
+                at,
+                json!({"source_id": source}),
+            );
+            if rng.chance(0.1) {
+                // The same source confirming again, spelled differently.
+                let shouted = source.to_uppercase();
+                event(
+                    &mut events,
+                    "source_confirmed",
+                    at + 60,
+                    json!({"source_id": shouted, "source_url": format!("https://{source}/x")}),
+                );
+            }
+        }
+        let comments = rng.pareto(2.0, 1.1, 3000);
+        for _ in 0..comments {
+            let at = published + rng.below(30 * 3600) as i64;
+            let platform = PLATFORMS[rng.below(PLATFORMS.len() as u64) as usize];
+            let author = format!("u{}", rng.below(50_000));
+            event(
+                &mut events,
+                "social_comment",
+                at,
+                json!({"platform": platform, "author_id": author}),
+            );
+        }
+        let posts = rng.pareto(0.7, 1.2, 800);
+        for _ in 0..posts {
+            let at = published + rng.below(48 * 3600) as i64;
+            let forum = FORUMS[rng.below(FORUMS.len() as u64) as usize];
+            event(
+                &mut events,
+                "forum_post",
+                at,
+                json!({"forum": forum, "thread_id": format!("t{}", rng.below(1000)), "author_id": null}),
+            );
+        }
+        events
+    }
+
+    /// The next event, or `None` never: the stream is endless.
+    pub fn next_event(&mut self) -> serde_json::Value {
+        loop {
+            if let Some(value) = self.pending.pop() {
+                if self.rng.chance(0.03) {
+                    self.redeliveries.push(value.clone());
+                }
+                return value;
+            }
+            let mut block = Vec::new();
+            for _ in 0..BLOCK {
+                let index = self.next_article;
+                self.next_article += 1;
+                block.extend(self.article_events(index));
+            }
+            // Redeliveries of earlier blocks arrive mixed into this one.
+            block.append(&mut self.redeliveries);
+            self.rng.shuffle(&mut block);
+            self.pending = block;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_stream() {
+        let mut a = Generator::new(7);
+        let mut b = Generator::new(7);
+        for _ in 0..5000 {
+            assert_eq!(a.next_event(), b.next_event());
+        }
+        let mut c = Generator::new(8);
+        assert_ne!(Generator::new(7).next_event(), c.next_event());
+    }
+
+    #[test]
+    fn every_generated_event_is_valid_and_the_stream_has_what_it_promises() {
+        let mut g = Generator::new(1);
+        let mut oracle = Oracle::default();
+        let mut ids = HashSet::new();
+        let mut redelivered = 0;
+        for _ in 0..20_000 {
+            let value = g.next_event();
+            let text = value.to_string();
+            let event = newsflow_core::decode(
+                value["article_id"].as_str().map(str::as_bytes),
+                text.as_bytes(),
+                &Default::default(),
+            )
+            .unwrap_or_else(|r| panic!("generated an invalid event: {r}: {text}"));
+            if !ids.insert(event.event_id.clone()) {
+                redelivered += 1;
+            }
+            oracle.record(&value);
+        }
+        assert!(
+            redelivered > 100,
+            "expected redeliveries, got {redelivered}"
+        );
+        let totals = oracle.totals();
+        assert!(totals.len() > 50);
+        let most = totals.values().map(|t| t.social_comments).max().unwrap();
+        let median = {
+            let mut c: Vec<i64> = totals.values().map(|t| t.social_comments).collect();
+            c.sort();
+            c[c.len() / 2]
+        };
+        assert!(
+            most > 20 * median.max(1),
+            "engagement should be skewed: max {most}, median {median}"
+        );
+    }
+}

@@ -1,0 +1,39 @@
+//! Telemetry for newsflow binaries: the metrics facade, the
+//! `/metrics` `/healthz` `/readyz` server, and log set-up.
+//!
+//! Call sites never spell a metric name: they call one method per happening
+//! on [`Metrics`] (`metrics.consumed(topic, event_type)`), so names, labels
+//! and units live in one place and label values stay bounded (topics,
+//! partitions, event types, reason codes; never an article id or free text).
+//!
+//! ```
+//! let metrics = newsflow_telemetry::Metrics::new();
+//! metrics.produced("news.comments", 3);
+//! assert!(metrics.render().contains("newsflow_events_produced_total{topic=\"news.comments\"} 3"));
+//! ```
+
+mod metrics;
+mod server;
+
+pub use metrics::Metrics;
+pub use server::{bind, Health};
+
+use newsflow_settings::{LogFormat, LogSettings};
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global tracing subscriber: text or JSON lines on stderr,
+/// filtered by `log.level` (overridable with `RUST_LOG`). Binaries call it
+/// once; libraries only emit.
+pub fn init_logging(settings: &LogSettings) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match settings.format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.compact().init(),
+    }
+}

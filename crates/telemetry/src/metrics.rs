@@ -1,0 +1,286 @@
+//! The metric definitions of the contract's section 7 and a few more, with
+//! one method per happening.
+
+use prometheus::{
+    exponential_buckets, Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric newsflow exports, registered in its own registry.
+pub struct Metrics {
+    registry: Registry,
+    events_consumed: IntCounterVec,
+    events_duplicate: IntCounterVec,
+    events_dead_lettered: IntCounterVec,
+    consumer_lag: IntGaugeVec,
+    files_written: IntCounterVec,
+    rows_written: IntCounterVec,
+    bytes_written: IntCounterVec,
+    flush_duration: HistogramVec,
+    watermark_lag: Gauge,
+    events_produced: IntCounterVec,
+    produce_errors: IntCounterVec,
+    partitions_assigned: IntGauge,
+    rebalances: IntCounterVec,
+    articles_tracked: IntGauge,
+    dedup_entries: IntGauge,
+    commits: IntCounterVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric (and the process collector, for
+    /// CPU and memory, where the platform supports it).
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let events_consumed = counter(
+            "newsflow_events_consumed_total",
+            "Valid events read from Kafka, duplicates included.",
+            &["topic", "event_type"],
+        );
+        let events_duplicate = counter(
+            "newsflow_events_duplicate_total",
+            "Events not counted because their event_id was already counted within the dedup horizon.",
+            &["event_type"],
+        );
+        let events_dead_lettered = counter(
+            "newsflow_events_dead_lettered_total",
+            "Messages rejected by validation, by stable reason code.",
+            &["reason"],
+        );
+        let files_written = counter(
+            "newsflow_parquet_files_written_total",
+            "Parquet files committed to the output.",
+            &["dataset"],
+        );
+        let rows_written = counter(
+            "newsflow_parquet_rows_written_total",
+            "Rows in committed Parquet files.",
+            &["dataset"],
+        );
+        let bytes_written = counter(
+            "newsflow_parquet_bytes_written_total",
+            "Bytes of committed Parquet files.",
+            &["dataset"],
+        );
+        let events_produced = counter(
+            "newsflow_events_produced_total",
+            "Events acknowledged by Kafka (acks=all).",
+            &["topic"],
+        );
+        let produce_errors = counter(
+            "newsflow_produce_errors_total",
+            "Events Kafka did not acknowledge, or lines refused before sending, by reason.",
+            &["reason"],
+        );
+        let rebalances = counter(
+            "newsflow_rebalances_total",
+            "Consumer group rebalance events seen by this worker.",
+            &["kind"],
+        );
+        let commits = counter(
+            "newsflow_offset_commits_total",
+            "Offset commits to the consumer group after a checkpoint, by result.",
+            &["result"],
+        );
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "newsflow_consumer_lag_messages",
+                "Messages between the partition's high watermark and the group's committed offset.",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(consumer_lag.clone()))
+            .expect("unique metric");
+        let flush_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "newsflow_flush_duration_seconds",
+                "Time to encode and durably commit one flush's files of a dataset.",
+            )
+            .buckets(exponential_buckets(0.001, 2.0, 16).expect("valid buckets")),
+            &["dataset"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(flush_duration.clone()))
+            .expect("unique metric");
+        let watermark_lag = Gauge::new(
+            "newsflow_watermark_lag_seconds",
+            "Processing time minus the lowest event-time watermark of the assigned partitions.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(watermark_lag.clone()))
+            .expect("unique metric");
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
+        let partitions_assigned = gauge(
+            "newsflow_partitions_assigned",
+            "Shards (partition numbers of the co-partitioned event topics) owned by this worker.",
+        );
+        let articles_tracked = gauge(
+            "newsflow_articles_tracked",
+            "Articles held in counting state.",
+        );
+        let dedup_entries = gauge(
+            "newsflow_dedup_entries",
+            "Event-id fingerprints held for deduplication within the horizon.",
+        );
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("unique metric");
+
+        Metrics {
+            registry,
+            events_consumed,
+            events_duplicate,
+            events_dead_lettered,
+            consumer_lag,
+            files_written,
+            rows_written,
+            bytes_written,
+            flush_duration,
+            watermark_lag,
+            events_produced,
+            produce_errors,
+            partitions_assigned,
+            rebalances,
+            articles_tracked,
+            dedup_entries,
+            commits,
+        }
+    }
+
+    /// Pre-creates the labelled series a dashboard expects to see at zero,
+    /// so a rate over them exists before the first happening.
+    pub fn preregister(&self, topics: &[&str]) {
+        for reason in newsflow_core::RejectReason::ALL {
+            self.events_dead_lettered
+                .with_label_values(&[reason.code()]);
+        }
+        for event_type in newsflow_core::EventType::ALL {
+            self.events_duplicate
+                .with_label_values(&[event_type.as_str()]);
+        }
+        for topic in topics {
+            self.events_produced.with_label_values(&[topic]);
+        }
+    }
+
+    /// A valid event was read.
+    pub fn consumed(&self, topic: &str, event_type: &str) {
+        self.events_consumed
+            .with_label_values(&[topic, event_type])
+            .inc();
+    }
+
+    /// An event was recognised as a redelivery and not counted again.
+    pub fn duplicate(&self, event_type: &str) {
+        self.events_duplicate.with_label_values(&[event_type]).inc();
+    }
+
+    /// A message was rejected for `reason` (a stable code).
+    pub fn dead_lettered(&self, reason: &str) {
+        self.events_dead_lettered.with_label_values(&[reason]).inc();
+    }
+
+    /// The lag of one assigned partition, as the client last saw it.
+    pub fn lag(&self, topic: &str, partition: i32, messages: i64) {
+        self.consumer_lag
+            .with_label_values(&[topic, &partition.to_string()])
+            .set(messages);
+    }
+
+    /// A partition is no longer ours: its lag is someone else's to report.
+    pub fn forget_lag(&self, topic: &str, partition: i32) {
+        let _ = self
+            .consumer_lag
+            .remove_label_values(&[topic, &partition.to_string()]);
+    }
+
+    /// Files of `dataset` were committed.
+    pub fn written(&self, dataset: &str, files: u64, rows: u64, bytes: u64, seconds: f64) {
+        self.files_written
+            .with_label_values(&[dataset])
+            .inc_by(files);
+        self.rows_written.with_label_values(&[dataset]).inc_by(rows);
+        self.bytes_written
+            .with_label_values(&[dataset])
+            .inc_by(bytes);
+        if files > 0 {
+            self.flush_duration
+                .with_label_values(&[dataset])
+                .observe(seconds);
+        }
+    }
+
+    /// The watermark of the slowest assigned partition trails the wall
+    /// clock by this many seconds.
+    pub fn watermark_lag(&self, seconds: f64) {
+        self.watermark_lag.set(seconds);
+    }
+
+    /// Kafka acknowledged `n` events on `topic`.
+    pub fn produced(&self, topic: &str, n: u64) {
+        self.events_produced.with_label_values(&[topic]).inc_by(n);
+    }
+
+    /// An event could not be produced, for `reason` (a stable code).
+    pub fn produce_error(&self, reason: &str) {
+        self.produce_errors.with_label_values(&[reason]).inc();
+    }
+
+    /// The group assigned (`assign`) or revoked (`revoke`) partitions.
+    pub fn rebalanced(&self, kind: &'static str) {
+        self.rebalances.with_label_values(&[kind]).inc();
+    }
+
+    /// Number of shards this worker owns now.
+    pub fn partitions_assigned(&self, n: usize) {
+        self.partitions_assigned.set(n as i64);
+    }
+
+    /// Size of the counting state.
+    pub fn state_size(&self, articles: usize, dedup_entries: usize) {
+        self.articles_tracked.set(articles as i64);
+        self.dedup_entries.set(dedup_entries as i64);
+    }
+
+    /// An offset commit finished, successfully or not.
+    pub fn committed(&self, ok: bool) {
+        self.commits
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding of gathered metrics cannot fail");
+        String::from_utf8(buffer).expect("prometheus text is UTF-8")
+    }
+}

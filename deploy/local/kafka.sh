@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Local single-node Apache Kafka (KRaft) for development, tests and the demo.
+#
+#   kafka.sh fetch   download the broker's jars from Maven Central (cached)
+#   kafka.sh up      fetch if needed, format storage once, start, wait until it answers
+#   kafka.sh down    stop the broker started by `up`
+#   kafka.sh status  say whether it answers
+#
+# No Docker: the jars come from Maven Central through `mvn` and run on the
+# machine's Java 17. They are cached outside the repository (in
+# $NEWSFLOW_CACHE, default ~/.cache/newsflow) so clones share them; the
+# broker's data and logs live under var/kafka/ of the repository.
+set -euo pipefail
+
+KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
+CACHE_DIR="${NEWSFLOW_CACHE:-$HOME/.cache/newsflow}"
+LIB_DIR="$CACHE_DIR/kafka-$KAFKA_VERSION/libs"
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+STATE_DIR="${KAFKA_STATE_DIR:-$REPO_ROOT/var/kafka}"
+PORT="${KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+HEAP="${KAFKA_HEAP:-1G}"
+PID_FILE="$STATE_DIR/kafka.pid"
+
+log() { printf '[kafka] %s\n' "$*" >&2; }
+
+fetch() {
+  if [ -f "$LIB_DIR/.complete" ]; then return 0; fi
+  command -v mvn >/dev/null || { log "mvn not found: install Maven (apt-get install maven)"; exit 1; }
+  log "downloading Apache Kafka $KAFKA_VERSION jars from Maven Central into $LIB_DIR"
+  local work="$CACHE_DIR/kafka-$KAFKA_VERSION/resolve"
+  mkdir -p "$work" "$LIB_DIR"
+  # A throwaway POM whose only purpose is to let Maven resolve the broker and
+  # its transitive runtime dependencies into one directory.
+  cat >"$work/pom.xml" <<POM
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>newsflow.local</groupId>
+  <artifactId>kafka-runtime</artifactId>
+  <version>1</version>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>2.24.3</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId><version>2.24.3</version></dependency>
+  </dependencies>
+</project>
+POM
+  mvn -q -B -f "$work/pom.xml" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$LIB_DIR" >&2
+  touch "$LIB_DIR/.complete"
+  log "jars cached: $(ls "$LIB_DIR" | wc -l) files"
+}
+
+java_cp() { echo "$LIB_DIR/*"; }
+
+answers() {
+  # A TCP connect is not enough (the socket opens before the broker can serve
+  # metadata), so ask for cluster metadata with kcat when it is installed and
+  # fall back to the Kafka tools otherwise.
+  if command -v kcat >/dev/null; then
+    kcat -b "127.0.0.1:$PORT" -L -m 3 >/dev/null 2>&1
+  else
+    java -cp "$(java_cp)" org.apache.kafka.tools.BrokerApiVersionsCommand \
+      --bootstrap-server "127.0.0.1:$PORT" >/dev/null 2>&1
+  fi
+}
+
+running_pid() {
+  [ -f "$PID_FILE" ] || return 1
+  local pid; pid="$(cat "$PID_FILE")"
+  kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+write_config() {
+  mkdir -p "$STATE_DIR/data" "$STATE_DIR/logs"
+  cat >"$STATE_DIR/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$STATE_DIR/data
+num.partitions=6
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=6
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+message.max.bytes=2097152
+PROPS
+  cat >"$STATE_DIR/log4j2.properties" <<LOG
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = $STATE_DIR/logs/server.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = info
+logger.apache.name = org.apache
+logger.apache.level = warn
+LOG
+}
+
+up() {
+  fetch
+  if running_pid >/dev/null; then
+    if answers; then log "already running on 127.0.0.1:$PORT"; return 0; fi
+  elif answers; then
+    log "a broker already answers on 127.0.0.1:$PORT (not started by this script); using it"
+    return 0
+  fi
+  write_config
+  if [ ! -f "$STATE_DIR/data/meta.properties" ]; then
+    local cluster_id
+    cluster_id="$(java -cp "$(java_cp)" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
+    log "formatting storage (cluster $cluster_id)"
+    java -cp "$(java_cp)" -Dlog4j2.configurationFile="$STATE_DIR/log4j2.properties" \
+      kafka.tools.StorageTool format -t "$cluster_id" -c "$STATE_DIR/server.properties" \
+      >"$STATE_DIR/logs/format.log" 2>&1 || { cat "$STATE_DIR/logs/format.log" >&2; exit 1; }
+  fi
+  if ! running_pid >/dev/null; then
+    log "starting broker on 127.0.0.1:$PORT (logs in $STATE_DIR/logs)"
+    # setsid: the broker must outlive the make invocation that started it.
+    setsid nohup java -Xms256m -Xmx"$HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
+      -Dlog4j2.configurationFile="$STATE_DIR/log4j2.properties" \
+      -cp "$(java_cp)" kafka.Kafka "$STATE_DIR/server.properties" \
+      >"$STATE_DIR/logs/stdout.log" 2>&1 </dev/null &
+    echo $! >"$PID_FILE"
+  fi
+  local deadline=$((SECONDS + 90))
+  until answers; do
+    if ! running_pid >/dev/null; then
+      log "broker exited during start-up; last lines of its log:"
+      tail -n 30 "$STATE_DIR/logs/stdout.log" "$STATE_DIR/logs/server.log" >&2 2>/dev/null || true
+      exit 1
+    fi
+    [ $SECONDS -lt $deadline ] || { log "broker did not answer within 90 s"; exit 1; }
+    sleep 1
+  done
+  log "ready on 127.0.0.1:$PORT"
+}
+
+down() {
+  local pid
+  if pid="$(running_pid)"; then
+    log "stopping broker (pid $pid)"
+    kill "$pid"
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    kill -9 "$pid" 2>/dev/null || true
+  else
+    log "not running"
+  fi
+  rm -f "$PID_FILE"
+}
+
+status() {
+  if answers; then log "answering on 127.0.0.1:$PORT${pid:+ (pid $pid)}"; else log "not answering on 127.0.0.1:$PORT"; return 1; fi
+}
+
+case "${1:-}" in
+  fetch) fetch ;;
+  up) up ;;
+  down) down ;;
+  status) pid="$(running_pid || true)"; status ;;
+  *) echo "usage: $0 fetch|up|down|status" >&2; exit 2 ;;
+esac
