@@ -219,6 +219,42 @@ impl Rejection {
     }
 }
 
+/// Deepest JSON nesting accepted. Events are flat; the limit exists so that
+/// a hostile document cannot make any later reader of the archived payload
+/// recurse without bound.
+pub const MAX_NESTING: usize = 64;
+
+/// Returns the depth reached if `text` nests arrays or objects deeper than
+/// `limit`, scanning bytes once and skipping string contents.
+fn nesting_beyond(text: &str, limit: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in text.as_bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return Some(depth);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Limits applied while decoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecodeLimits {
@@ -322,6 +358,12 @@ pub fn decode_unkeyed(value: &[u8], limits: &DecodeLimits) -> Result<Event, Reje
             format!("value is not UTF-8: {e}"),
         )
     })?;
+    if let Some(depth) = nesting_beyond(text, MAX_NESTING) {
+        return Err(Rejection::new(
+            RejectReason::InvalidJson,
+            format!("value nests deeper than {MAX_NESTING} levels (at least {depth}); events are flat objects"),
+        ));
+    }
     let wire = parse_wire(text)?;
 
     let version = required(wire.schema_version, "schema_version")?;

@@ -1,0 +1,235 @@
+//! The counting semantics of the contract's section 3, tested with plain data.
+
+use newsflow_core::time::{parse_rfc3339, DAY, SECOND};
+use newsflow_core::{Applied, CountingRules, Event, EventBody, Micros, Shard, TotalsRow};
+
+const HOUR: Micros = 3600 * SECOND;
+const NOW: Micros = 1_800_000_000 * SECOND;
+
+fn at(text: &str) -> Micros {
+    parse_rfc3339(text).unwrap()
+}
+
+fn event(id: &str, article: &str, t: &str, body: EventBody) -> Event {
+    Event {
+        event_id: id.into(),
+        article_id: article.into(),
+        occurred_at: at(t),
+        body,
+    }
+}
+
+fn comment(id: &str, article: &str, t: &str) -> Event {
+    event(id, article, t, EventBody::SocialComment { platform: "x".into(), author_id: None })
+}
+
+fn post(id: &str, article: &str, t: &str) -> Event {
+    event(id, article, t, EventBody::ForumPost { forum: "f".into(), thread_id: None, author_id: None })
+}
+
+fn source(id: &str, article: &str, t: &str, source_id: &str) -> Event {
+    event(id, article, t, EventBody::SourceConfirmed { source_id: source_id.into(), source_url: None })
+}
+
+fn published(id: &str, article: &str, t: &str, title: &str) -> Event {
+    event(
+        id,
+        article,
+        t,
+        EventBody::ArticlePublished { title: title.into(), url: "https://x".into(), section: None, language: None, author: None },
+    )
+}
+
+/// Applies events and returns the latest totals row of each article.
+fn totals_after(events: &[Event]) -> Vec<TotalsRow> {
+    let mut shard = Shard::new(CountingRules::default());
+    for e in events {
+        shard.apply(e);
+    }
+    shard.drain(NOW, true).totals
+}
+
+fn footer(row: &TotalsRow) -> (i64, i64, i64) {
+    (row.confirming_sources, row.social_comments, row.forum_posts)
+}
+
+#[test]
+fn distinct_sources_are_compared_case_insensitively() {
+    let rows = totals_after(&[
+        source("s1", "a", "2026-11-01T10:00:00Z", "tagesschau.de"),
+        source("s2", "a", "2026-11-01T10:05:00Z", "Tagesschau.DE"),
+        source("s3", "a", "2026-11-01T10:06:00Z", "spiegel.de"),
+    ]);
+    assert_eq!(footer(&rows[0]), (2, 0, 0));
+}
+
+#[test]
+fn a_redelivered_event_counts_once_and_is_reported_as_duplicate() {
+    let mut shard = Shard::new(CountingRules::default());
+    let c = comment("c1", "a", "2026-11-01T10:00:00Z");
+    assert_eq!(shard.apply(&c), Applied::Counted);
+    assert_eq!(shard.apply(&c), Applied::Duplicate);
+    let p = post("p1", "a", "2026-11-01T10:00:00Z");
+    assert_eq!(shard.apply(&p), Applied::Counted);
+    assert_eq!(shard.apply(&p), Applied::Duplicate);
+    let rows = shard.drain(NOW, true).totals;
+    assert_eq!(footer(&rows[0]), (0, 1, 1));
+}
+
+#[test]
+fn the_same_event_id_in_two_types_or_two_articles_is_two_events() {
+    let rows = totals_after(&[
+        comment("x", "a", "2026-11-01T10:00:00Z"),
+        post("x", "a", "2026-11-01T10:00:00Z"),
+        comment("x", "b", "2026-11-01T10:00:00Z"),
+    ]);
+    assert_eq!(footer(&rows[0]), (0, 1, 1));
+    assert_eq!(footer(&rows[1]), (0, 1, 0));
+}
+
+#[test]
+fn counts_exist_before_the_article_and_the_title_appears_when_it_arrives() {
+    let mut shard = Shard::new(CountingRules::default());
+    shard.apply(&comment("c1", "a", "2026-11-01T10:00:00Z"));
+    let first = shard.drain(NOW, true).totals;
+    assert_eq!(first[0].title, None);
+    assert_eq!(first[0].social_comments, 1);
+    assert_eq!(first[0].version, 1);
+
+    shard.apply(&published("p", "a", "2026-11-01T09:00:00Z", "Allianz"));
+    let second = shard.drain(NOW + SECOND, true).totals;
+    assert_eq!(second[0].title.as_deref(), Some("Allianz"));
+    assert_eq!(second[0].social_comments, 1);
+    assert_eq!(second[0].version, 2, "version grows with every changed row");
+    assert_eq!(second[0].first_event_at, at("2026-11-01T09:00:00Z"));
+    assert_eq!(second[0].last_event_at, at("2026-11-01T10:00:00Z"));
+}
+
+#[test]
+fn arrival_order_does_not_matter() {
+    let events = vec![
+        published("p1", "a", "2026-11-01T08:00:00Z", "first title"),
+        source("s1", "a", "2026-11-01T09:00:00Z", "a.example"),
+        comment("c1", "a", "2026-11-01T12:00:00Z"),
+        comment("c2", "a", "2026-11-01T08:30:00Z"),
+        comment("c1", "a", "2026-11-01T12:00:00Z"),
+        post("f1", "a", "2026-11-01T15:00:00Z"),
+        source("s2", "a", "2026-11-01T07:00:00Z", "A.EXAMPLE"),
+        source("s3", "a", "2026-11-01T07:30:00Z", "b.example"),
+        published("p2", "a", "2026-11-01T10:00:00Z", "corrected title"),
+    ];
+    let expected = totals_after(&events);
+    assert_eq!(footer(&expected[0]), (2, 2, 1));
+    assert_eq!(expected[0].title.as_deref(), Some("corrected title"), "latest event time wins");
+    // Every rotation and the reversal give the same footer and title.
+    for k in 0..events.len() {
+        let mut order = events.clone();
+        order.rotate_left(k);
+        let got = totals_after(&order);
+        assert_eq!(footer(&got[0]), footer(&expected[0]), "rotation {k}");
+        assert_eq!(got[0].title, expected[0].title, "rotation {k}");
+        assert_eq!((got[0].first_event_at, got[0].last_event_at), (expected[0].first_event_at, expected[0].last_event_at));
+    }
+    let mut reversed = events.clone();
+    reversed.reverse();
+    assert_eq!(footer(&totals_after(&reversed)[0]), footer(&expected[0]));
+}
+
+#[test]
+fn a_redelivery_beyond_the_dedup_horizon_counts_again() {
+    let rules = CountingRules { dedup_horizon: DAY, ..CountingRules::default() };
+    let mut shard = Shard::new(rules);
+    let old = comment("c1", "a", "2026-11-01T00:00:00Z");
+    assert_eq!(shard.apply(&old), Applied::Counted);
+    // Event time moves three days on; the sweep forgets c1.
+    shard.apply(&comment("c2", "b", "2026-11-04T00:00:00Z"));
+    shard.drain(NOW, true);
+    assert_eq!(shard.apply(&old), Applied::Counted, "outside the horizon a redelivery is a new observation");
+    // Within the horizon it is still remembered.
+    assert_eq!(shard.apply(&comment("c2", "b", "2026-11-04T00:00:00Z")), Applied::Duplicate);
+}
+
+#[test]
+fn unchanged_articles_get_no_new_row() {
+    let mut shard = Shard::new(CountingRules::default());
+    let c = comment("c1", "a", "2026-11-01T10:00:00Z");
+    shard.apply(&c);
+    assert_eq!(shard.drain(NOW, true).totals.len(), 1);
+    shard.apply(&c); // duplicate only
+    assert!(shard.drain(NOW, true).totals.is_empty());
+}
+
+#[test]
+fn windows_close_when_the_watermark_passes_and_late_events_add_rows() {
+    let rules = CountingRules { window_size: HOUR, max_out_of_orderness: 10 * 60 * SECOND, ..CountingRules::default() };
+    let mut shard = Shard::new(rules);
+    shard.apply(&comment("c1", "a", "2026-11-01T10:15:00Z"));
+    shard.apply(&comment("c2", "a", "2026-11-01T10:45:00Z"));
+    // Watermark 10:50 - 10 min = 10:40: the 10:00 window is still open.
+    assert!(shard.drain(NOW, false).engagement.is_empty());
+
+    shard.apply(&comment("c3", "a", "2026-11-01T11:20:00Z"));
+    // Watermark 11:10 passes 11:00, the end of the 10:00 window.
+    let rows = shard.drain(NOW, false).engagement;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].window_start, at("2026-11-01T10:00:00Z"));
+    assert_eq!(rows[0].window_end, at("2026-11-01T11:00:00Z"));
+    assert_eq!(rows[0].social_comments, 2);
+
+    // A late comment for the closed window is not dropped: it adds a row.
+    shard.apply(&comment("late", "a", "2026-11-01T10:30:00Z"));
+    let rows = shard.drain(NOW, false).engagement;
+    assert_eq!(rows.len(), 1);
+    assert_eq!((rows[0].window_start, rows[0].social_comments), (at("2026-11-01T10:00:00Z"), 1));
+
+    // Closing everything emits the open 11:00 window; sums equal totals.
+    let rest = shard.drain(NOW, true);
+    assert_eq!(rest.engagement.len(), 1);
+    assert!(rest.totals.is_empty(), "nothing changed since the last drain");
+}
+
+#[test]
+fn engagement_sums_equal_totals_and_sources_land_in_their_first_window() {
+    let rules = CountingRules { window_size: HOUR, ..CountingRules::default() };
+    let mut shard = Shard::new(rules);
+    let events = [
+        source("s1", "a", "2026-11-01T10:00:00Z", "x.example"),
+        source("s2", "a", "2026-11-01T12:00:00Z", "X.example"),
+        source("s3", "a", "2026-11-01T12:30:00Z", "y.example"),
+        comment("c1", "a", "2026-11-01T11:00:00Z"),
+        comment("c1", "a", "2026-11-01T11:00:00Z"),
+        post("p1", "a", "2026-11-01T13:00:00Z"),
+    ];
+    for e in &events {
+        shard.apply(e);
+    }
+    let out = shard.drain(NOW, true);
+    let sum = out.engagement.iter().fold((0, 0, 0), |acc, r| {
+        (acc.0 + r.confirming_sources, acc.1 + r.social_comments, acc.2 + r.forum_posts)
+    });
+    assert_eq!(sum, footer(&out.totals[0]));
+    let ten = out.engagement.iter().find(|r| r.window_start == at("2026-11-01T10:00:00Z")).unwrap();
+    assert_eq!(ten.confirming_sources, 1);
+    let twelve = out.engagement.iter().find(|r| r.window_start == at("2026-11-01T12:00:00Z")).unwrap();
+    assert_eq!(twelve.confirming_sources, 1, "X.example is not new; y.example is");
+}
+
+#[test]
+fn a_restored_snapshot_behaves_exactly_like_the_original() {
+    let mut shard = Shard::new(CountingRules::default());
+    shard.apply(&comment("c1", "a", "2026-11-01T10:00:00Z"));
+    shard.apply(&source("s1", "a", "2026-11-01T10:00:00Z", "x.example"));
+    shard.drain(NOW, false);
+    let snapshot = serde_json::to_string(&shard).unwrap();
+    let mut restored: Shard = serde_json::from_str(&snapshot).unwrap();
+    for s in [&mut shard, &mut restored] {
+        assert_eq!(s.apply(&comment("c1", "a", "2026-11-01T10:00:00Z")), Applied::Duplicate);
+        s.apply(&source("s2", "a", "2026-11-01T10:00:00Z", "X.EXAMPLE"));
+        s.apply(&comment("c2", "a", "2026-11-01T10:01:00Z"));
+    }
+    let a = shard.drain(NOW, true);
+    let b = restored.drain(NOW, true);
+    assert_eq!(a.totals, b.totals);
+    assert_eq!(a.engagement, b.engagement);
+    assert_eq!(a.totals[0].version, 2);
+}
