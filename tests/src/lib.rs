@@ -1,1 +1,433 @@
-//! stub
+//! Harness for newsflow's end-to-end tests: a real Kafka broker, the real
+//! binaries, and DuckDB reading the real Parquet output.
+//!
+//! Nothing here skips: a missing broker, binary or DuckDB is a failure with
+//! a message saying which `make` target provides it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde::Deserialize;
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Bootstrap servers of the test broker.
+pub fn brokers() -> String {
+    std::env::var("NEWSFLOW_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// Path of a workspace binary built by `cargo build --workspace`.
+pub fn binary(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
+    let path = target.join("debug").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (`make test` does, or `cargo build --workspace --bins`)",
+        path.display()
+    );
+    path
+}
+
+/// A fresh, isolated set of topics, a consumer group and an output root.
+pub struct TestEnv {
+    /// Name prefix of this test's topics.
+    pub prefix: String,
+    /// Consumer group of this test's workers.
+    pub group: String,
+    /// The output root.
+    pub lake: tempfile::TempDir,
+    /// Partitions of each topic.
+    pub partitions: i32,
+}
+
+static NEXT_PORT: AtomicU32 = AtomicU32::new(0);
+
+impl TestEnv {
+    /// Creates names unique to this run; topics are created by the producer.
+    pub fn new(name: &str, partitions: i32) -> Self {
+        assert_broker_answers();
+        let unique = format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+        );
+        TestEnv {
+            prefix: format!("test.{name}.{unique}"),
+            group: format!("test-{name}-{unique}"),
+            lake: tempfile::tempdir().expect("temporary directory"),
+            partitions,
+        }
+    }
+
+    /// Topic names: articles, comments, forum posts, dead letters.
+    pub fn topics(&self) -> [String; 4] {
+        ["articles", "comments", "forum-posts", "dead-letters"]
+            .map(|t| format!("{}.{t}", self.prefix))
+    }
+
+    /// The output root.
+    pub fn lake_path(&self) -> &Path {
+        self.lake.path()
+    }
+
+    /// The environment of the binaries: the contract's variables.
+    pub fn vars(&self) -> Vec<(String, String)> {
+        let [a, c, f, d] = self.topics();
+        vec![
+            ("NEWSFLOW__KAFKA__BROKERS".into(), brokers()),
+            ("NEWSFLOW__KAFKA__GROUP_ID".into(), self.group.clone()),
+            (
+                "NEWSFLOW__KAFKA__PARTITIONS".into(),
+                self.partitions.to_string(),
+            ),
+            ("NEWSFLOW__TOPICS__ARTICLES".into(), a),
+            ("NEWSFLOW__TOPICS__COMMENTS".into(), c),
+            ("NEWSFLOW__TOPICS__FORUM_POSTS".into(), f),
+            ("NEWSFLOW__TOPICS__DEAD_LETTERS".into(), d),
+            (
+                "NEWSFLOW__OUTPUT__URI".into(),
+                self.lake_path().display().to_string(),
+            ),
+            ("NEWSFLOW__OUTPUT__FLUSH_INTERVAL".into(), "1s".into()),
+            (
+                "NEWSFLOW__METRICS__LISTEN".into(),
+                format!("127.0.0.1:{}", free_port()),
+            ),
+        ]
+    }
+
+    fn command(&self, binary_name: &str) -> Command {
+        let mut command = Command::new(binary(binary_name));
+        command
+            .envs(self.vars())
+            .env("RUST_LOG", "warn,newsflow=info");
+        command
+    }
+
+    /// Runs `newsflow-producer` to completion.
+    pub fn producer(&self, args: &[&str]) -> Output {
+        let output = self
+            .command("newsflow-producer")
+            .args(args)
+            .output()
+            .expect("running newsflow-producer");
+        output
+    }
+
+    /// Runs `newsflow-consumer run --exit-when-caught-up` to completion and
+    /// asserts it exits 0.
+    pub fn consume_until_caught_up(&self) -> Output {
+        let output = self
+            .command("newsflow-consumer")
+            .args(["run", "--exit-when-caught-up"])
+            .output()
+            .expect("running newsflow-consumer");
+        assert!(
+            output.status.success(),
+            "consumer failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// Starts a long-running worker; its metrics listen on the returned port.
+    pub fn spawn_worker(&self) -> Worker {
+        let port = free_port();
+        let child = self
+            .command("newsflow-consumer")
+            .arg("run")
+            .env("NEWSFLOW__METRICS__LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting newsflow-consumer");
+        Worker { child, port }
+    }
+
+    /// Waits until the group's committed offsets reach the end of every
+    /// partition of the three event topics: all that was sent is counted,
+    /// written and checkpointed.
+    pub fn wait_until_committed(&self, timeout: Duration) {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("group.id", &self.group)
+            .create()
+            .expect("metadata client");
+        let [a, c, f, _] = self.topics();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut behind = 0i64;
+            let mut tpl = TopicPartitionList::new();
+            for topic in [&a, &c, &f] {
+                for p in 0..self.partitions {
+                    tpl.add_partition(topic, p);
+                }
+            }
+            let committed = consumer
+                .committed_offsets(tpl, Duration::from_secs(10))
+                .expect("committed offsets");
+            for element in committed.elements() {
+                let (_, high) = consumer
+                    .fetch_watermarks(
+                        element.topic(),
+                        element.partition(),
+                        Duration::from_secs(10),
+                    )
+                    .expect("watermarks");
+                let at = match element.offset() {
+                    Offset::Offset(o) => o,
+                    _ => 0,
+                };
+                behind += (high - at).max(0);
+            }
+            if behind == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "workers did not commit to the end within {timeout:?}: {behind} messages behind"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// A worker process started by a test.
+pub struct Worker {
+    /// The process.
+    pub child: Child,
+    /// Port of its /metrics.
+    pub port: u32,
+}
+
+impl Worker {
+    /// Sends SIGTERM and asserts a clean exit (drain, flush, commit, 0).
+    pub fn terminate(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for worker") {
+                assert!(
+                    status.success(),
+                    "worker exited with {status} after SIGTERM"
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker did not exit within 60 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The worker's /metrics text, or an empty string while it is not yet
+    /// listening.
+    pub fn metrics(&self) -> String {
+        http_get(self.port, "/metrics").unwrap_or_default()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP GET on loopback, so the tests need no HTTP client crate.
+pub fn http_get(port: u32, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port as u16))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
+}
+
+/// The value of a metric sample line, e.g. `newsflow_partitions_assigned`.
+pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn free_port() -> u32 {
+    // Ask the OS for a free port; a small per-process offset keeps
+    // concurrent tests from being handed the same one twice.
+    let _ = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+    listener.local_addr().unwrap().port() as u32
+}
+
+/// Fails the test unless a Kafka broker answers at [`brokers`].
+pub fn assert_broker_answers() {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .expect("metadata client");
+    if let Err(e) = consumer.fetch_metadata(None, Duration::from_secs(15)) {
+        panic!(
+            "no Kafka broker answers at {} ({e}); start one with `make kafka-up`",
+            brokers()
+        );
+    }
+}
+
+/// Runs a DuckDB query through the project's Python environment and returns
+/// its rows as JSON arrays.
+pub fn duckdb(sql: &str) -> Vec<Vec<serde_json::Value>> {
+    let python = std::env::var_os("NEWSFLOW_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join(".venv/bin/python"));
+    assert!(
+        python.exists(),
+        "{} is missing: create the Python environment with `make venv`",
+        python.display()
+    );
+    let script = "import duckdb, json, sys\nrows = duckdb.sql(sys.argv[1]).fetchall()\nprint(json.dumps(rows, default=str))";
+    let output = Command::new(&python)
+        .args(["-c", script, sql])
+        .output()
+        .expect("running DuckDB");
+    assert!(
+        output.status.success(),
+        "DuckDB failed on {sql}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("DuckDB rows as JSON")
+}
+
+/// An article's footer as read back from `article_totals/`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct Footer {
+    /// Title, if known.
+    pub title: Option<String>,
+    /// Distinct sources.
+    pub confirming_sources: i64,
+    /// Distinct comments.
+    pub social_comments: i64,
+    /// Distinct forum posts.
+    pub forum_posts: i64,
+}
+
+/// The current footer of every article, with the contract's own query.
+pub fn current_totals(lake: &Path) -> BTreeMap<String, Footer> {
+    let sql = format!(
+        "SELECT article_id, title, confirming_sources, social_comments, forum_posts \
+         FROM read_parquet('{}/article_totals/**/*.parquet', hive_partitioning = true) \
+         QUALIFY row_number() OVER (PARTITION BY article_id ORDER BY version DESC) = 1",
+        lake.display()
+    );
+    duckdb(&sql)
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].as_str().unwrap().to_string(),
+                Footer {
+                    title: r[1].as_str().map(String::from),
+                    confirming_sources: r[2].as_i64().unwrap(),
+                    social_comments: r[3].as_i64().unwrap(),
+                    forum_posts: r[4].as_i64().unwrap(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// The SUM over `article_engagement/` of each count, per article.
+pub fn engagement_sums(lake: &Path) -> BTreeMap<String, (i64, i64, i64)> {
+    let sql = format!(
+        "SELECT article_id, sum(confirming_sources)::BIGINT, sum(social_comments)::BIGINT, sum(forum_posts)::BIGINT \
+         FROM read_parquet('{}/article_engagement/**/*.parquet', hive_partitioning = true) GROUP BY article_id",
+        lake.display()
+    );
+    duckdb(&sql)
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].as_str().unwrap().to_string(),
+                (
+                    r[1].as_i64().unwrap(),
+                    r[2].as_i64().unwrap(),
+                    r[3].as_i64().unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Checks the invariants every output must keep, whatever happened:
+/// no (article_id, version) twice, each (topic, partition, offset) once in
+/// `events/`, and engagement sums equal to the totals. Returns the number
+/// of archived events.
+pub fn assert_output_invariants(lake: &Path) -> i64 {
+    let root = lake.display();
+    let dup_versions = duckdb(&format!(
+        "SELECT count(*) - count(DISTINCT (article_id, version)) FROM read_parquet('{root}/article_totals/**/*.parquet', hive_partitioning = true)"
+    ));
+    assert_eq!(
+        dup_versions[0][0].as_i64(),
+        Some(0),
+        "an (article_id, version) pair appears twice"
+    );
+    let events = duckdb(&format!(
+        "SELECT count(*), count(DISTINCT (topic, \"partition\", \"offset\")) FROM read_parquet('{root}/events/**/*.parquet', hive_partitioning = true)"
+    ));
+    assert_eq!(
+        events[0][0], events[0][1],
+        "a Kafka record is archived more than once"
+    );
+    let totals = current_totals(lake);
+    let sums = engagement_sums(lake);
+    for (article, footer) in &totals {
+        let sum = sums.get(article).copied().unwrap_or_default();
+        assert_eq!(
+            sum,
+            (
+                footer.confirming_sources,
+                footer.social_comments,
+                footer.forum_posts
+            ),
+            "engagement sums of {article} differ from its totals"
+        );
+    }
+    events[0][0].as_i64().unwrap()
+}
+
+/// Parses the generator's expected-totals file.
+pub fn read_expected(path: &Path) -> (u64, BTreeMap<String, Footer>) {
+    #[derive(Deserialize)]
+    struct Expected {
+        messages: u64,
+        articles: BTreeMap<String, Footer>,
+    }
+    let text = std::fs::read_to_string(path).expect("expected totals file");
+    let expected: Expected = serde_json::from_str(&text).expect("expected totals JSON");
+    (expected.messages, expected.articles)
+}

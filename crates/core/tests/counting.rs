@@ -20,15 +20,40 @@ fn event(id: &str, article: &str, t: &str, body: EventBody) -> Event {
 }
 
 fn comment(id: &str, article: &str, t: &str) -> Event {
-    event(id, article, t, EventBody::SocialComment { platform: "x".into(), author_id: None })
+    event(
+        id,
+        article,
+        t,
+        EventBody::SocialComment {
+            platform: "x".into(),
+            author_id: None,
+        },
+    )
 }
 
 fn post(id: &str, article: &str, t: &str) -> Event {
-    event(id, article, t, EventBody::ForumPost { forum: "f".into(), thread_id: None, author_id: None })
+    event(
+        id,
+        article,
+        t,
+        EventBody::ForumPost {
+            forum: "f".into(),
+            thread_id: None,
+            author_id: None,
+        },
+    )
 }
 
 fn source(id: &str, article: &str, t: &str, source_id: &str) -> Event {
-    event(id, article, t, EventBody::SourceConfirmed { source_id: source_id.into(), source_url: None })
+    event(
+        id,
+        article,
+        t,
+        EventBody::SourceConfirmed {
+            source_id: source_id.into(),
+            source_url: None,
+        },
+    )
 }
 
 fn published(id: &str, article: &str, t: &str, title: &str) -> Event {
@@ -36,7 +61,13 @@ fn published(id: &str, article: &str, t: &str, title: &str) -> Event {
         id,
         article,
         t,
-        EventBody::ArticlePublished { title: title.into(), url: "https://x".into(), section: None, language: None, author: None },
+        EventBody::ArticlePublished {
+            title: title.into(),
+            url: "https://x".into(),
+            section: None,
+            language: None,
+            author: None,
+        },
     )
 }
 
@@ -120,7 +151,11 @@ fn arrival_order_does_not_matter() {
     ];
     let expected = totals_after(&events);
     assert_eq!(footer(&expected[0]), (2, 2, 1));
-    assert_eq!(expected[0].title.as_deref(), Some("corrected title"), "latest event time wins");
+    assert_eq!(
+        expected[0].title.as_deref(),
+        Some("corrected title"),
+        "latest event time wins"
+    );
     // Every rotation and the reversal give the same footer and title.
     for k in 0..events.len() {
         let mut order = events.clone();
@@ -128,7 +163,10 @@ fn arrival_order_does_not_matter() {
         let got = totals_after(&order);
         assert_eq!(footer(&got[0]), footer(&expected[0]), "rotation {k}");
         assert_eq!(got[0].title, expected[0].title, "rotation {k}");
-        assert_eq!((got[0].first_event_at, got[0].last_event_at), (expected[0].first_event_at, expected[0].last_event_at));
+        assert_eq!(
+            (got[0].first_event_at, got[0].last_event_at),
+            (expected[0].first_event_at, expected[0].last_event_at)
+        );
     }
     let mut reversed = events.clone();
     reversed.reverse();
@@ -137,16 +175,26 @@ fn arrival_order_does_not_matter() {
 
 #[test]
 fn a_redelivery_beyond_the_dedup_horizon_counts_again() {
-    let rules = CountingRules { dedup_horizon: DAY, ..CountingRules::default() };
+    let rules = CountingRules {
+        dedup_horizon: DAY,
+        ..CountingRules::default()
+    };
     let mut shard = Shard::new(rules);
     let old = comment("c1", "a", "2026-11-01T00:00:00Z");
     assert_eq!(shard.apply(&old), Applied::Counted);
     // Event time moves three days on; the sweep forgets c1.
     shard.apply(&comment("c2", "b", "2026-11-04T00:00:00Z"));
     shard.drain(NOW, true);
-    assert_eq!(shard.apply(&old), Applied::Counted, "outside the horizon a redelivery is a new observation");
+    assert_eq!(
+        shard.apply(&old),
+        Applied::Counted,
+        "outside the horizon a redelivery is a new observation"
+    );
     // Within the horizon it is still remembered.
-    assert_eq!(shard.apply(&comment("c2", "b", "2026-11-04T00:00:00Z")), Applied::Duplicate);
+    assert_eq!(
+        shard.apply(&comment("c2", "b", "2026-11-04T00:00:00Z")),
+        Applied::Duplicate
+    );
 }
 
 #[test]
@@ -161,7 +209,11 @@ fn unchanged_articles_get_no_new_row() {
 
 #[test]
 fn windows_close_when_the_watermark_passes_and_late_events_add_rows() {
-    let rules = CountingRules { window_size: HOUR, max_out_of_orderness: 10 * 60 * SECOND, ..CountingRules::default() };
+    let rules = CountingRules {
+        window_size: HOUR,
+        max_out_of_orderness: 10 * 60 * SECOND,
+        ..CountingRules::default()
+    };
     let mut shard = Shard::new(rules);
     shard.apply(&comment("c1", "a", "2026-11-01T10:15:00Z"));
     shard.apply(&comment("c2", "a", "2026-11-01T10:45:00Z"));
@@ -180,17 +232,26 @@ fn windows_close_when_the_watermark_passes_and_late_events_add_rows() {
     shard.apply(&comment("late", "a", "2026-11-01T10:30:00Z"));
     let rows = shard.drain(NOW, false).engagement;
     assert_eq!(rows.len(), 1);
-    assert_eq!((rows[0].window_start, rows[0].social_comments), (at("2026-11-01T10:00:00Z"), 1));
+    assert_eq!(
+        (rows[0].window_start, rows[0].social_comments),
+        (at("2026-11-01T10:00:00Z"), 1)
+    );
 
     // Closing everything emits the open 11:00 window; sums equal totals.
     let rest = shard.drain(NOW, true);
     assert_eq!(rest.engagement.len(), 1);
-    assert!(rest.totals.is_empty(), "nothing changed since the last drain");
+    assert!(
+        rest.totals.is_empty(),
+        "nothing changed since the last drain"
+    );
 }
 
 #[test]
 fn engagement_sums_equal_totals_and_sources_land_in_their_first_window() {
-    let rules = CountingRules { window_size: HOUR, ..CountingRules::default() };
+    let rules = CountingRules {
+        window_size: HOUR,
+        ..CountingRules::default()
+    };
     let mut shard = Shard::new(rules);
     let events = [
         source("s1", "a", "2026-11-01T10:00:00Z", "x.example"),
@@ -205,13 +266,28 @@ fn engagement_sums_equal_totals_and_sources_land_in_their_first_window() {
     }
     let out = shard.drain(NOW, true);
     let sum = out.engagement.iter().fold((0, 0, 0), |acc, r| {
-        (acc.0 + r.confirming_sources, acc.1 + r.social_comments, acc.2 + r.forum_posts)
+        (
+            acc.0 + r.confirming_sources,
+            acc.1 + r.social_comments,
+            acc.2 + r.forum_posts,
+        )
     });
     assert_eq!(sum, footer(&out.totals[0]));
-    let ten = out.engagement.iter().find(|r| r.window_start == at("2026-11-01T10:00:00Z")).unwrap();
+    let ten = out
+        .engagement
+        .iter()
+        .find(|r| r.window_start == at("2026-11-01T10:00:00Z"))
+        .unwrap();
     assert_eq!(ten.confirming_sources, 1);
-    let twelve = out.engagement.iter().find(|r| r.window_start == at("2026-11-01T12:00:00Z")).unwrap();
-    assert_eq!(twelve.confirming_sources, 1, "X.example is not new; y.example is");
+    let twelve = out
+        .engagement
+        .iter()
+        .find(|r| r.window_start == at("2026-11-01T12:00:00Z"))
+        .unwrap();
+    assert_eq!(
+        twelve.confirming_sources, 1,
+        "X.example is not new; y.example is"
+    );
 }
 
 #[test]
@@ -223,7 +299,10 @@ fn a_restored_snapshot_behaves_exactly_like_the_original() {
     let snapshot = serde_json::to_string(&shard).unwrap();
     let mut restored: Shard = serde_json::from_str(&snapshot).unwrap();
     for s in [&mut shard, &mut restored] {
-        assert_eq!(s.apply(&comment("c1", "a", "2026-11-01T10:00:00Z")), Applied::Duplicate);
+        assert_eq!(
+            s.apply(&comment("c1", "a", "2026-11-01T10:00:00Z")),
+            Applied::Duplicate
+        );
         s.apply(&source("s2", "a", "2026-11-01T10:00:00Z", "X.EXAMPLE"));
         s.apply(&comment("c2", "a", "2026-11-01T10:01:00Z"));
     }

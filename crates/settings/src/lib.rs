@@ -469,17 +469,18 @@ mod raw {
             }
 
             let uri = non_empty("output.uri", self.output.uri)?;
-            let root =
-                match uri.split_once("://") {
-                    None => PathBuf::from(&uri),
-                    Some(("file", path)) => PathBuf::from(path),
-                    Some((scheme, _)) => return Err(invalid(
+            let root = match uri.split_once("://") {
+                None => PathBuf::from(&uri),
+                Some(("file", path)) => PathBuf::from(path),
+                Some((scheme, _)) => {
+                    return Err(invalid(
                         "output.uri",
                         format!(
                             "scheme `{scheme}://` is not supported by this build; use a local path"
                         ),
-                    )),
-                };
+                    ))
+                }
+            };
             let output = OutputSettings {
                 root,
                 flush_interval: duration("output.flush_interval", &self.output.flush_interval)?,
