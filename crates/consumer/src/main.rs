@@ -50,6 +50,9 @@ enum Command {
         /// a one-shot backfill, and what `make demo` uses.
         #[arg(long)]
         exit_when_caught_up: bool,
+        /// How often to log progress (consumed, rate, lag), e.g. `2s`, `1m`.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+        progress_every: Duration,
     },
 }
 
@@ -66,16 +69,28 @@ fn main() -> anyhow::Result<()> {
     newsflow_telemetry::init_logging(&settings.log);
     let Command::Run {
         exit_when_caught_up,
+        progress_every,
     } = cli.command;
+    let options = RunOptions {
+        exit_when_caught_up,
+        progress_every,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run(Arc::new(settings), exit_when_caught_up))
+    runtime.block_on(run(Arc::new(settings), options))
 }
 
-async fn run(settings: Arc<Settings>, exit_when_caught_up: bool) -> anyhow::Result<()> {
+/// How this run of the worker behaves, from the command line.
+#[derive(Clone, Copy)]
+struct RunOptions {
+    exit_when_caught_up: bool,
+    progress_every: Duration,
+}
+
+async fn run(settings: Arc<Settings>, options: RunOptions) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     metrics.preregister(&settings.topics.event_topics());
     let health = Health::new();
@@ -99,13 +114,7 @@ async fn run(settings: Arc<Settings>, exit_when_caught_up: bool) -> anyhow::Resu
     let loop_settings = settings.clone();
     let loop_health = health.clone();
     let result = tokio::task::spawn_blocking(move || {
-        run_loop(
-            &loop_settings,
-            metrics,
-            &loop_health,
-            &shutdown,
-            exit_when_caught_up,
-        )
+        run_loop(&loop_settings, metrics, &loop_health, &shutdown, options)
     })
     .await
     .context("the run loop panicked")?;
@@ -138,7 +147,7 @@ fn run_loop(
     metrics: Arc<Metrics>,
     health: &Health,
     shutdown: &AtomicBool,
-    exit_when_caught_up: bool,
+    options: RunOptions,
 ) -> anyhow::Result<()> {
     let shards = newsflow_kafka::check_co_partitioned(settings)?;
     let lake = Lake::open(&settings.output.root)?;
@@ -175,6 +184,9 @@ fn run_loop(
     let mut last_report = Instant::now();
     let mut last_caught_up_check = Instant::now();
     let mut consumed_at_report = 0u64;
+    // Wall time from the first record to the last, for the closing summary.
+    let mut first_record: Option<Instant> = None;
+    let mut last_record = Instant::now();
     loop {
         if shutdown.load(Ordering::Acquire) {
             break;
@@ -199,6 +211,10 @@ fn run_loop(
             }
         }
         let idle = batch.is_empty();
+        if !idle {
+            first_record.get_or_insert_with(Instant::now);
+            last_record = Instant::now();
+        }
         let buffered = {
             let mut w = consumer.context().lock();
             for message in &batch {
@@ -215,7 +231,7 @@ fn run_loop(
             flush_and_commit(&consumer, false);
             last_flush = Instant::now();
         }
-        if last_report.elapsed() >= Duration::from_secs(5) {
+        if last_report.elapsed() >= options.progress_every {
             let consumed = consumer.context().lock().consumed;
             let rate = (consumed - consumed_at_report) as f64 / last_report.elapsed().as_secs_f64();
             let lag = consumer.context().total_lag.load(Ordering::Relaxed);
@@ -232,7 +248,10 @@ fn run_loop(
             consumed_at_report = consumed;
             last_report = Instant::now();
         }
-        if exit_when_caught_up && idle && last_caught_up_check.elapsed() >= Duration::from_secs(1) {
+        if options.exit_when_caught_up
+            && idle
+            && last_caught_up_check.elapsed() >= Duration::from_secs(1)
+        {
             last_caught_up_check = Instant::now();
             let caught_up = consumer.context().lock().caught_up(&consumer);
             if caught_up {
@@ -246,7 +265,15 @@ fn run_loop(
     health.set_not_ready("draining");
     flush_and_commit(&consumer, true);
     let consumed = consumer.context().lock().consumed;
-    tracing::info!(consumed, "flushed and committed; leaving the group");
+    let busy = first_record
+        .map(|first| (last_record - first).as_secs_f64())
+        .unwrap_or(0.0);
+    tracing::info!(
+        consumed,
+        seconds = format!("{busy:.1}"),
+        rate = format!("{:.0}/s", consumed as f64 / busy.max(1e-3)),
+        "flushed and committed; leaving the group"
+    );
     consumer.unsubscribe();
     drop(consumer);
     Ok(())

@@ -70,10 +70,13 @@ fn accepts_each_type_and_ignores_unknown_fields() {
     );
 }
 
+type Case<'a> = (Option<&'a [u8]>, Vec<u8>, RejectReason);
+
 #[test]
 fn rejects_each_breach_with_its_reason() {
     let long_id = "a".repeat(129);
-    let cases: Vec<(Option<&[u8]>, Vec<u8>, RejectReason)> = vec![
+    // (message key, message value, the reason it must be refused for)
+    let cases: Vec<Case> = vec![
         (
             Some(b"a-1"),
             vec![0xff, 0xfe, b'{'],

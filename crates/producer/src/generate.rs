@@ -180,19 +180,21 @@ pub struct ExpectedTotals {
     pub forum_posts: i64,
 }
 
+/// What the oracle remembers of one article: plain sets, nothing clever.
+#[derive(Default)]
+struct Seen {
+    /// (event time, title) of the latest `article_published`.
+    title: Option<(String, String)>,
+    sources: HashSet<String>,
+    comments: HashSet<String>,
+    posts: HashSet<String>,
+}
+
 /// The naive, independent implementation of the counting contract used to
 /// state what the output must say.
 #[derive(Default)]
 pub struct Oracle {
-    articles: BTreeMap<
-        String,
-        (
-            Option<(String, String)>,
-            HashSet<String>,
-            HashSet<String>,
-            HashSet<String>,
-        ),
-    >,
+    articles: BTreeMap<String, Seen>,
     /// Messages sent, duplicates included.
     pub messages: u64,
 }
@@ -202,28 +204,28 @@ impl Oracle {
     pub fn record(&mut self, payload: &serde_json::Value) {
         self.messages += 1;
         let s = |k: &str| payload[k].as_str().unwrap_or_default().to_string();
-        let entry = self.articles.entry(s("article_id")).or_default();
+        let seen = self.articles.entry(s("article_id")).or_default();
         match s("event_type").as_str() {
             "article_published" => {
                 let candidate = (s("occurred_at"), s("title"));
                 // The latest event time's title wins (RFC 3339 in UTC with
                 // fixed precision sorts as text).
-                if entry
-                    .0
+                if seen
+                    .title
                     .as_ref()
                     .is_none_or(|current| candidate.0 > current.0)
                 {
-                    entry.0 = Some(candidate);
+                    seen.title = Some(candidate);
                 }
             }
             "source_confirmed" => {
-                entry.1.insert(s("source_id").to_lowercase());
+                seen.sources.insert(s("source_id").to_lowercase());
             }
             "social_comment" => {
-                entry.2.insert(s("event_id"));
+                seen.comments.insert(s("event_id"));
             }
             "forum_post" => {
-                entry.3.insert(s("event_id"));
+                seen.posts.insert(s("event_id"));
             }
             _ => {}
         }
@@ -233,14 +235,14 @@ impl Oracle {
     pub fn totals(&self) -> BTreeMap<String, ExpectedTotals> {
         self.articles
             .iter()
-            .map(|(id, (title, sources, comments, posts))| {
+            .map(|(id, seen)| {
                 (
                     id.clone(),
                     ExpectedTotals {
-                        title: title.as_ref().map(|(_, t)| t.clone()),
-                        confirming_sources: sources.len() as i64,
-                        social_comments: comments.len() as i64,
-                        forum_posts: posts.len() as i64,
+                        title: seen.title.as_ref().map(|(_, t)| t.clone()),
+                        confirming_sources: seen.sources.len() as i64,
+                        social_comments: seen.comments.len() as i64,
+                        forum_posts: seen.posts.len() as i64,
                     },
                 )
             })

@@ -1,0 +1,68 @@
+# The verbs a person types. `make demo` runs the whole job end to end on
+# local defaults; `make test` runs every test against a real Kafka broker.
+
+CARGO   ?= cargo
+PYTHON  := .venv/bin/python
+KAFKA   := bash deploy/local/kafka.sh
+
+.PHONY: help demo test build release deps venv kafka-up kafka-down kafka-status check-deploy lint fmt clippy reset clean
+
+help:
+	@echo "make demo          build, start Kafka, publish the seed article and a synthetic stream, count, print the footer"
+	@echo "make test          every test, against a real Kafka broker (started if none runs)"
+	@echo "make lint          cargo fmt --check and clippy with warnings denied"
+	@echo "make kafka-up      start the local single-node Kafka (KRaft) on 127.0.0.1:9092"
+	@echo "make kafka-down    stop it;  make kafka-status: does it answer?"
+	@echo "make reset         stop Kafka and delete var/ (broker data, demo lake)"
+
+deps:
+	bash deploy/local/install-deps.sh
+
+venv: $(PYTHON)
+$(PYTHON): deploy/local/requirements.txt
+	python3 -m venv .venv
+	.venv/bin/pip install --quiet --disable-pip-version-check -r deploy/local/requirements.txt
+	@touch $(PYTHON)
+
+kafka-up: deps
+	$(KAFKA) up
+
+kafka-down:
+	$(KAFKA) down
+
+kafka-status:
+	$(KAFKA) status
+
+build:
+	$(CARGO) build --workspace --bins
+
+release:
+	$(CARGO) build --release --bins
+
+demo: deps venv kafka-up release
+	bash deploy/local/demo.sh
+
+# The binaries are built first because the end-to-end tests run them as
+# separate processes (workers are killed, restarted and scaled like pods).
+test: deps venv kafka-up build check-deploy
+	NEWSFLOW_PYTHON=$(PYTHON) $(CARGO) test --workspace
+
+# Static validation of the container and Prometheus files (no engine here).
+check-deploy: deps
+	bash deploy/check.sh
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+reset: kafka-down
+	rm -rf var
+
+clean: reset
+	$(CARGO) clean

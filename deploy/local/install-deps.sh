@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks to build, demo and test newsflow:
+# Debian packages (a C toolchain and OpenSSL headers for librdkafka, Java
+# and Maven for the local Kafka broker, kcat for broker checks, promtool and
+# docker-compose for static checks of the deployment files). Rust and
+# Python are expected to be present. Idempotent: installs only what is
+# missing.
+set -euo pipefail
+
+missing=()
+need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
+need cc build-essential
+need make make
+need pkg-config pkg-config
+need java openjdk-17-jre-headless
+need mvn maven
+need kcat kcat
+need promtool prometheus          # validates deploy/prometheus
+need docker-compose docker-compose  # validates deploy/docker-compose.yml (no engine needed)
+pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "[deps] installing: ${missing[*]}" >&2
+  if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "[deps] cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
+echo "[deps] ok" >&2

@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Prints what `make demo` produced, read from the Parquet output with
+DuckDB: the seed article's footer (checked against the footer printed on the
+article page), the most-discussed articles, and the queries to reproduce
+them. Exits 1 if the footer differs from the page."""
+import re
+import sys
+
+import duckdb
+
+lake, page_path = sys.argv[1], sys.argv[2]
+SEED = "politik.2026-11-01.russland-nordkorea-buendnis"
+
+CURRENT = f"""SELECT * FROM read_parquet('{lake}/article_totals/**/*.parquet', hive_partitioning = true)
+QUALIFY row_number() OVER (PARTITION BY article_id ORDER BY version DESC) = 1"""
+
+con = duckdb.connect()
+con.execute(f"CREATE VIEW footer AS {CURRENT}")
+row = con.execute(
+    "SELECT title, confirming_sources, social_comments, forum_posts FROM footer WHERE article_id = ?", [SEED]
+).fetchone()
+if row is None:
+    sys.exit(f"the seed article {SEED} is not in {lake}/article_totals")
+title, sources, comments, posts = row
+
+page = open(page_path, encoding="utf-8").read()
+def on_page(label):
+    return int(re.search(re.escape(label) + r"\s*(\d+)", page).group(1))
+expected = (on_page("bestätigen:"), on_page("sozialen Medien:"), on_page("Forenbeiträge:"))
+
+print(f"\n  {title}\n  ({SEED})\n")
+print(f"    Analysierte Quellen, die diese Meldung bestätigen: {sources}")
+print(f"    Analysierte Kommentare in sozialen Medien: {comments}")
+print(f"    Analysierte Forenbeiträge: {posts}\n")
+if (sources, comments, posts) == expected:
+    print(f"  matches the footer printed on the article page ({' / '.join(map(str, expected))})")
+else:
+    print(f"  DIFFERS from the article page, which says {' / '.join(map(str, expected))}")
+
+top = con.execute(
+    "SELECT article_id, coalesce(title, '(no title yet)'), confirming_sources, social_comments, forum_posts "
+    "FROM footer ORDER BY social_comments + forum_posts DESC, article_id LIMIT 10"
+).fetchall()
+articles, events = con.execute(
+    f"SELECT (SELECT count(*) FROM footer), (SELECT count(*) FROM read_parquet('{lake}/events/**/*.parquet', hive_partitioning = true))"
+).fetchone()
+print(f"\n  Most-discussed of {articles} articles ({events} archived events):\n")
+print(f"  {'article':<34} {'sources':>7} {'comments':>8} {'posts':>6}  title")
+for article_id, t, s, c, p in top:
+    print(f"  {article_id:<34} {s:>7} {c:>8} {p:>6}  {t[:48]}")
+
+print(f"""
+  Reproduce with DuckDB (pip install duckdb, or the duckdb CLI):
+
+    {CURRENT.replace(chr(10), chr(10) + '    ')}
+    ORDER BY social_comments + forum_posts DESC LIMIT 10;
+""")
+sys.exit(0 if (sources, comments, posts) == expected else 1)
