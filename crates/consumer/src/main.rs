@@ -268,10 +268,16 @@ fn run_loop(
     let busy = first_record
         .map(|first| (last_record - first).as_secs_f64())
         .unwrap_or(0.0);
+    // A rate over less than a second of work says nothing.
+    let rate = if busy >= 1.0 {
+        format!("{:.0}/s", consumed as f64 / busy)
+    } else {
+        "n/a".to_string()
+    };
     tracing::info!(
         consumed,
         seconds = format!("{busy:.1}"),
-        rate = format!("{:.0}/s", consumed as f64 / busy.max(1e-3)),
+        rate,
         "flushed and committed; leaving the group"
     );
     consumer.unsubscribe();

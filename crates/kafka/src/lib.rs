@@ -98,11 +98,17 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
         .set("partition.assignment.strategy", "range")
         .set("enable.partition.eof", "false")
         .set("statistics.interval.ms", "5000")
-        .set("session.timeout.ms", "30000")
+        .set(
+            "session.timeout.ms",
+            settings.kafka.session_timeout.as_millis().to_string(),
+        )
         .set("max.poll.interval.ms", "300000")
         .set("fetch.min.bytes", "65536")
         .set("fetch.wait.max.ms", "100")
         .set("queued.max.messages.kbytes", "262144");
+    if let Some(instance) = &settings.kafka.instance_id {
+        config.set("group.instance.id", instance);
+    }
     for (key, value) in &settings.kafka.properties {
         config.set(key, value);
     }

@@ -77,6 +77,15 @@ pub struct KafkaSettings {
     /// `murmur2_random`, the Java clients' hash, so third-party Java
     /// producers place an article on the same partition.
     pub partitioner: String,
+    /// `kafka.session_timeout`: how long the group waits for a silent worker
+    /// before giving its partitions to others. Default `30s`; the broker
+    /// accepts 6s to 30min by default.
+    pub session_timeout: Duration,
+    /// `kafka.instance_id`: static group membership (`group.instance.id`).
+    /// Set it to a stable per-pod name (a StatefulSet's pod name) and a
+    /// restarted worker gets its partitions back at once instead of after a
+    /// rebalance. Default none (dynamic membership).
+    pub instance_id: Option<String>,
     /// `kafka.properties`: extra librdkafka properties, passed through as
     /// they are (e.g. `security.protocol`). Default none.
     pub properties: BTreeMap<String, String>,
@@ -259,6 +268,8 @@ mod raw {
         partitions: i64,
         replication_factor: i64,
         partitioner: String,
+        session_timeout: String,
+        instance_id: Option<String>,
         properties: BTreeMap<String, String>,
     }
 
@@ -271,6 +282,8 @@ mod raw {
                 partitions: 6,
                 replication_factor: 1,
                 partitioner: "murmur2_random".into(),
+                session_timeout: "30s".into(),
+                instance_id: None,
                 properties: BTreeMap::new(),
             }
         }
@@ -441,6 +454,11 @@ mod raw {
                     32,
                 )? as i32,
                 partitioner,
+                session_timeout: duration("kafka.session_timeout", &k.session_timeout)?,
+                instance_id: match k.instance_id {
+                    Some(id) => Some(non_empty("kafka.instance_id", id)?),
+                    None => None,
+                },
                 properties: k.properties,
             };
 
