@@ -2,14 +2,15 @@
 # local defaults; `make test` runs every test against a real Kafka broker.
 
 CARGO   ?= cargo
-PYTHON  := .venv/bin/python
+PYTHON  := $(CURDIR)/.venv/bin/python
 KAFKA   := bash deploy/local/kafka.sh
 
-.PHONY: help demo test build release deps venv kafka-up kafka-down kafka-status check-deploy lint fmt clippy reset clean
+.PHONY: help demo test chaos build release deps venv kafka-up kafka-down kafka-status check-deploy lint fmt clippy reset clean
 
 help:
 	@echo "make demo          build, start Kafka, publish the seed article and a synthetic stream, count, print the footer"
 	@echo "make test          every test, against a real Kafka broker (started if none runs)"
+	@echo "make chaos         the crash test at scale: CHAOS_EVENTS (1000000) events, CHAOS_KILLS (30) SIGKILLs"
 	@echo "make lint          cargo fmt --check and clippy with warnings denied"
 	@echo "make kafka-up      start the local single-node Kafka (KRaft) on 127.0.0.1:9092"
 	@echo "make kafka-down    stop it;  make kafka-status: does it answer?"
@@ -46,6 +47,14 @@ demo: deps venv kafka-up release
 # separate processes (workers are killed, restarted and scaled like pods).
 test: deps venv kafka-up build check-deploy
 	NEWSFLOW_PYTHON=$(PYTHON) $(CARGO) test --workspace
+
+# The crash-recovery test with a larger stream and many more kills than CI
+# time allows. It prints each kill and how far the output had got.
+CHAOS_EVENTS ?= 1000000
+CHAOS_KILLS  ?= 30
+chaos: deps venv kafka-up build
+	NEWSFLOW_PYTHON=$(PYTHON) NEWSFLOW_CHAOS_EVENTS=$(CHAOS_EVENTS) NEWSFLOW_CHAOS_KILLS=$(CHAOS_KILLS) \
+	  $(CARGO) test -p newsflow-e2e --test crash_recovery -- --nocapture
 
 # Static validation of the container and Prometheus files (no engine here).
 check-deploy: deps

@@ -148,11 +148,19 @@ impl TestEnv {
 
     /// Starts a long-running worker; its metrics listen on the returned port.
     pub fn spawn_worker(&self) -> Worker {
+        self.spawn_worker_with(&[])
+    }
+
+    /// Starts a long-running worker with extra environment variables. The
+    /// returned guard kills it if the test ends early, so no worker outlives
+    /// a failed test.
+    pub fn spawn_worker_with(&self, extra_env: &[(&str, &str)]) -> Worker {
         let port = free_port();
         let child = self
             .command("newsflow-consumer")
             .arg("run")
             .env("NEWSFLOW__METRICS__LISTEN", format!("127.0.0.1:{port}"))
+            .envs(extra_env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -321,6 +329,24 @@ pub fn duckdb(sql: &str) -> Vec<Vec<serde_json::Value>> {
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).expect("DuckDB rows as JSON")
+}
+
+/// Whether a dataset has any Parquet file yet (DuckDB refuses a glob that
+/// matches nothing).
+pub fn has_files(lake: &Path, dataset: &str) -> bool {
+    fn walk(dir: &Path) -> bool {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                let path = e.path();
+                if path.is_dir() {
+                    walk(&path)
+                } else {
+                    path.extension().is_some_and(|x| x == "parquet")
+                }
+            })
+        })
+    }
+    walk(&lake.join(dataset))
 }
 
 /// An article's footer as read back from `article_totals/`.

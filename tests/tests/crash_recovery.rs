@@ -20,6 +20,16 @@ fn next(state: &mut u64) -> u64 {
 
 #[test]
 fn kill_9_at_random_moments_loses_and_repeats_nothing() {
+    // `make chaos` raises these; the suite keeps them small.
+    let events: u64 = std::env::var("NEWSFLOW_CHAOS_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60_000);
+    let kills: u64 = std::env::var("NEWSFLOW_CHAOS_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let rate = (events * 1000 / (kills * 4000)).max(1000); // spread the stream over the kills
     let env = TestEnv::new("crash", 4);
     let expected_path = env.lake_path().with_extension("expected.json");
     // A short session timeout, so the group notices a killed worker quickly.
@@ -53,9 +63,9 @@ fn kill_9_at_random_moments_loses_and_repeats_nothing() {
             "--seed",
             "9",
             "--count",
-            "60000",
+            &events.to_string(),
             "--rate",
-            "3500",
+            &rate.to_string(),
             "--expected",
         ])
         .arg(&expected_path)
@@ -66,7 +76,6 @@ fn kill_9_at_random_moments_loses_and_repeats_nothing() {
 
     let mut seed = 0x5EED_u64;
     let mut progress = Vec::new();
-    let kills = 5;
     for round in 0..kills {
         let mut worker = Command::new(binary("newsflow-consumer"));
         vars(&mut worker);

@@ -6,7 +6,6 @@
 //! record of the partition and before anything else: no signal has to cross
 //! threads, and the run loop never holds the worker's lock while polling.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use newsflow_telemetry::Metrics;
@@ -14,6 +13,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 
+use crate::watchdog::Liveness;
 use crate::worker::Worker;
 
 /// Shared between the run loop and librdkafka's callbacks.
@@ -21,8 +21,8 @@ pub struct WorkerContext {
     pub worker: Arc<Mutex<Worker>>,
     pub metrics: Arc<Metrics>,
     pub topics: [String; 3],
-    /// Sum of the lag of the assigned partitions, for progress reports.
-    pub total_lag: AtomicI64,
+    /// Where the total lag is reported, for progress lines and the watchdog.
+    pub liveness: Arc<Liveness>,
 }
 
 impl WorkerContext {
@@ -52,7 +52,7 @@ impl ClientContext for WorkerContext {
                 }
             }
         }
-        self.total_lag.store(total, Ordering::Relaxed);
+        self.liveness.set_total_lag(total);
     }
 }
 

@@ -7,10 +7,11 @@
 
 mod context;
 mod dead_letters;
+mod watchdog;
 mod worker;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 
 use crate::context::WorkerContext;
 use crate::dead_letters::DeadLetters;
+use crate::watchdog::Liveness;
 use crate::worker::Worker;
 
 /// Default metrics port of the worker when `metrics.listen` is not set.
@@ -104,17 +106,38 @@ async fn run(settings: Arc<Settings>, options: RunOptions) -> anyhow::Result<()>
     let shutdown = Arc::new(AtomicBool::new(false));
     {
         let shutdown = shutdown.clone();
+        let grace = settings.shutdown.grace_period;
         tokio::spawn(async move {
             wait_for_signal().await;
-            tracing::info!("shutdown requested: draining");
+            tracing::info!(grace_period = ?grace, "shutdown requested: draining");
             shutdown.store(true, Ordering::Release);
+            // A drain that outlives its grace period is abandoned: exiting
+            // without the last commit is safe, because whoever owns the
+            // partitions next resumes from their last checkpoint.
+            tokio::time::sleep(grace).await;
+            tracing::error!(grace_period = ?grace, "drain did not finish within shutdown.grace_period; exiting without it");
+            std::process::exit(1);
         });
     }
+    let liveness = Arc::new(Liveness::new());
+    tokio::spawn(watchdog::watch(
+        liveness.clone(),
+        metrics.clone(),
+        health.clone(),
+        settings.watchdog.stall_after,
+    ));
 
     let loop_settings = settings.clone();
     let loop_health = health.clone();
     let result = tokio::task::spawn_blocking(move || {
-        run_loop(&loop_settings, metrics, &loop_health, &shutdown, options)
+        run_loop(
+            &loop_settings,
+            metrics,
+            &loop_health,
+            &liveness,
+            &shutdown,
+            options,
+        )
     })
     .await
     .context("the run loop panicked")?;
@@ -146,6 +169,7 @@ fn run_loop(
     settings: &Arc<Settings>,
     metrics: Arc<Metrics>,
     health: &Health,
+    liveness: &Arc<Liveness>,
     shutdown: &AtomicBool,
     options: RunOptions,
 ) -> anyhow::Result<()> {
@@ -162,7 +186,7 @@ fn run_loop(
         worker: worker.clone(),
         metrics: metrics.clone(),
         topics: settings.topics.event_topics().map(String::from),
-        total_lag: AtomicI64::new(-1),
+        liveness: liveness.clone(),
     };
     let consumer: BaseConsumer<WorkerContext> = newsflow_kafka::consumer_config(settings)
         .create_with_context(context)
@@ -214,6 +238,7 @@ fn run_loop(
         if !idle {
             first_record.get_or_insert_with(Instant::now);
             last_record = Instant::now();
+            liveness.progressed();
         }
         let buffered = {
             let mut w = consumer.context().lock();
@@ -223,6 +248,7 @@ fn run_loop(
             if let Some(reason) = w.fatal.take() {
                 bail!(reason);
             }
+            liveness.set_owns_partitions(!w.shards().is_empty());
             w.buffered()
         };
         drop(batch);
@@ -234,7 +260,7 @@ fn run_loop(
         if last_report.elapsed() >= options.progress_every {
             let consumed = consumer.context().lock().consumed;
             let rate = (consumed - consumed_at_report) as f64 / last_report.elapsed().as_secs_f64();
-            let lag = consumer.context().total_lag.load(Ordering::Relaxed);
+            let lag = liveness.total_lag();
             tracing::info!(
                 consumed,
                 rate = format!("{rate:.0}/s"),

@@ -50,6 +50,15 @@ struct Slot {
     events: Vec<EventRow>,
     /// Whether offsets moved since the last flush.
     dirty: bool,
+    /// When the shard last received a record (processing time), to tell an
+    /// idle shard from one whose watermark is merely behind.
+    last_record_at: Instant,
+}
+
+impl Slot {
+    fn is_idle(&self, idle_timeout: std::time::Duration) -> bool {
+        self.last_record_at.elapsed() >= idle_timeout
+    }
 }
 
 /// The state of everything this worker owns. Owned by the run loop's
@@ -162,6 +171,7 @@ impl Worker {
             position: [Position::Unverified; 3],
             events: Vec::new(),
             dirty: false,
+            last_record_at: Instant::now(),
         })
     }
 
@@ -288,6 +298,7 @@ impl Worker {
         }
         slot.next[t] = Some(offset + 1);
         slot.dirty = true;
+        slot.last_record_at = Instant::now();
     }
 
     /// Whether every owned partition has been read up to its high watermark.
@@ -316,9 +327,9 @@ impl Worker {
     /// Writes the files of every owned shard (or only `only`) that has
     /// something to write, checkpoints them, and returns the offsets to
     /// commit. `close_all` emits every open window; otherwise a shard's
-    /// windows close when the watermark passes them, or when the shard saw
-    /// no record since its previous flush (it is idle, and analysts should
-    /// see its sums match its totals).
+    /// windows close when the watermark passes them, or once the shard has
+    /// received no record for `window.idle_timeout` (it is idle, and
+    /// analysts should see its sums match its totals).
     pub fn flush(
         &mut self,
         now: Micros,
@@ -377,7 +388,7 @@ impl Worker {
     /// Flushes one shard; `Ok(true)` when a checkpoint was written.
     fn flush_shard(&mut self, shard: i32, now: Micros, close_all: bool) -> anyhow::Result<bool> {
         let slot = self.slots.get_mut(&shard).expect("flushing an owned shard");
-        let idle = !slot.dirty;
+        let idle = slot.is_idle(self.settings.window.idle_timeout);
         if !slot.dirty && !slot.state.has_pending() {
             return Ok(false);
         }

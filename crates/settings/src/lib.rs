@@ -58,6 +58,30 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// Logging.
     pub log: LogSettings,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownSettings,
+    /// Detection of a worker that stopped making progress.
+    pub watchdog: WatchdogSettings,
+}
+
+/// `[shutdown]`
+#[derive(Clone, Copy, Debug)]
+pub struct ShutdownSettings {
+    /// `shutdown.grace_period`: after SIGTERM, the longest the worker spends
+    /// draining (flush, checkpoint, commit) before it exits non-zero anyway.
+    /// Exiting early is safe: the next owner resumes from the last
+    /// checkpoint. Keep it below the pod's termination grace period.
+    /// Default `30s`.
+    pub grace_period: Duration,
+}
+
+/// `[watchdog]`
+#[derive(Clone, Copy, Debug)]
+pub struct WatchdogSettings {
+    /// `watchdog.stall_after`: a worker that owns partitions with lag but
+    /// handled no record for this long reports not-ready and counts a stall.
+    /// Default `2m`.
+    pub stall_after: Duration,
 }
 
 /// `[kafka]`
@@ -142,6 +166,10 @@ pub struct WindowSettings {
     /// `window.max_out_of_orderness`: how far the watermark trails the
     /// largest event time seen. Default `5m`.
     pub max_out_of_orderness: Duration,
+    /// `window.idle_timeout`: a partition that received no record for this
+    /// long emits its open windows instead of waiting for its watermark, and
+    /// stops holding back `newsflow_watermark_lag_seconds`. Default `30s`.
+    pub idle_timeout: Duration,
 }
 
 /// `[dedup]`
@@ -257,6 +285,36 @@ mod raw {
         metrics: Metrics,
         limits: Limits,
         log: Log,
+        shutdown: Shutdown,
+        watchdog: Watchdog,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Shutdown {
+        grace_period: String,
+    }
+
+    impl Default for Shutdown {
+        fn default() -> Self {
+            Shutdown {
+                grace_period: "30s".into(),
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Watchdog {
+        stall_after: String,
+    }
+
+    impl Default for Watchdog {
+        fn default() -> Self {
+            Watchdog {
+                stall_after: "2m".into(),
+            }
+        }
     }
 
     #[derive(Deserialize)]
@@ -332,6 +390,7 @@ mod raw {
     struct Window {
         size: String,
         max_out_of_orderness: String,
+        idle_timeout: String,
     }
 
     impl Default for Window {
@@ -339,6 +398,7 @@ mod raw {
             Window {
                 size: "1h".into(),
                 max_out_of_orderness: "5m".into(),
+                idle_timeout: "30s".into(),
             }
         }
     }
@@ -516,6 +576,7 @@ mod raw {
                     "window.max_out_of_orderness",
                     &self.window.max_out_of_orderness,
                 )?,
+                idle_timeout: duration("window.idle_timeout", &self.window.idle_timeout)?,
             };
             if window.size.as_micros() < 1_000_000 || window.size.as_secs() > 7 * 86_400 {
                 return Err(invalid("window.size", "must be between 1s and 7d"));
@@ -555,6 +616,12 @@ mod raw {
                 },
                 level: non_empty("log.level", self.log.level)?,
             };
+            let shutdown = ShutdownSettings {
+                grace_period: duration("shutdown.grace_period", &self.shutdown.grace_period)?,
+            };
+            let watchdog = WatchdogSettings {
+                stall_after: duration("watchdog.stall_after", &self.watchdog.stall_after)?,
+            };
             Ok(Settings {
                 kafka,
                 topics,
@@ -564,6 +631,8 @@ mod raw {
                 metrics,
                 limits,
                 log,
+                shutdown,
+                watchdog,
             })
         }
     }

@@ -25,6 +25,8 @@ pub struct Metrics {
     articles_tracked: IntGauge,
     dedup_entries: IntGauge,
     commits: IntCounterVec,
+    stalled: IntGauge,
+    stalls: prometheus::IntCounter,
 }
 
 impl Default for Metrics {
@@ -145,6 +147,18 @@ impl Metrics {
             "newsflow_dedup_entries",
             "Event-id fingerprints held for deduplication within the horizon.",
         );
+        let stalled = gauge(
+            "newsflow_worker_stalled",
+            "1 while the worker owns lagging partitions but handles no record (see watchdog.stall_after).",
+        );
+        let stalls = prometheus::IntCounter::new(
+            "newsflow_worker_stalls_total",
+            "Times the watchdog found the worker stalled.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(stalls.clone()))
+            .expect("unique metric");
         #[cfg(target_os = "linux")]
         registry
             .register(Box::new(
@@ -170,6 +184,8 @@ impl Metrics {
             articles_tracked,
             dedup_entries,
             commits,
+            stalled,
+            stalls,
         }
     }
 
@@ -273,6 +289,14 @@ impl Metrics {
         self.commits
             .with_label_values(&[if ok { "ok" } else { "error" }])
             .inc();
+    }
+
+    /// The watchdog found the worker stalled (`true`) or moving again.
+    pub fn stalled(&self, stalled: bool) {
+        if stalled {
+            self.stalls.inc();
+        }
+        self.stalled.set(i64::from(stalled));
     }
 
     /// The Prometheus text exposition of every metric.
