@@ -168,6 +168,69 @@ impl TestEnv {
         Worker { child, port }
     }
 
+    /// Creates this test's topics by publishing the first event of the
+    /// generated stream of `seed`. A later `stream` of the same seed starts
+    /// with that event again, so it is also a redelivery to count once.
+    pub fn create_topics(&self, seed: u64) {
+        let output = self.producer(&["generate", "--seed", &seed.to_string(), "--count", "1"]);
+        assert!(
+            output.status.success(),
+            "creating topics: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Publishes `count` generated events of `seed` at `rate` per second in
+    /// the background; the expected totals are written when it finishes.
+    pub fn stream(&self, seed: u64, count: u64, rate: u64) -> Stream {
+        let expected = self
+            .lake_path()
+            .with_extension(format!("expected-{seed}.json"));
+        let child = self
+            .command("newsflow-producer")
+            .env("RUST_LOG", "warn")
+            .args([
+                "generate",
+                "--seed",
+                &seed.to_string(),
+                "--count",
+                &count.to_string(),
+            ])
+            .args(["--rate", &rate.to_string(), "--expected"])
+            .arg(&expected)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starting newsflow-producer");
+        Stream { child, expected }
+    }
+
+    /// Asserts that the output equals the expected totals of `stream` for
+    /// every article and keeps the invariants, with `extra` records
+    /// published besides the stream itself (e.g. by [`TestEnv::create_topics`]).
+    pub fn assert_output_matches(&self, stream: &Stream, extra: u64, after: &str) {
+        let (messages, expected) = read_expected(&stream.expected);
+        let got = current_totals(self.lake_path());
+        let wrong: Vec<_> = expected
+            .iter()
+            .filter(|(id, footer)| got.get(*id) != Some(footer))
+            .take(5)
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "after {after}, articles whose totals differ (first 5): {wrong:?}"
+        );
+        assert_eq!(
+            got.len(),
+            expected.len(),
+            "after {after}, articles in the output"
+        );
+        assert_eq!(
+            assert_output_invariants(self.lake_path()) as u64,
+            messages + extra,
+            "after {after}, every record archived exactly once"
+        );
+    }
+
     /// Waits until the group's committed offsets reach the end of every
     /// partition of the three event topics: all that was sent is counted,
     /// written and checkpointed.
@@ -216,6 +279,31 @@ impl TestEnv {
     }
 }
 
+/// A generated stream being published by a background producer.
+pub struct Stream {
+    child: Child,
+    /// Where the producer writes the expected totals when it is done.
+    pub expected: PathBuf,
+}
+
+impl Stream {
+    /// Waits for the producer and asserts every event was acknowledged.
+    pub fn finish(mut self) -> Self {
+        let status = self.child.wait().expect("waiting for the producer");
+        assert!(status.success(), "the producer failed: {status}");
+        self
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// A worker process started by a test.
 pub struct Worker {
     /// The process.
@@ -225,6 +313,12 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Sends SIGKILL: the crash no drain can soften.
+    pub fn kill_9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaping the worker");
+    }
+
     /// Sends SIGTERM and asserts a clean exit (drain, flush, commit, 0).
     pub fn terminate(mut self) {
         let status = Command::new("kill")

@@ -4,10 +4,9 @@
 //! (article_id, version) pair appears twice, and every Kafka record is
 //! archived exactly once.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use newsflow_e2e::{assert_output_invariants, binary, current_totals, read_expected, TestEnv};
+use newsflow_e2e::TestEnv;
 
 /// A few bits of SplitMix64, so the kill moments are fixed by the seed.
 fn next(state: &mut u64) -> u64 {
@@ -18,86 +17,49 @@ fn next(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The worker's settings for this test: a short session timeout and, as a
+/// StatefulSet pod has, the same static identity on every restart, so the
+/// restarted worker takes its partitions back at once.
+const WORKER: &[(&str, &str)] = &[
+    ("NEWSFLOW__KAFKA__SESSION_TIMEOUT", "6s"),
+    ("NEWSFLOW__KAFKA__INSTANCE_ID", "crash-worker-0"),
+    ("NEWSFLOW__OUTPUT__FLUSH_INTERVAL", "300ms"),
+    ("RUST_LOG", "error"),
+];
+
 #[test]
 fn kill_9_at_random_moments_loses_and_repeats_nothing() {
     // `make chaos` raises these; the suite keeps them small.
-    let events: u64 = std::env::var("NEWSFLOW_CHAOS_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(60_000);
-    let kills: u64 = std::env::var("NEWSFLOW_CHAOS_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
-    let rate = (events * 1000 / (kills * 4000)).max(1000); // spread the stream over the kills
-    let env = TestEnv::new("crash", 4);
-    let expected_path = env.lake_path().with_extension("expected.json");
-    // A short session timeout, so the group notices a killed worker quickly.
-    let vars = |cmd: &mut Command| {
-        cmd.envs(env.vars())
-            .env("NEWSFLOW__KAFKA__SESSION_TIMEOUT", "6s")
-            // The same static identity each restart, as a StatefulSet pod
-            // has: the restarted worker takes its partitions back at once.
-            .env("NEWSFLOW__KAFKA__INSTANCE_ID", "crash-worker-0")
-            .env("NEWSFLOW__OUTPUT__FLUSH_INTERVAL", "300ms")
-            .env("RUST_LOG", "warn");
+    let number = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     };
-    // Topics first, then the stream is published while the worker crashes.
-    assert!(env
-        .producer(&[
-            "generate",
-            "--seed",
-            "9",
-            "--count",
-            "1",
-            "--expected",
-            "/dev/null"
-        ])
-        .status
-        .success());
-    let mut producer = Command::new(binary("newsflow-producer"));
-    vars(&mut producer);
-    let mut producer = producer
-        .args([
-            "generate",
-            "--seed",
-            "9",
-            "--count",
-            &events.to_string(),
-            "--rate",
-            &rate.to_string(),
-            "--expected",
-        ])
-        .arg(&expected_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let events = number("NEWSFLOW_CHAOS_EVENTS", 60_000);
+    let kills = number("NEWSFLOW_CHAOS_KILLS", 5);
+    // Spread the stream over the workers' lives (four seconds on average).
+    let rate = (events * 1000 / (kills * 4000)).max(1000);
+
+    let env = TestEnv::new("crash", 4);
+    env.create_topics(9);
+    let stream = env.stream(9, events, rate);
 
     let mut seed = 0x5EED_u64;
     let mut progress = Vec::new();
-    for round in 0..kills {
-        let mut worker = Command::new(binary("newsflow-consumer"));
-        vars(&mut worker);
-        let mut worker = worker
-            .arg("run")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+    for round in 1..=kills {
+        let worker = env.spawn_worker_with(WORKER);
         // Between 2.5 and 5.5 s: after the group join, mid-stream, often mid-flush.
         let life = Duration::from_millis(2500 + next(&mut seed) % 3000);
         std::thread::sleep(life);
-        worker.kill().unwrap(); // SIGKILL
-        worker.wait().unwrap();
+        worker.kill_9();
         let checkpointed = checkpointed_offsets(env.lake_path());
         eprintln!(
-            "kill {}/{kills} after {life:?}: {checkpointed} records checkpointed so far",
-            round + 1
+            "kill {round}/{kills} after {life:?}: {checkpointed} records checkpointed so far"
         );
         progress.push(checkpointed);
     }
-    assert!(producer.wait().unwrap().success(), "producer failed");
+    let stream = stream.finish();
     // The kills must land while work is being done, not only during joins.
     let advancing = progress.windows(2).filter(|w| w[1] > w[0]).count();
     assert!(
@@ -106,43 +68,12 @@ fn kill_9_at_random_moments_loses_and_repeats_nothing() {
     );
 
     // A last worker finishes the job.
-    let mut last = Command::new(binary("newsflow-consumer"));
-    vars(&mut last);
-    let mut last = last
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let last = env.spawn_worker_with(WORKER);
     let started = Instant::now();
-    env.wait_until_committed(Duration::from_secs(120));
-    Command::new("kill")
-        .args(["-TERM", &last.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(
-        last.wait().unwrap().success(),
-        "the last worker did not exit cleanly"
-    );
+    env.wait_until_committed(Duration::from_secs(600));
+    last.terminate();
     eprintln!("caught up {:?} after the last restart", started.elapsed());
-
-    let (messages, expected) = read_expected(&expected_path);
-    let got = current_totals(env.lake_path());
-    assert_eq!(got.len(), expected.len(), "articles");
-    let wrong: Vec<_> = expected
-        .iter()
-        .filter(|(id, footer)| got.get(*id) != Some(footer))
-        .take(5)
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "articles whose totals differ after {kills} kills (first 5): {wrong:?}"
-    );
-    assert_eq!(
-        assert_output_invariants(env.lake_path()) as u64,
-        messages + 1,
-        "each record archived once"
-    );
+    env.assert_output_matches(&stream, 1, &format!("{kills} kills"));
 }
 
 /// Sum of the next offsets in every checkpoint: how many records the
