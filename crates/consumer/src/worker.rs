@@ -9,12 +9,12 @@
 //! from the checkpoint (not the commit), so a crash at any instant neither
 //! loses nor repeats a count.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use newsflow_core::{decode, Applied, DecodeLimits, Micros, Shard};
+use newsflow_core::{decode, Applied, ColdArticle, DecodeLimits, Micros, Shard};
 use newsflow_lake::{EventRow, FlushBatch, Lake};
 use newsflow_settings::Settings;
 use newsflow_telemetry::Metrics;
@@ -53,6 +53,8 @@ struct Slot {
     /// When the shard last received a record (processing time), to tell an
     /// idle shard from one whose watermark is merely behind.
     last_record_at: Instant,
+    /// The cold segment read last, by number.
+    cold_cache: Option<(u64, HashMap<String, ColdArticle>)>,
 }
 
 impl Slot {
@@ -172,6 +174,7 @@ impl Worker {
             events: Vec::new(),
             dirty: false,
             last_record_at: Instant::now(),
+            cold_cache: None,
         })
     }
 
@@ -271,7 +274,19 @@ impl Worker {
             Ok(event) => {
                 let event_type = event.event_type();
                 self.metrics.consumed(topic, event_type.as_str());
-                if slot.state.apply(&event) == Applied::Duplicate {
+                let mut applied = slot.state.apply(&event);
+                if let Applied::Cold { segment } = applied {
+                    // The article left memory after a horizon of silence and
+                    // is back: restore it from its cold segment first.
+                    if let Err(e) = rehydrate(&self.lake, shard, slot, segment, &event.article_id) {
+                        self.fatal = Some(format!(
+                            "shard {shard}: cold segment {segment} cannot be read: {e:#}"
+                        ));
+                        return;
+                    }
+                    applied = slot.state.apply(&event);
+                }
+                if applied == Applied::Duplicate {
                     self.metrics.duplicate(event_type.as_str());
                 }
                 // The payload passed validation as UTF-8 text.
@@ -370,10 +385,14 @@ impl Worker {
             }
         }
         self.buffered = self.slots.values().map(|s| s.events.len()).sum();
-        let (articles, dedup) = self.slots.values().fold((0, 0), |(a, d), s| {
-            (a + s.state.article_count(), d + s.state.dedup_entries())
+        let (articles, cold, dedup) = self.slots.values().fold((0, 0, 0), |(a, c, d), s| {
+            (
+                a + s.state.article_count(),
+                c + s.state.cold_article_count(),
+                d + s.state.dedup_entries(),
+            )
         });
-        self.metrics.state_size(articles, dedup);
+        self.metrics.state_size(articles, cold, dedup);
         if let Some(lowest) = self
             .slots
             .values()
@@ -392,16 +411,29 @@ impl Worker {
         if !slot.dirty && !slot.state.has_pending() {
             return Ok(false);
         }
-        let drained = slot.state.drain(now, close_all || idle);
+        let seq = slot.seq + 1;
+        let drained = slot.state.drain(now, close_all || idle, seq);
+        let evicted = drained.evicted;
         let batch = FlushBatch {
             totals: drained.totals,
             engagement: drained.engagement,
             events: std::mem::take(&mut slot.events),
         };
-        if batch.is_empty() && !slot.dirty {
+        if batch.is_empty() && !slot.dirty && evicted.is_empty() {
             return Ok(false);
         }
-        let seq = slot.seq + 1;
+        if !evicted.is_empty() {
+            // Before the checkpoint that no longer holds them.
+            self.lake
+                .write_cold_segment(shard, seq, &evicted)
+                .context("writing cold segment")?;
+            tracing::debug!(
+                shard,
+                seq,
+                articles = evicted.len(),
+                "idle articles left memory"
+            );
+        }
         let started = Instant::now();
         let stats = self
             .lake
@@ -438,4 +470,31 @@ impl Worker {
             }
         }
     }
+}
+
+/// Brings an evicted article back from cold segment `segment`. Segments are
+/// read whole, so the last one read is kept: articles evicted together
+/// tend to return together.
+fn rehydrate(
+    lake: &Lake,
+    shard: i32,
+    slot: &mut Slot,
+    segment: u64,
+    article_id: &str,
+) -> anyhow::Result<()> {
+    if slot
+        .cold_cache
+        .as_ref()
+        .is_none_or(|(seq, _)| *seq != segment)
+    {
+        slot.cold_cache = Some((segment, lake.load_cold_segment(shard, segment)?));
+    }
+    let (_, articles) = slot.cold_cache.as_mut().expect("just filled");
+    match articles.remove(article_id) {
+        Some(cold) => slot.state.rehydrate(article_id.to_string(), cold),
+        // Only a 64-bit fingerprint collision between two evicted articles
+        // leads here: the article is new after all.
+        None => slot.state.forget_cold(article_id),
+    }
+    Ok(())
 }

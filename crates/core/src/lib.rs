@@ -17,7 +17,7 @@
 //! assert_eq!(shard.apply(&event), Applied::Counted);
 //! assert_eq!(shard.apply(&event), Applied::Duplicate); // a redelivery counts once
 //!
-//! let out = shard.drain(1_800_000_000_000_000, true);
+//! let out = shard.drain(1_800_000_000_000_000, true, 0);
 //! assert_eq!(out.totals[0].social_comments, 1);
 //! ```
 //!
@@ -36,5 +36,5 @@ pub mod time;
 
 pub use event::{decode, DecodeLimits, Event, EventBody, EventType, RejectReason, Rejection};
 pub use rows::{EngagementRow, TotalsRow};
-pub use shard::{Applied, CountingRules, Drained, Shard};
+pub use shard::{Applied, ColdArticle, CountingRules, Drained, Shard};
 pub use time::Micros;

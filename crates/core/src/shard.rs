@@ -49,6 +49,13 @@ pub enum Applied {
     Counted,
     /// The same `event_id` was already counted within the horizon.
     Duplicate,
+    /// Not applied: the article left memory and waits in cold segment
+    /// `segment`. Load it, [`Shard::rehydrate`] it, and apply the event
+    /// again.
+    Cold {
+        /// The cold segment holding the article.
+        segment: u64,
+    },
 }
 
 /// The rows a drain produced.
@@ -58,7 +65,19 @@ pub struct Drained {
     pub totals: Vec<TotalsRow>,
     /// One additive row per article and emitted window.
     pub engagement: Vec<EngagementRow>,
+    /// Articles that left memory in this drain, to be stored by the caller
+    /// in the cold segment numbered as passed to [`Shard::drain`] before the
+    /// shard's state is persisted. See [`ColdArticle`].
+    pub evicted: Vec<(String, ColdArticle)>,
 }
+
+/// What remains of an article that has been idle for a whole dedup
+/// horizon: its footer, title, distinct sources and version, but no dedup
+/// memory (all of it has expired). Opaque to callers, who only store it and
+/// hand it back through [`Shard::rehydrate`]; counting then continues
+/// exactly where it stopped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColdArticle(ArticleState);
 
 /// Counts waiting in an open window, per article.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,7 +87,7 @@ struct Delta {
     posts: i64,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct ArticleState {
     title: Option<String>,
     /// Event time of the `article_published` event the title came from: the
@@ -102,6 +121,11 @@ pub struct Shard {
     max_event_time: Option<Micros>,
     /// Watermark at the last sweep of the dedup memory.
     swept_at: Option<Micros>,
+    /// Articles that left memory: fingerprint of the article id → number
+    /// of the cold segment that holds them. 16 bytes an article instead of
+    /// its whole state.
+    #[serde(default)]
+    cold: HashMap<u64, u64>,
 }
 
 impl Shard {
@@ -114,6 +138,7 @@ impl Shard {
             open_windows: BTreeMap::new(),
             max_event_time: None,
             swept_at: None,
+            cold: HashMap::new(),
         }
     }
 
@@ -138,6 +163,34 @@ impl Shard {
         self.articles.values().map(|a| a.seen.len()).sum()
     }
 
+    /// Number of articles held outside memory, in cold segments.
+    pub fn cold_article_count(&self) -> usize {
+        self.cold.len()
+    }
+
+    /// If `article_id` is not in memory but was evicted, the cold segment
+    /// holding it. The caller loads it from there and calls
+    /// [`Shard::rehydrate`] before applying the article's next event.
+    pub fn cold_segment_of(&self, article_id: &str) -> Option<u64> {
+        if self.articles.contains_key(article_id) {
+            return None;
+        }
+        self.cold.get(&article_fingerprint(article_id)).copied()
+    }
+
+    /// Brings an evicted article back into memory, exactly as it left.
+    pub fn rehydrate(&mut self, article_id: String, cold: ColdArticle) {
+        self.cold.remove(&article_fingerprint(&article_id));
+        self.articles.entry(article_id).or_insert(cold.0);
+    }
+
+    /// Drops the cold-index entry of `article_id` without restoring it: for
+    /// when its segment does not hold it (a fingerprint collision), so that
+    /// it counts as a new article.
+    pub fn forget_cold(&mut self, article_id: &str) {
+        self.cold.remove(&article_fingerprint(article_id));
+    }
+
     /// The event-time watermark: the largest event time seen, less the
     /// allowed out-of-orderness. `None` before the first event.
     pub fn watermark(&self) -> Option<Micros> {
@@ -152,6 +205,9 @@ impl Shard {
 
     /// Counts one validated event.
     pub fn apply(&mut self, event: &Event) -> Applied {
+        if let Some(segment) = self.cold_segment_of(&event.article_id) {
+            return Applied::Cold { segment };
+        }
         let event_type = event.event_type();
         let fingerprint = fingerprint(event_type, &event.event_id);
         let t = event.occurred_at;
@@ -214,7 +270,10 @@ impl Shard {
     /// which the consumer asks for when the partition is idle or stopping,
     /// so that sums over `article_engagement` match the totals at rest).
     /// Also forgets dedup fingerprints older than the horizon.
-    pub fn drain(&mut self, now: Micros, close_all: bool) -> Drained {
+    /// Articles idle for a whole horizon leave memory: they are returned in
+    /// [`Drained::evicted`] and recorded as stored in cold segment
+    /// `segment`.
+    pub fn drain(&mut self, now: Micros, close_all: bool, segment: u64) -> Drained {
         let mut out = Drained::default();
         for article_id in std::mem::take(&mut self.changed) {
             let Some(article) = self.articles.get_mut(&article_id) else {
@@ -268,25 +327,59 @@ impl Shard {
             out.engagement.extend(rows);
         }
         out.totals.sort_by(|a, b| a.article_id.cmp(&b.article_id));
-        self.sweep_dedup_memory();
+        out.evicted = self.sweep(segment);
         out
     }
 
-    /// Forgets fingerprints a full horizon behind the watermark. A sweep
-    /// walks every article, so it runs only after the watermark moved by an
-    /// eighth of the horizon since the last one.
-    fn sweep_dedup_memory(&mut self) {
-        let Some(wm) = self.watermark() else { return };
+    /// Forgets fingerprints a full horizon behind the watermark, and evicts
+    /// articles with nothing left to remember there: no fingerprint, no
+    /// unwritten change, no open window. A sweep walks every article, so it
+    /// runs only after the watermark moved by an eighth of the horizon since
+    /// the last one.
+    fn sweep(&mut self, segment: u64) -> Vec<(String, ColdArticle)> {
+        let Some(wm) = self.watermark() else {
+            return Vec::new();
+        };
         let step = (self.rules.dedup_horizon / 8).max(1);
         if self.swept_at.is_some_and(|at| wm < at + step) {
-            return;
+            return Vec::new();
         }
         self.swept_at = Some(wm);
         let cutoff = wm.saturating_sub(self.rules.dedup_horizon);
-        for article in self.articles.values_mut() {
+        let in_open_windows: std::collections::HashSet<&str> = self
+            .open_windows
+            .values()
+            .flat_map(|w| w.keys().map(String::as_str))
+            .collect();
+        let mut idle = Vec::new();
+        for (article_id, article) in self.articles.iter_mut() {
             article.seen.retain(|_, t| *t >= cutoff);
+            let quiet = article.span.is_none_or(|(_, last)| last < cutoff);
+            if quiet
+                && article.seen.is_empty()
+                && !article.changed
+                && !in_open_windows.contains(article_id.as_str())
+            {
+                idle.push(article_id.clone());
+            }
         }
+        idle.sort();
+        idle.into_iter()
+            .filter_map(|article_id| {
+                let state = self.articles.remove(&article_id)?;
+                self.cold.insert(article_fingerprint(&article_id), segment);
+                Some((article_id, ColdArticle(state)))
+            })
+            .collect()
     }
+}
+
+/// A 64-bit fingerprint of an article id, the key of the cold index. Two
+/// evicted articles sharing one would share an index entry; the caller
+/// checks the id in the segment, so a collision can only make an article
+/// look new, with odds below 10⁻⁹ for 10⁵ evicted articles per shard.
+fn article_fingerprint(article_id: &str) -> u64 {
+    xxh3_64(article_id.as_bytes())
 }
 
 /// A 64-bit fingerprint of an event id, scoped by type. Holding fingerprints

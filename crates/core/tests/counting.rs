@@ -77,7 +77,7 @@ fn totals_after(events: &[Event]) -> Vec<TotalsRow> {
     for e in events {
         shard.apply(e);
     }
-    shard.drain(NOW, true).totals
+    shard.drain(NOW, true, 0).totals
 }
 
 fn footer(row: &TotalsRow) -> (i64, i64, i64) {
@@ -103,7 +103,7 @@ fn a_redelivered_event_counts_once_and_is_reported_as_duplicate() {
     let p = post("p1", "a", "2026-11-01T10:00:00Z");
     assert_eq!(shard.apply(&p), Applied::Counted);
     assert_eq!(shard.apply(&p), Applied::Duplicate);
-    let rows = shard.drain(NOW, true).totals;
+    let rows = shard.drain(NOW, true, 0).totals;
     assert_eq!(footer(&rows[0]), (0, 1, 1));
 }
 
@@ -122,13 +122,13 @@ fn the_same_event_id_in_two_types_or_two_articles_is_two_events() {
 fn counts_exist_before_the_article_and_the_title_appears_when_it_arrives() {
     let mut shard = Shard::new(CountingRules::default());
     shard.apply(&comment("c1", "a", "2026-11-01T10:00:00Z"));
-    let first = shard.drain(NOW, true).totals;
+    let first = shard.drain(NOW, true, 0).totals;
     assert_eq!(first[0].title, None);
     assert_eq!(first[0].social_comments, 1);
     assert_eq!(first[0].version, 1);
 
     shard.apply(&published("p", "a", "2026-11-01T09:00:00Z", "Allianz"));
-    let second = shard.drain(NOW + SECOND, true).totals;
+    let second = shard.drain(NOW + SECOND, true, 0).totals;
     assert_eq!(second[0].title.as_deref(), Some("Allianz"));
     assert_eq!(second[0].social_comments, 1);
     assert_eq!(second[0].version, 2, "version grows with every changed row");
@@ -182,13 +182,29 @@ fn a_redelivery_beyond_the_dedup_horizon_counts_again() {
     let mut shard = Shard::new(rules);
     let old = comment("c1", "a", "2026-11-01T00:00:00Z");
     assert_eq!(shard.apply(&old), Applied::Counted);
-    // Event time moves three days on; the sweep forgets c1.
+    // Event time moves three days on; the sweep forgets c1, and article a,
+    // idle for a whole horizon, leaves memory for cold segment 7.
     shard.apply(&comment("c2", "b", "2026-11-04T00:00:00Z"));
-    shard.drain(NOW, true);
+    let evicted = shard.drain(NOW, true, 7).evicted;
+    assert_eq!(evicted.len(), 1);
+    assert_eq!(shard.apply(&old), Applied::Cold { segment: 7 });
+    let (id, cold) = evicted.into_iter().next().unwrap();
+    shard.rehydrate(id, cold);
     assert_eq!(
         shard.apply(&old),
         Applied::Counted,
         "outside the horizon a redelivery is a new observation"
+    );
+    let a = shard
+        .drain(NOW, true, 8)
+        .totals
+        .into_iter()
+        .find(|r| r.article_id == "a")
+        .unwrap();
+    assert_eq!(
+        (a.social_comments, a.version),
+        (2, 2),
+        "counting went on from the evicted state"
     );
     // Within the horizon it is still remembered.
     assert_eq!(
@@ -202,9 +218,9 @@ fn unchanged_articles_get_no_new_row() {
     let mut shard = Shard::new(CountingRules::default());
     let c = comment("c1", "a", "2026-11-01T10:00:00Z");
     shard.apply(&c);
-    assert_eq!(shard.drain(NOW, true).totals.len(), 1);
+    assert_eq!(shard.drain(NOW, true, 0).totals.len(), 1);
     shard.apply(&c); // duplicate only
-    assert!(shard.drain(NOW, true).totals.is_empty());
+    assert!(shard.drain(NOW, true, 0).totals.is_empty());
 }
 
 #[test]
@@ -218,11 +234,11 @@ fn windows_close_when_the_watermark_passes_and_late_events_add_rows() {
     shard.apply(&comment("c1", "a", "2026-11-01T10:15:00Z"));
     shard.apply(&comment("c2", "a", "2026-11-01T10:45:00Z"));
     // Watermark 10:50 - 10 min = 10:40: the 10:00 window is still open.
-    assert!(shard.drain(NOW, false).engagement.is_empty());
+    assert!(shard.drain(NOW, false, 0).engagement.is_empty());
 
     shard.apply(&comment("c3", "a", "2026-11-01T11:20:00Z"));
     // Watermark 11:10 passes 11:00, the end of the 10:00 window.
-    let rows = shard.drain(NOW, false).engagement;
+    let rows = shard.drain(NOW, false, 0).engagement;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].window_start, at("2026-11-01T10:00:00Z"));
     assert_eq!(rows[0].window_end, at("2026-11-01T11:00:00Z"));
@@ -230,7 +246,7 @@ fn windows_close_when_the_watermark_passes_and_late_events_add_rows() {
 
     // A late comment for the closed window is not dropped: it adds a row.
     shard.apply(&comment("late", "a", "2026-11-01T10:30:00Z"));
-    let rows = shard.drain(NOW, false).engagement;
+    let rows = shard.drain(NOW, false, 0).engagement;
     assert_eq!(rows.len(), 1);
     assert_eq!(
         (rows[0].window_start, rows[0].social_comments),
@@ -238,7 +254,7 @@ fn windows_close_when_the_watermark_passes_and_late_events_add_rows() {
     );
 
     // Closing everything emits the open 11:00 window; sums equal totals.
-    let rest = shard.drain(NOW, true);
+    let rest = shard.drain(NOW, true, 0);
     assert_eq!(rest.engagement.len(), 1);
     assert!(
         rest.totals.is_empty(),
@@ -264,7 +280,7 @@ fn engagement_sums_equal_totals_and_sources_land_in_their_first_window() {
     for e in &events {
         shard.apply(e);
     }
-    let out = shard.drain(NOW, true);
+    let out = shard.drain(NOW, true, 0);
     let sum = out.engagement.iter().fold((0, 0, 0), |acc, r| {
         (
             acc.0 + r.confirming_sources,
@@ -295,7 +311,7 @@ fn a_restored_snapshot_behaves_exactly_like_the_original() {
     let mut shard = Shard::new(CountingRules::default());
     shard.apply(&comment("c1", "a", "2026-11-01T10:00:00Z"));
     shard.apply(&source("s1", "a", "2026-11-01T10:00:00Z", "x.example"));
-    shard.drain(NOW, false);
+    shard.drain(NOW, false, 0);
     let snapshot = serde_json::to_string(&shard).unwrap();
     let mut restored: Shard = serde_json::from_str(&snapshot).unwrap();
     for s in [&mut shard, &mut restored] {
@@ -306,9 +322,63 @@ fn a_restored_snapshot_behaves_exactly_like_the_original() {
         s.apply(&source("s2", "a", "2026-11-01T10:00:00Z", "X.EXAMPLE"));
         s.apply(&comment("c2", "a", "2026-11-01T10:01:00Z"));
     }
-    let a = shard.drain(NOW, true);
-    let b = restored.drain(NOW, true);
+    let a = shard.drain(NOW, true, 0);
+    let b = restored.drain(NOW, true, 0);
     assert_eq!(a.totals, b.totals);
     assert_eq!(a.engagement, b.engagement);
     assert_eq!(a.totals[0].version, 2);
+}
+
+#[test]
+fn idle_articles_leave_memory_and_come_back_exactly() {
+    let rules = CountingRules {
+        dedup_horizon: DAY,
+        window_size: HOUR,
+        ..CountingRules::default()
+    };
+    let mut shard = Shard::new(rules);
+    shard.apply(&published("p", "old", "2026-11-01T09:00:00Z", "Old story"));
+    shard.apply(&source("s1", "old", "2026-11-01T10:00:00Z", "x.example"));
+    shard.apply(&comment("c1", "old", "2026-11-01T10:00:00Z"));
+    let first = shard.drain(NOW, false, 1);
+    assert!(
+        first.evicted.is_empty(),
+        "still inside the horizon, and its windows are open"
+    );
+
+    // Two days later the watermark closes old's windows and its dedup
+    // memory expires, in the same drain.
+    shard.apply(&comment("n1", "new", "2026-11-03T12:00:00Z"));
+    let out = shard.drain(NOW, false, 3);
+    let evicted: Vec<&str> = out.evicted.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(
+        evicted,
+        ["old"],
+        "only the idle article leaves; new has open windows"
+    );
+    assert_eq!((shard.article_count(), shard.cold_article_count()), (1, 1));
+
+    // It survives a snapshot while cold.
+    let mut shard: Shard = serde_json::from_str(&serde_json::to_string(&shard).unwrap()).unwrap();
+    let again = source("s2", "old", "2026-11-03T21:00:00Z", "X.EXAMPLE");
+    assert_eq!(shard.apply(&again), Applied::Cold { segment: 3 });
+    let (id, cold) = out.evicted.into_iter().next().unwrap();
+    shard.rehydrate(id, cold);
+    assert_eq!(shard.apply(&again), Applied::Counted);
+    shard.apply(&comment("c2", "old", "2026-11-03T21:00:00Z"));
+    let old = shard
+        .drain(NOW, true, 4)
+        .totals
+        .into_iter()
+        .find(|r| r.article_id == "old")
+        .unwrap();
+    assert_eq!(old.title.as_deref(), Some("Old story"));
+    assert_eq!(
+        footer(&old),
+        (1, 2, 0),
+        "X.EXAMPLE is the same source; c2 adds to c1"
+    );
+    assert_eq!(old.version, 2, "versions go on from the evicted state");
+    assert_eq!(old.first_event_at, at("2026-11-01T09:00:00Z"));
+    assert_eq!(shard.cold_article_count(), 0);
 }

@@ -1,13 +1,14 @@
 //! File system side of the lake: atomic commits, names, checkpoints and the
 //! removal of files a crashed run left past its checkpoint.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
 use newsflow_core::time::date_of;
+use newsflow_core::ColdArticle;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -241,6 +242,55 @@ impl Lake {
         sync_dir(dir)
     }
 
+    fn cold_dir(&self, shard: i32) -> PathBuf {
+        self.root
+            .join(CHECKPOINT_DIR)
+            .join("cold")
+            .join(format!("shard-{shard:05}"))
+    }
+
+    /// Stores the articles that left memory in flush `seq` of `shard`, as
+    /// an immutable segment, atomically and durably. It must be written
+    /// before the checkpoint of `seq`, which refers to it.
+    pub fn write_cold_segment(
+        &self,
+        shard: i32,
+        seq: u64,
+        articles: &[(String, ColdArticle)],
+    ) -> Result<(), Error> {
+        let dir = self.cold_dir(shard);
+        fs::create_dir_all(&dir).map_err(io("creating directory", &dir))?;
+        let name = format!("segment-{seq:010}.json");
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let path = dir.join(&name);
+        let map: BTreeMap<&str, &ColdArticle> =
+            articles.iter().map(|(id, a)| (id.as_str(), a)).collect();
+        let bytes = serde_json::to_vec(&map).map_err(|e| Error::Encode {
+            dataset: "cold segment",
+            message: e.to_string(),
+        })?;
+        let mut file = File::create(&tmp).map_err(io("creating", &tmp))?;
+        file.write_all(&bytes).map_err(io("writing", &tmp))?;
+        file.sync_all().map_err(io("syncing", &tmp))?;
+        drop(file);
+        fs::rename(&tmp, &path).map_err(io("renaming into place", &path))?;
+        sync_dir(&dir)
+    }
+
+    /// Reads a cold segment of `shard` back: article id → what remained of it.
+    pub fn load_cold_segment(
+        &self,
+        shard: i32,
+        seq: u64,
+    ) -> Result<HashMap<String, ColdArticle>, Error> {
+        let path = self.cold_dir(shard).join(format!("segment-{seq:010}.json"));
+        let bytes = fs::read(&path).map_err(io("reading cold segment", &path))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::CorruptCheckpoint {
+            path,
+            message: e.to_string(),
+        })
+    }
+
     /// Deletes the data files of `shard` with a sequence number above
     /// `checkpointed_seq` (written by a run that crashed before its
     /// checkpoint), and any temporary files of the shard. Returns how many
@@ -259,6 +309,17 @@ impl Lake {
                 matches!(parse_file_name(name), Some((s, seq)) if s == shard && seq > checkpointed_seq)
             })?;
         }
+        // Cold segments past the checkpoint belong to the same crashed run.
+        removed += remove_matching(&self.cold_dir(shard), &|name: &str| {
+            let name = name
+                .strip_prefix('.')
+                .and_then(|n| n.strip_suffix(".tmp"))
+                .map_or(name, |n| n);
+            name.strip_prefix("segment-")
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|seq| seq > checkpointed_seq)
+        })?;
         Ok(removed)
     }
 }

@@ -23,6 +23,7 @@ pub struct Metrics {
     partitions_assigned: IntGauge,
     rebalances: IntCounterVec,
     articles_tracked: IntGauge,
+    articles_cold: IntGauge,
     dedup_entries: IntGauge,
     commits: IntCounterVec,
     stalled: IntGauge,
@@ -143,6 +144,10 @@ impl Metrics {
             "newsflow_articles_tracked",
             "Articles held in counting state.",
         );
+        let articles_cold = gauge(
+            "newsflow_articles_cold",
+            "Articles idle for a whole dedup horizon, held in cold segments on disk instead of memory.",
+        );
         let dedup_entries = gauge(
             "newsflow_dedup_entries",
             "Event-id fingerprints held for deduplication within the horizon.",
@@ -182,6 +187,7 @@ impl Metrics {
             partitions_assigned,
             rebalances,
             articles_tracked,
+            articles_cold,
             dedup_entries,
             commits,
             stalled,
@@ -279,8 +285,9 @@ impl Metrics {
     }
 
     /// Size of the counting state.
-    pub fn state_size(&self, articles: usize, dedup_entries: usize) {
+    pub fn state_size(&self, articles: usize, cold_articles: usize, dedup_entries: usize) {
         self.articles_tracked.set(articles as i64);
+        self.articles_cold.set(cold_articles as i64);
         self.dedup_entries.set(dedup_entries as i64);
     }
 
