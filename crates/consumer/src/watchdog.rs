@@ -104,3 +104,57 @@ pub async fn watch(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lag_without_progress_turns_readiness_red_and_progress_turns_it_green() {
+        let liveness = Arc::new(Liveness::new());
+        let metrics = Arc::new(Metrics::new());
+        let health = Health::new();
+        health.set_ready();
+        liveness.set_owns_partitions(true);
+        liveness.set_total_lag(42);
+        liveness.progressed();
+        tokio::spawn(watch(
+            liveness.clone(),
+            metrics.clone(),
+            health.clone(),
+            Duration::from_millis(400),
+        ));
+
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert!(
+            !health.is_ready(),
+            "42 messages of lag and no progress for 1.2 s"
+        );
+        assert!(metrics.render().contains("newsflow_worker_stalled 1"));
+        assert!(metrics.render().contains("newsflow_worker_stalls_total 1"));
+
+        liveness.progressed();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(health.is_ready(), "records flow again");
+        assert!(metrics.render().contains("newsflow_worker_stalled 0"));
+    }
+
+    #[tokio::test]
+    async fn no_lag_is_no_stall_however_quiet() {
+        let liveness = Arc::new(Liveness::new());
+        let metrics = Arc::new(Metrics::new());
+        let health = Health::new();
+        health.set_ready();
+        liveness.set_owns_partitions(true);
+        liveness.set_total_lag(0);
+        tokio::spawn(watch(
+            liveness.clone(),
+            metrics.clone(),
+            health.clone(),
+            Duration::from_millis(200),
+        ));
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert!(health.is_ready());
+        assert!(metrics.render().contains("newsflow_worker_stalls_total 0"));
+    }
+}
