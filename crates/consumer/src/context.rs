@@ -9,9 +9,11 @@
 use std::sync::{Arc, Mutex};
 
 use newsflow_telemetry::Metrics;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
+use rdkafka::TopicPartitionList;
 
 use crate::watchdog::Liveness;
 use crate::worker::Worker;
@@ -56,32 +58,92 @@ impl ClientContext for WorkerContext {
     }
 }
 
-impl ConsumerContext for WorkerContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(revoked) = rebalance {
-            self.metrics.rebalanced("revoke");
-            let commit = self.lock().revoke(revoked, crate::now_micros());
-            if let Some(offsets) = commit {
-                let ok = consumer.commit(&offsets, CommitMode::Sync).is_ok();
-                self.metrics.committed(ok);
+impl WorkerContext {
+    /// The same partition numbers of all three event topics: what owning
+    /// the `articles` partitions in `group_partitions` means.
+    fn co_partitions(&self, group_partitions: &TopicPartitionList) -> TopicPartitionList {
+        let mut all = TopicPartitionList::new();
+        for element in group_partitions.elements() {
+            for topic in &self.topics {
+                all.add_partition(topic, element.partition());
             }
-            tracing::info!(
-                partitions = revoked.count(),
-                "partitions revoked after flushing them"
-            );
         }
+        all
     }
+}
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(assigned) => {
+/// Group membership is driven by the articles topic alone, with the
+/// cooperative-sticky assignor: a rebalance moves only the partitions that
+/// change owner, and the others keep being read. The callback then takes
+/// or gives up the same partition numbers of the comments and forum-posts
+/// topics too, so one worker still owns every event of an article (the
+/// co-partitioning the contract promises, which no built-in assignor keeps
+/// across three topics except the eager `range`).
+impl ConsumerContext for WorkerContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        group_partitions: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let shards = self.co_partitions(group_partitions);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.metrics.rebalanced("assign");
-                let mut worker = self.lock();
-                worker.assign(assigned);
-                tracing::info!(shards = ?worker.shards(), "partitions assigned");
+                // Restore before the partitions are fetched.
+                let owned = {
+                    let mut worker = self.lock();
+                    worker.assign(&shards);
+                    worker.shards()
+                };
+                let result = if cooperative {
+                    consumer.incremental_assign(&shards)
+                } else {
+                    consumer.assign(&shards)
+                };
+                match result {
+                    Ok(()) => tracing::info!(shards = ?owned, "partitions assigned"),
+                    Err(e) => tracing::error!(error = %e, "assigning partitions failed"),
+                }
             }
-            Rebalance::Revoke(_) => {}
-            Rebalance::Error(e) => tracing::error!(error = %e, "rebalance error"),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.metrics.rebalanced("revoke");
+                if consumer.assignment_lost() {
+                    // The group already gave these partitions to someone
+                    // else (our session expired): writing now could race the
+                    // new owner. Drop the unflushed progress; the new owner
+                    // resumes from the last checkpoint.
+                    tracing::warn!(
+                        partitions = shards.count(),
+                        "partitions lost; dropping unflushed state"
+                    );
+                    self.lock().drop_shards(&shards);
+                } else {
+                    // Flush, checkpoint and commit before letting go.
+                    let commit = self.lock().revoke(&shards, crate::now_micros());
+                    if let Some(offsets) = commit {
+                        let ok = consumer.commit(&offsets, CommitMode::Sync).is_ok();
+                        self.metrics.committed(ok);
+                    }
+                }
+                let result = if cooperative {
+                    consumer.incremental_unassign(&shards)
+                } else {
+                    consumer.unassign()
+                };
+                match result {
+                    Ok(()) => tracing::info!(
+                        partitions = shards.count(),
+                        "partitions revoked after flushing them"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "unassigning partitions failed"),
+                }
+            }
+            other => tracing::error!(error = ?other, "rebalance error"),
         }
     }
 }

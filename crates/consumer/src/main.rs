@@ -191,9 +191,11 @@ fn run_loop(
     let consumer: BaseConsumer<WorkerContext> = newsflow_kafka::consumer_config(settings)
         .create_with_context(context)
         .context("creating the Kafka consumer")?;
+    // Membership follows the articles topic only; the rebalance callback
+    // adds the co-partitions of the other two (see context.rs).
     consumer
-        .subscribe(&settings.topics.event_topics())
-        .context("subscribing to the event topics")?;
+        .subscribe(&[&settings.topics.articles])
+        .context("subscribing to the articles topic")?;
     tracing::info!(
         brokers = %settings.kafka.brokers,
         group = %settings.kafka.group_id,

@@ -183,6 +183,14 @@ impl Worker {
     pub fn revoke(&mut self, revoked: &TopicPartitionList, now: Micros) -> Option<Commit> {
         let shards: BTreeSet<i32> = revoked.elements().iter().map(|e| e.partition()).collect();
         let commit = self.flush(now, false, Some(&shards));
+        self.drop_shards(revoked);
+        commit
+    }
+
+    /// Forgets shards without writing anything: for partitions the group
+    /// has already given to another worker.
+    pub fn drop_shards(&mut self, revoked: &TopicPartitionList) {
+        let shards: BTreeSet<i32> = revoked.elements().iter().map(|e| e.partition()).collect();
         for shard in &shards {
             self.slots.remove(shard);
             for topic in &self.topics {
@@ -190,7 +198,6 @@ impl Worker {
             }
         }
         self.metrics.partitions_assigned(self.slots.len());
-        commit
     }
 
     /// Handles one record. `seek` is called when the consumer must be moved

@@ -85,9 +85,10 @@ pub fn producer_config(settings: &Settings) -> ClientConfig {
 ///
 /// Offsets are never committed automatically: the worker commits them itself
 /// after the Parquet files and the checkpoint they cover are durable. The
-/// `range` assignor is required, not a tuning choice: it gives one consumer
-/// the same partition number of every co-partitioned topic, so one worker
-/// owns all events of an article.
+/// group assigns partitions of the articles topic with the cooperative-sticky
+/// assignor (incremental rebalances); the worker takes the same partition
+/// numbers of the other two topics itself, so one worker owns all events of
+/// an article.
 pub fn consumer_config(settings: &Settings) -> ClientConfig {
     let mut config = base_config(settings);
     config
@@ -95,7 +96,7 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "range")
+        .set("partition.assignment.strategy", "cooperative-sticky")
         .set("enable.partition.eof", "false")
         .set("statistics.interval.ms", "5000")
         .set(
