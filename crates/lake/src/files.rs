@@ -226,20 +226,7 @@ impl Lake {
             offsets,
             state,
         };
-        let path = self.checkpoint_path(shard);
-        let dir = path.parent().expect("checkpoint path has a parent");
-        fs::create_dir_all(dir).map_err(io("creating directory", dir))?;
-        let tmp = dir.join(format!(".shard-{:05}.json.tmp", checkpoint.shard));
-        let bytes = serde_json::to_vec(&checkpoint).map_err(|e| Error::Encode {
-            dataset: "checkpoint",
-            message: e.to_string(),
-        })?;
-        let mut file = File::create(&tmp).map_err(io("creating", &tmp))?;
-        file.write_all(&bytes).map_err(io("writing", &tmp))?;
-        file.sync_all().map_err(io("syncing", &tmp))?;
-        drop(file);
-        fs::rename(&tmp, &path).map_err(io("renaming into place", &path))?;
-        sync_dir(dir)
+        write_json_atomically(&self.checkpoint_path(shard), &checkpoint, "checkpoint")
     }
 
     fn cold_dir(&self, shard: i32) -> PathBuf {
@@ -343,6 +330,33 @@ fn remove_matching(dir: &Path, doomed: &dyn Fn(&str) -> bool) -> Result<usize, E
         }
     }
     Ok(removed)
+}
+
+/// Writes `value` as JSON to `path` so that readers see the old file or the
+/// whole new one, never a part: a hidden temporary file in the same
+/// directory, synced, renamed into place, and the directory synced.
+fn write_json_atomically<T: serde::Serialize>(
+    path: &Path,
+    value: &T,
+    what: &'static str,
+) -> Result<(), Error> {
+    let dir = path.parent().expect("a file path has a parent");
+    fs::create_dir_all(dir).map_err(io("creating directory", dir))?;
+    let name = path
+        .file_name()
+        .expect("a file path has a name")
+        .to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let bytes = serde_json::to_vec(value).map_err(|e| Error::Encode {
+        dataset: what,
+        message: e.to_string(),
+    })?;
+    let mut file = File::create(&tmp).map_err(io("creating", &tmp))?;
+    file.write_all(&bytes).map_err(io("writing", &tmp))?;
+    file.sync_all().map_err(io("syncing", &tmp))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(io("renaming into place", path))?;
+    sync_dir(dir)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), Error> {
