@@ -245,7 +245,7 @@ fn run_loop(
         let buffered = {
             let mut w = consumer.context().lock();
             for message in &batch {
-                w.handle(&consumer, message);
+                w.handle(&consumer, message, last_record);
             }
             if let Some(reason) = w.fatal.take() {
                 bail!(reason);

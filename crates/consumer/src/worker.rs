@@ -200,12 +200,13 @@ impl Worker {
         self.metrics.partitions_assigned(self.slots.len());
     }
 
-    /// Handles one record. `seek` is called when the consumer must be moved
-    /// to the checkpoint's offset.
+    /// Handles one record of a batch polled at `received_at`. `consumer`
+    /// is used to move a partition back to its checkpoint's offset.
     pub fn handle<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
         &mut self,
         consumer: &C,
         message: &BorrowedMessage<'_>,
+        received_at: Instant,
     ) {
         let Some(t) = self.topic_index(message.topic()) else {
             return;
@@ -320,7 +321,7 @@ impl Worker {
         }
         slot.next[t] = Some(offset + 1);
         slot.dirty = true;
-        slot.last_record_at = Instant::now();
+        slot.last_record_at = received_at;
     }
 
     /// Whether every owned partition has been read up to its high watermark.

@@ -7,8 +7,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
-use newsflow_core::time::date_of;
+use newsflow_core::time::{date_of, DAY};
 use newsflow_core::ColdArticle;
+use newsflow_core::Micros;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -71,74 +72,65 @@ impl Lake {
         batch: &FlushBatch,
     ) -> Result<Vec<(Dataset, WriteStats)>, Error> {
         let name = file_name(shard, seq);
-        let mut stats = Vec::with_capacity(3);
+        let day = |t: Micros| t.div_euclid(DAY);
+        let date_dir = |day: i64| format!("date={}", date_of(day * DAY));
+        let totals = self.commit_partitioned(
+            Dataset::ArticleTotals,
+            &name,
+            &batch.totals,
+            |row| day(row.emitted_at),
+            |d| PathBuf::from(date_dir(*d)),
+            totals_batch,
+        )?;
+        let engagement = self.commit_partitioned(
+            Dataset::ArticleEngagement,
+            &name,
+            &batch.engagement,
+            |row| day(row.window_start),
+            |d| PathBuf::from(date_dir(*d)),
+            engagement_batch,
+        )?;
+        // Both directory values of an event come from validated data: the
+        // event type is one of four fixed names and the date is formatted
+        // by us, so nothing a sender wrote reaches the path.
+        let events = self.commit_partitioned(
+            Dataset::Events,
+            &name,
+            &batch.events,
+            |row| (row.event_type.as_str(), day(row.occurred_at)),
+            |(event_type, d)| Path::new(&format!("event_type={event_type}")).join(date_dir(*d)),
+            events_batch,
+        )?;
+        Ok(vec![
+            (Dataset::ArticleTotals, totals),
+            (Dataset::ArticleEngagement, engagement),
+            (Dataset::Events, events),
+        ])
+    }
 
-        let mut by_date: BTreeMap<String, Vec<_>> = BTreeMap::new();
-        for row in &batch.totals {
-            by_date
-                .entry(date_of(row.emitted_at))
-                .or_default()
-                .push(row);
+    /// Commits `rows` of `dataset` as one file per Hive partition. Rows are
+    /// grouped by a cheap key (`partition_of`); the directory is formatted
+    /// once per group (`directory_of`), not once per row.
+    fn commit_partitioned<R, K: Ord>(
+        &self,
+        dataset: Dataset,
+        name: &str,
+        rows: &[R],
+        partition_of: impl Fn(&R) -> K,
+        directory_of: impl Fn(&K) -> PathBuf,
+        encode: impl Fn(&[&R]) -> Result<RecordBatch, Error>,
+    ) -> Result<WriteStats, Error> {
+        let mut groups: BTreeMap<K, Vec<&R>> = BTreeMap::new();
+        for row in rows {
+            groups.entry(partition_of(row)).or_default().push(row);
         }
-        let mut s = WriteStats::default();
-        for (date, rows) in by_date {
-            let dir = self
-                .root
-                .join(Dataset::ArticleTotals.name())
-                .join(format!("date={date}"));
-            s.bytes +=
-                self.commit_file(&dir, &name, &totals_batch(&rows)?, Dataset::ArticleTotals)?;
-            s.files += 1;
-            s.rows += rows.len() as u64;
+        let mut stats = WriteStats::default();
+        for (key, rows) in groups {
+            let dir = self.root.join(dataset.name()).join(directory_of(&key));
+            stats.bytes += self.commit_file(&dir, name, &encode(&rows)?, dataset)?;
+            stats.files += 1;
+            stats.rows += rows.len() as u64;
         }
-        stats.push((Dataset::ArticleTotals, s));
-
-        let mut by_date: BTreeMap<String, Vec<_>> = BTreeMap::new();
-        for row in &batch.engagement {
-            by_date
-                .entry(date_of(row.window_start))
-                .or_default()
-                .push(row);
-        }
-        let mut s = WriteStats::default();
-        for (date, rows) in by_date {
-            let dir = self
-                .root
-                .join(Dataset::ArticleEngagement.name())
-                .join(format!("date={date}"));
-            s.bytes += self.commit_file(
-                &dir,
-                &name,
-                &engagement_batch(&rows)?,
-                Dataset::ArticleEngagement,
-            )?;
-            s.files += 1;
-            s.rows += rows.len() as u64;
-        }
-        stats.push((Dataset::ArticleEngagement, s));
-
-        let mut by_partition: BTreeMap<(&'static str, String), Vec<_>> = BTreeMap::new();
-        for row in &batch.events {
-            by_partition
-                .entry((row.event_type.as_str(), date_of(row.occurred_at)))
-                .or_default()
-                .push(row);
-        }
-        let mut s = WriteStats::default();
-        for ((event_type, date), rows) in by_partition {
-            // Both directory values come from validated data: the event type
-            // is one of four fixed names and the date is formatted by us, so
-            // nothing a sender wrote reaches the path.
-            let dir = self
-                .root
-                .join(Dataset::Events.name())
-                .join(format!("event_type={event_type}"))
-                .join(format!("date={date}"));
-            s.bytes += self.commit_file(&dir, &name, &events_batch(&rows)?, Dataset::Events)?;
-            s.files += 1;
-            s.rows += rows.len() as u64;
-        }
-        stats.push((Dataset::Events, s));
         Ok(stats)
     }
 
@@ -245,23 +237,10 @@ impl Lake {
         seq: u64,
         articles: &[(String, ColdArticle)],
     ) -> Result<(), Error> {
-        let dir = self.cold_dir(shard);
-        fs::create_dir_all(&dir).map_err(io("creating directory", &dir))?;
-        let name = format!("segment-{seq:010}.json");
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let path = dir.join(&name);
+        let path = self.cold_dir(shard).join(format!("segment-{seq:010}.json"));
         let map: BTreeMap<&str, &ColdArticle> =
             articles.iter().map(|(id, a)| (id.as_str(), a)).collect();
-        let bytes = serde_json::to_vec(&map).map_err(|e| Error::Encode {
-            dataset: "cold segment",
-            message: e.to_string(),
-        })?;
-        let mut file = File::create(&tmp).map_err(io("creating", &tmp))?;
-        file.write_all(&bytes).map_err(io("writing", &tmp))?;
-        file.sync_all().map_err(io("syncing", &tmp))?;
-        drop(file);
-        fs::rename(&tmp, &path).map_err(io("renaming into place", &path))?;
-        sync_dir(&dir)
+        write_json_atomically(&path, &map, "cold segment")
     }
 
     /// Reads a cold segment of `shard` back: article id → what remained of it.
