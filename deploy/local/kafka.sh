@@ -6,6 +6,15 @@
 #   kafka.sh down    stop the broker started by `up`
 #   kafka.sh status  say whether it answers
 #
+# A second, secured broker (what the SASL_SSL test starts) takes the same
+# commands with these set:
+#   KAFKA_STATE_DIR, KAFKA_PORT, KAFKA_CONTROLLER_PORT  its own directory and ports
+#   KAFKA_SASL_SSL_PORT  adds a SASL_SSL listener (SCRAM-SHA-512 over TLS,
+#                        client certificates required) on this port
+#   KAFKA_TLS_DIR        holds broker-keystore.pem (key + certificate chain)
+#                        and ca.pem (the CA clients' certificates must chain to)
+#   KAFKA_SCRAM_USERS    "name=password[,name=password...]", created at format
+#
 # No Docker: the jars come from Maven Central through `mvn` and run on the
 # machine's Java 17. They are cached outside the repository (in
 # $NEWSFLOW_CACHE, default ~/.cache/newsflow) so clones share them; the
@@ -20,6 +29,9 @@ STATE_DIR="${KAFKA_STATE_DIR:-$REPO_ROOT/var/kafka}"
 PORT="${KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 HEAP="${KAFKA_HEAP:-1G}"
+SASL_SSL_PORT="${KAFKA_SASL_SSL_PORT:-}"
+TLS_DIR="${KAFKA_TLS_DIR:-}"
+SCRAM_USERS="${KAFKA_SCRAM_USERS:-}"
 PID_FILE="$STATE_DIR/kafka.pid"
 
 log() { printf '[kafka] %s\n' "$*" >&2; }
@@ -95,6 +107,26 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 message.max.bytes=2097152
 PROPS
+  if [ -n "$SASL_SSL_PORT" ]; then
+    [ -f "$TLS_DIR/broker-keystore.pem" ] && [ -f "$TLS_DIR/ca.pem" ] \
+      || { log "KAFKA_TLS_DIR must hold broker-keystore.pem and ca.pem"; exit 1; }
+    # The PLAINTEXT listener stays on loopback for the broker's own use
+    # (and for `answers`); clients are meant to use the SASL_SSL one.
+    sed -i \
+      -e "s|^listeners=.*|listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_SSL://127.0.0.1:$SASL_SSL_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT|" \
+      -e "s|^advertised.listeners=.*|advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_SSL://127.0.0.1:$SASL_SSL_PORT|" \
+      -e "s|^listener.security.protocol.map=.*|listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL|" \
+      "$STATE_DIR/server.properties"
+    cat >>"$STATE_DIR/server.properties" <<PROPS
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$TLS_DIR/broker-keystore.pem
+listener.name.sasl_ssl.ssl.truststore.type=PEM
+listener.name.sasl_ssl.ssl.truststore.location=$TLS_DIR/ca.pem
+listener.name.sasl_ssl.ssl.client.auth=required
+PROPS
+  fi
   cat >"$STATE_DIR/log4j2.properties" <<LOG
 status = warn
 appender.file.type = File
@@ -124,8 +156,15 @@ up() {
     local cluster_id
     cluster_id="$(java -cp "$(java_cp)" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)"
     log "formatting storage (cluster $cluster_id)"
+    local scram=() user
+    if [ -n "$SCRAM_USERS" ]; then
+      IFS=',' read -ra users <<<"$SCRAM_USERS"
+      for user in "${users[@]}"; do
+        scram+=(--add-scram "SCRAM-SHA-512=[name=${user%%=*},password=${user#*=}]")
+      done
+    fi
     java -cp "$(java_cp)" -Dlog4j2.configurationFile="$STATE_DIR/log4j2.properties" \
-      kafka.tools.StorageTool format -t "$cluster_id" -c "$STATE_DIR/server.properties" \
+      kafka.tools.StorageTool format -t "$cluster_id" -c "$STATE_DIR/server.properties" "${scram[@]}" \
       >"$STATE_DIR/logs/format.log" 2>&1 || { cat "$STATE_DIR/logs/format.log" >&2; exit 1; }
   fi
   if ! running_pid >/dev/null; then
@@ -147,7 +186,7 @@ up() {
     [ $SECONDS -lt $deadline ] || { log "broker did not answer within 90 s"; exit 1; }
     sleep 1
   done
-  log "ready on 127.0.0.1:$PORT"
+  log "ready on 127.0.0.1:$PORT${SASL_SSL_PORT:+ (SASL_SSL on 127.0.0.1:$SASL_SSL_PORT)}"
 }
 
 down() {

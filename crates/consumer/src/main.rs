@@ -56,6 +56,8 @@ enum Command {
         #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
         progress_every: Duration,
     },
+    /// Print the effective configuration (secrets redacted) and exit.
+    Config,
 }
 
 pub(crate) fn now_micros() -> i64 {
@@ -68,11 +70,17 @@ pub(crate) fn now_micros() -> i64 {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = newsflow_settings::load(cli.config.as_deref())?;
+    let (exit_when_caught_up, progress_every) = match cli.command {
+        Command::Config => {
+            println!("{settings:#?}");
+            return Ok(());
+        }
+        Command::Run {
+            exit_when_caught_up,
+            progress_every,
+        } => (exit_when_caught_up, progress_every),
+    };
     newsflow_telemetry::init_logging(&settings.log);
-    let Command::Run {
-        exit_when_caught_up,
-        progress_every,
-    } = cli.command;
     let options = RunOptions {
         exit_when_caught_up,
         progress_every,
@@ -108,7 +116,7 @@ async fn run(settings: Arc<Settings>, options: RunOptions) -> anyhow::Result<()>
         let shutdown = shutdown.clone();
         let grace = settings.shutdown.grace_period;
         tokio::spawn(async move {
-            wait_for_signal().await;
+            newsflow_telemetry::shutdown_signal().await;
             tracing::info!(grace_period = ?grace, "shutdown requested: draining");
             shutdown.store(true, Ordering::Release);
             // A drain that outlives its grace period is abandoned: exiting
@@ -145,21 +153,6 @@ async fn run(settings: Arc<Settings>, options: RunOptions) -> anyhow::Result<()>
     result
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-}
-
 /// Largest number of records handled under one lock of the worker.
 const BATCH: usize = 4096;
 
@@ -173,6 +166,7 @@ fn run_loop(
     shutdown: &AtomicBool,
     options: RunOptions,
 ) -> anyhow::Result<()> {
+    newsflow_kafka::verify_connection(settings)?;
     let shards = newsflow_kafka::check_co_partitioned(settings)?;
     let lake = Lake::open(&settings.output.root)?;
     let dead_letters = DeadLetters::new(settings)?;
@@ -207,6 +201,7 @@ fn run_loop(
 
     let flush_interval = settings.output.flush_interval;
     let mut last_flush = Instant::now();
+    let mut output = OutputHealth::new();
     let mut last_report = Instant::now();
     let mut last_caught_up_check = Instant::now();
     let mut consumed_at_report = 0u64;
@@ -255,8 +250,16 @@ fn run_loop(
         };
         drop(batch);
 
-        if last_flush.elapsed() >= flush_interval || buffered >= settings.output.flush_max_events {
-            flush_and_commit(&consumer, false);
+        if output.resume_due() {
+            output.resume(&consumer);
+        } else if !output.paused()
+            && (last_flush.elapsed() >= flush_interval
+                || buffered >= settings.output.flush_max_events)
+        {
+            match flush_and_commit(&consumer, false) {
+                None => output.succeeded(health),
+                Some(problem) => output.failed(&consumer, health, problem),
+            }
             last_flush = Instant::now();
         }
         if last_report.elapsed() >= options.progress_every {
@@ -291,7 +294,7 @@ fn run_loop(
 
     // Drain: write everything, close every window, checkpoint, commit.
     health.set_not_ready("draining");
-    flush_and_commit(&consumer, true);
+    let drain_failure = flush_and_commit(&consumer, true);
     let consumed = consumer.context().lock().consumed;
     let busy = first_record
         .map(|first| (last_record - first).as_secs_f64())
@@ -310,15 +313,89 @@ fn run_loop(
     );
     consumer.unsubscribe();
     drop(consumer);
+    if let Some(problem) = drain_failure {
+        // Nothing is lost: the next owner resumes from the last checkpoint.
+        bail!("the last flush failed ({problem}); progress since the last checkpoint will be read again");
+    }
     Ok(())
 }
 
-fn flush_and_commit(consumer: &BaseConsumer<WorkerContext>, close_all: bool) {
-    let commit = consumer
+/// Longest wait between attempts while the output or the dead-letter
+/// topic keeps failing.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+
+/// Whether the output can be written, and when to try again if not.
+///
+/// A failed flush resets the shards to their checkpoints (nothing is
+/// committed past them) and pauses fetching, so the worker neither buffers
+/// without bound nor re-reads the same records in a tight loop. After a
+/// back-off that doubles up to [`MAX_RETRY_DELAY`], fetching resumes from
+/// the checkpoints and the next flush tries again. Meanwhile `/readyz`
+/// reports the problem.
+struct OutputHealth {
+    failing: bool,
+    delay: Duration,
+    resume_at: Option<Instant>,
+}
+
+impl OutputHealth {
+    fn new() -> Self {
+        OutputHealth {
+            failing: false,
+            delay: Duration::from_secs(1),
+            resume_at: None,
+        }
+    }
+
+    fn paused(&self) -> bool {
+        self.resume_at.is_some()
+    }
+
+    fn resume_due(&self) -> bool {
+        self.resume_at.is_some_and(|at| Instant::now() >= at)
+    }
+
+    fn failed(&mut self, consumer: &BaseConsumer<WorkerContext>, health: &Health, problem: String) {
+        tracing::warn!(retry_in = ?self.delay, "pausing the partitions until the output can be written");
+        health.set_problem("output", problem);
+        self.failing = true;
+        if let Ok(assignment) = consumer.assignment() {
+            if let Err(e) = consumer.pause(&assignment) {
+                tracing::warn!(error = %e, "pausing partitions failed");
+            }
+        }
+        self.resume_at = Some(Instant::now() + self.delay);
+        self.delay = (self.delay * 2).min(MAX_RETRY_DELAY);
+    }
+
+    fn resume(&mut self, consumer: &BaseConsumer<WorkerContext>) {
+        self.resume_at = None;
+        if let Ok(assignment) = consumer.assignment() {
+            if let Err(e) = consumer.resume(&assignment) {
+                tracing::warn!(error = %e, "resuming partitions failed");
+            }
+        }
+        tracing::info!("resuming from the checkpoints to retry the output");
+    }
+
+    fn succeeded(&mut self, health: &Health) {
+        if self.failing {
+            tracing::info!("output written again; ready");
+            health.clear_problem("output");
+            self.failing = false;
+            self.delay = Duration::from_secs(1);
+        }
+    }
+}
+
+/// Flushes every owned shard and commits what the new checkpoints cover.
+/// Returns the problem if some output could not be made durable.
+fn flush_and_commit(consumer: &BaseConsumer<WorkerContext>, close_all: bool) -> Option<String> {
+    let flushed = consumer
         .context()
         .lock()
         .flush(now_micros(), close_all, None);
-    if let Some(offsets) = commit {
+    if let Some(offsets) = flushed.commit {
         match consumer.commit(&offsets, CommitMode::Sync) {
             Ok(()) => consumer.context().metrics.committed(true),
             Err(e) => {
@@ -329,4 +406,5 @@ fn flush_and_commit(consumer: &BaseConsumer<WorkerContext>, close_all: bool) {
             }
         }
     }
+    flushed.failure
 }

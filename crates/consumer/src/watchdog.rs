@@ -88,17 +88,20 @@ pub async fn watch(
                     metrics.stalled(true);
                     tracing::error!(lag = liveness.total_lag(), idle = ?idle, "worker holds lagging partitions but makes no progress");
                 }
-                health.set_not_ready(format!(
-                    "stalled: {} messages of lag and no record handled for {}s",
-                    liveness.total_lag(),
-                    idle.as_secs()
-                ));
+                health.set_problem(
+                    "watchdog",
+                    format!(
+                        "stalled: {} messages of lag and no record handled for {}s",
+                        liveness.total_lag(),
+                        idle.as_secs()
+                    ),
+                );
             }
             _ if stalled => {
                 stalled = false;
                 metrics.stalled(false);
                 tracing::info!("worker makes progress again");
-                health.set_ready();
+                health.clear_problem("watchdog");
             }
             _ => {}
         }

@@ -73,6 +73,10 @@ pub struct Worker {
     metrics: Arc<Metrics>,
     dead_letters: DeadLetters,
     slots: BTreeMap<i32, Slot>,
+    /// Owned shards whose restore failed after an output failure (the
+    /// files could not be cleaned up, say); retried before each flush.
+    /// Their records are skipped meanwhile, and read again once restored.
+    unrestored: BTreeSet<i32>,
     buffered: usize,
     /// Set when a shard cannot be restored; the run loop stops on it.
     pub fatal: Option<String>,
@@ -82,6 +86,15 @@ pub struct Worker {
 
 /// What a flush produced for the group: the offsets to commit.
 pub type Commit = TopicPartitionList;
+
+/// The outcome of a flush.
+pub struct Flushed {
+    /// Offsets covered by the checkpoints just written, to commit.
+    pub commit: Option<Commit>,
+    /// Why some output could not be made durable; the shards concerned
+    /// were reset to their checkpoints and will read their records again.
+    pub failure: Option<String>,
+}
 
 impl Worker {
     /// A worker that owns nothing yet.
@@ -100,6 +113,7 @@ impl Worker {
             metrics,
             dead_letters,
             slots: BTreeMap::new(),
+            unrestored: BTreeSet::new(),
             buffered: 0,
             fatal: None,
             consumed: 0,
@@ -132,6 +146,7 @@ impl Worker {
             if self.slots.contains_key(&shard) {
                 continue;
             }
+            self.unrestored.remove(&shard);
             match self.restore(shard) {
                 Ok(slot) => {
                     self.slots.insert(shard, slot);
@@ -182,9 +197,9 @@ impl Worker {
     /// owner starts where this one stopped. Returns the offsets to commit.
     pub fn revoke(&mut self, revoked: &TopicPartitionList, now: Micros) -> Option<Commit> {
         let shards: BTreeSet<i32> = revoked.elements().iter().map(|e| e.partition()).collect();
-        let commit = self.flush(now, false, Some(&shards));
+        let flushed = self.flush(now, false, Some(&shards));
         self.drop_shards(revoked);
-        commit
+        flushed.commit
     }
 
     /// Forgets shards without writing anything: for partitions the group
@@ -193,6 +208,7 @@ impl Worker {
         let shards: BTreeSet<i32> = revoked.elements().iter().map(|e| e.partition()).collect();
         for shard in &shards {
             self.slots.remove(shard);
+            self.unrestored.remove(shard);
             for topic in &self.topics {
                 self.metrics.forget_lag(topic, *shard);
             }
@@ -329,7 +345,7 @@ impl Worker {
         &self,
         consumer: &C,
     ) -> bool {
-        if self.slots.is_empty() {
+        if self.slots.is_empty() || !self.unrestored.is_empty() {
             return false;
         }
         for (shard, slot) in &self.slots {
@@ -353,22 +369,23 @@ impl Worker {
     /// windows close when the watermark passes them, or once the shard has
     /// received no record for `window.idle_timeout` (it is idle, and
     /// analysts should see its sums match its totals).
-    pub fn flush(
-        &mut self,
-        now: Micros,
-        close_all: bool,
-        only: Option<&BTreeSet<i32>>,
-    ) -> Option<Commit> {
+    pub fn flush(&mut self, now: Micros, close_all: bool, only: Option<&BTreeSet<i32>>) -> Flushed {
+        let mut failure = self.retry_restores();
         // Dead letters first: a checkpoint must never cover a rejected
         // record that is not safely in the dead-letter topic.
         if let Err(e) = self.dead_letters.make_durable() {
-            tracing::error!(error = %format!("{e:#}"), "flush postponed");
+            let problem = format!("dead letters not acknowledged: {e:#}");
+            tracing::error!(error = %problem, "flush postponed; the shards restart from their checkpoints");
+            self.metrics.flush_failed("dead_letters");
             for shard in self.shards() {
                 if only.is_none_or(|o| o.contains(&shard)) {
                     self.reset(shard);
                 }
             }
-            return None;
+            return Flushed {
+                commit: None,
+                failure: Some(problem),
+            };
         }
         let mut commit = TopicPartitionList::new();
         let shards: Vec<i32> = self.shards();
@@ -387,7 +404,10 @@ impl Worker {
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::error!(shard, error = %format!("{e:#}"), "flush failed; the shard restarts from its checkpoint");
+                    let problem = format!("output not writable: {e:#}");
+                    tracing::error!(shard, error = %problem, "flush failed; the shard restarts from its checkpoint");
+                    self.metrics.flush_failed("output");
+                    failure.get_or_insert(problem);
                     self.reset(shard);
                 }
             }
@@ -409,7 +429,29 @@ impl Worker {
         {
             self.metrics.watermark_lag((now - lowest) as f64 / 1e6);
         }
-        (commit.count() > 0).then_some(commit)
+        Flushed {
+            commit: (commit.count() > 0).then_some(commit),
+            failure,
+        }
+    }
+
+    /// Tries again to restore the shards whose restore failed; the first
+    /// problem that remains, if any.
+    fn retry_restores(&mut self) -> Option<String> {
+        let mut problem = None;
+        for shard in std::mem::take(&mut self.unrestored) {
+            match self.restore(shard) {
+                Ok(slot) => {
+                    tracing::info!(shard, "shard restored after an output failure");
+                    self.slots.insert(shard, slot);
+                }
+                Err(e) => {
+                    problem.get_or_insert(format!("shard {shard} cannot be restored: {e:#}"));
+                    self.unrestored.insert(shard);
+                }
+            }
+        }
+        problem
     }
 
     /// Flushes one shard; `Ok(true)` when a checkpoint was written.
@@ -468,13 +510,17 @@ impl Worker {
 
     /// Forgets a shard's in-memory progress after a failure and restores it
     /// from its checkpoint; the consumer is moved back on the next record.
+    /// A restore that fails too (the output is still broken) is retried
+    /// before the next flush.
     fn reset(&mut self, shard: i32) {
         match self.restore(shard) {
             Ok(slot) => {
                 self.slots.insert(shard, slot);
             }
             Err(e) => {
-                self.fatal = Some(format!("shard {shard} cannot be restored: {e:#}"));
+                tracing::error!(shard, error = %format!("{e:#}"), "cannot restore shard yet; will retry");
+                self.slots.remove(&shard);
+                self.unrestored.insert(shard);
             }
         }
     }

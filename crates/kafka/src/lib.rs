@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use newsflow_settings::Settings;
+use newsflow_settings::{KafkaSecurity, Settings};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -39,6 +39,9 @@ pub enum Error {
     /// would not see every event of an article.
     #[error("topics are not co-partitioned: {0}")]
     NotCoPartitioned(String),
+    /// The brokers cannot be reached, or refuse us.
+    #[error("cannot connect to Kafka: {0}")]
+    Connection(String),
 }
 
 fn client_error(context: impl Into<String>) -> impl FnOnce(rdkafka::error::KafkaError) -> Error {
@@ -46,19 +49,53 @@ fn client_error(context: impl Into<String>) -> impl FnOnce(rdkafka::error::Kafka
     move |source| Error::Client { context, source }
 }
 
-/// Properties every client shares: brokers, client id, and the pass-through
-/// `kafka.properties` (security settings and tuning), applied last so an
-/// operator can override anything.
+/// Properties every client shares: brokers, client id, security, and the
+/// pass-through `kafka.properties` (tuning), applied last so an operator can
+/// override anything.
 pub fn base_config(settings: &Settings) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &settings.kafka.brokers)
         .set("client.id", &settings.kafka.client_id)
         .set("socket.keepalive.enable", "true");
+    apply_security(&mut config, &settings.kafka.security);
     for (key, value) in &settings.kafka.properties {
         config.set(key, value);
     }
     config
+}
+
+/// `kafka.security_protocol`, `[kafka.sasl]` and `[kafka.tls]` as librdkafka
+/// properties. librdkafka itself prints sensitive properties as
+/// `[redacted]` in its debug output.
+fn apply_security(config: &mut ClientConfig, security: &KafkaSecurity) {
+    config.set("security.protocol", security.protocol.librdkafka_name());
+    if let Some(sasl) = &security.sasl {
+        config
+            .set("sasl.mechanism", &sasl.mechanism)
+            .set("sasl.username", &sasl.username)
+            .set("sasl.password", sasl.password.expose());
+    }
+    if security.protocol.uses_tls() {
+        let tls = &security.tls;
+        if let Some(ca) = &tls.ca_file {
+            config.set("ssl.ca.location", ca.to_string_lossy());
+        }
+        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+            config
+                .set("ssl.certificate.location", cert.to_string_lossy())
+                .set("ssl.key.location", key.to_string_lossy());
+        }
+        if let Some(password) = &tls.key_password {
+            config.set("ssl.key.password", password.expose());
+        }
+        config
+            .set("enable.ssl.certificate.verification", "true")
+            .set(
+                "ssl.endpoint.identification.algorithm",
+                if tls.verify_hostname { "https" } else { "none" },
+            );
+    }
 }
 
 /// The configuration of our event producers: idempotent, `acks=all`, one
@@ -161,6 +198,92 @@ pub async fn ensure_topics(settings: &Settings) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Collects the errors librdkafka reports in the background: failed
+/// handshakes and logins arrive this way, not as request errors.
+#[derive(Default)]
+struct ErrorRecorder {
+    seen: std::sync::Mutex<Vec<(Option<RDKafkaErrorCode>, String)>>,
+}
+
+impl rdkafka::ClientContext for ErrorRecorder {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() < 100 {
+            seen.push((error.rdkafka_error_code(), reason.to_string()));
+        }
+    }
+}
+
+impl rdkafka::producer::ProducerContext for ErrorRecorder {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::producer::DeliveryResult<'_>, _: ()) {}
+}
+
+/// Names what an error reported during connection set-up means for the
+/// operator, when it is one that retrying cannot fix.
+fn connection_problem(code: Option<RDKafkaErrorCode>, reason: &str) -> Option<&'static str> {
+    let authentication = matches!(
+        code,
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed)
+    ) || reason.contains("SASL authentication error");
+    let tls = matches!(code, Some(RDKafkaErrorCode::SSL))
+        || reason.contains("SSL handshake failed")
+        || reason.contains("certificate");
+    if authentication {
+        Some("the brokers refused our credentials (kafka.sasl.username / kafka.sasl.password)")
+    } else if tls {
+        Some("the TLS handshake failed (is the brokers' certificate signed by kafka.tls.ca_file and issued for the host? do they accept kafka.tls.cert_file?)")
+    } else {
+        None
+    }
+}
+
+/// Connects to the brokers once and reads the cluster's metadata, failing
+/// fast and by name when the connection cannot work: a refused login
+/// (wrong SASL credentials), a certificate either side does not trust, or
+/// no broker answering within [`REQUEST_TIMEOUT`]. Both binaries call it at
+/// start-up, so a misconfigured pod exits non-zero at once instead of
+/// retrying forever with a vague log line.
+pub fn verify_connection(settings: &Settings) -> Result<(), Error> {
+    use rdkafka::producer::Producer as _;
+    // A producer, because its poll hands background errors to the context
+    // with librdkafka's explanation (a consumer's poll drops the text).
+    let client: rdkafka::producer::BaseProducer<ErrorRecorder> = base_config(settings)
+        .create_with_context(ErrorRecorder::default())
+        .map_err(client_error("creating a client"))?;
+    let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
+    loop {
+        let attempt = client
+            .client()
+            .fetch_metadata(None, Duration::from_millis(500));
+        if attempt.is_ok() {
+            return Ok(());
+        }
+        client.poll(Duration::from_millis(100));
+        let seen = client
+            .context()
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for (code, reason) in &seen {
+            if let Some(problem) = connection_problem(*code, reason) {
+                return Err(Error::Connection(format!("{problem}: {reason}")));
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            let last = seen
+                .last()
+                .map(|(_, reason)| format!(": {reason}"))
+                .unwrap_or_default();
+            return Err(Error::Connection(format!(
+                "no broker of `{}` answered within {REQUEST_TIMEOUT:?}{last}",
+                settings.kafka.brokers
+            )));
+        }
+    }
 }
 
 /// Returns the partition count of a topic, or `None` when it does not exist.

@@ -5,11 +5,14 @@
 //! - `generate`: a deterministic synthetic stream (see [`generate`]), and
 //!   optionally the exact totals it implies, for tests and demos.
 //!
-//! Both create missing topics, key every event by `article_id`, and use an
+//! - `serve`: HTTP ingest, `POST /v1/events` (see [`serve`]).
+//!
+//! All create missing topics, key every event by `article_id`, and use an
 //! idempotent `acks=all` producer.
 
 mod generate;
 mod publisher;
+mod serve;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -64,11 +67,19 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         expected: Option<PathBuf>,
     },
+    /// Accept events over HTTP (`POST /v1/events` on `ingest.listen`) until SIGTERM.
+    Serve,
+    /// Print the effective configuration (secrets redacted) and exit.
+    Config,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Arc::new(newsflow_settings::load(cli.config.as_deref())?);
+    if let Command::Config = cli.command {
+        println!("{settings:#?}");
+        return Ok(());
+    }
     newsflow_telemetry::init_logging(&settings.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -84,7 +95,22 @@ fn main() -> anyhow::Result<()> {
             .listen
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
         newsflow_telemetry::bind(listen, metrics.clone(), health.clone()).await?;
+        {
+            let settings = settings.clone();
+            tokio::task::spawn_blocking(move || newsflow_kafka::verify_connection(&settings))
+                .await
+                .context("the connection check panicked")??;
+        }
         newsflow_kafka::ensure_topics(&settings).await?;
+        if let Command::Serve = cli.command {
+            return serve::serve(
+                settings,
+                metrics,
+                health,
+                newsflow_telemetry::shutdown_signal(),
+            )
+            .await;
+        }
         health.set_ready();
         tokio::task::spawn_blocking(move || match cli.command {
             Command::Replay { file } => replay(&settings, metrics, &file),
@@ -94,6 +120,7 @@ fn main() -> anyhow::Result<()> {
                 rate,
                 expected,
             } => generate(&settings, metrics, seed, count, rate, expected),
+            Command::Serve | Command::Config => unreachable!("handled above"),
         })
         .await
         .context("the publishing task panicked")?

@@ -32,18 +32,24 @@ impl ProducerContext for Deliveries {
                 self.acked.fetch_add(1, Ordering::Relaxed);
             }
             Err((error, _)) => {
-                let reason = match error.rdkafka_error_code() {
-                    Some(RDKafkaErrorCode::MessageTimedOut) => "timed_out",
-                    Some(RDKafkaErrorCode::MessageSizeTooLarge) => "too_large",
-                    Some(RDKafkaErrorCode::UnknownTopicOrPartition) => "unknown_topic",
-                    _ => "broker_error",
-                };
-                self.metrics.produce_error(reason);
+                self.metrics.produce_error(delivery_failure_reason(error));
                 if self.failed.fetch_add(1, Ordering::Relaxed) < 10 {
                     tracing::error!(%error, "event not acknowledged");
                 }
             }
         }
+    }
+}
+
+/// The `reason` label of `newsflow_produce_errors_total` for an event Kafka
+/// did not take.
+pub fn delivery_failure_reason(error: &KafkaError) -> &'static str {
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::MessageTimedOut) => "timed_out",
+        Some(RDKafkaErrorCode::MessageSizeTooLarge) => "too_large",
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition) => "unknown_topic",
+        Some(RDKafkaErrorCode::QueueFull) => "queue_full",
+        _ => "broker_error",
     }
 }
 

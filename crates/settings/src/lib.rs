@@ -21,6 +21,9 @@ use config::{Config, Environment, File, FileFormat};
 use newsflow_core::{CountingRules, DecodeLimits};
 use serde::Deserialize;
 
+mod secret;
+pub use secret::Secret;
+
 /// A configuration problem, always naming the key it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -62,6 +65,127 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
     /// Detection of a worker that stopped making progress.
     pub watchdog: WatchdogSettings,
+    /// The producer's HTTP ingest endpoint (`newsflow-producer serve`).
+    pub ingest: IngestSettings,
+}
+
+/// `[ingest]`: the HTTP endpoint of `newsflow-producer serve`.
+#[derive(Clone, Debug)]
+pub struct IngestSettings {
+    /// `ingest.listen`: address of `POST /v1/events`. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// `ingest.auth_token` or `ingest.auth_token_file`: the bearer token
+    /// clients must send. Required unless `ingest.allow_unauthenticated`.
+    pub auth_token: Option<Secret>,
+    /// `ingest.allow_unauthenticated`: accept requests without a token (a
+    /// trusted network only). Default false.
+    pub allow_unauthenticated: bool,
+    /// `ingest.max_body_bytes`: larger request bodies get 413. Default 16 MiB.
+    pub max_body_bytes: usize,
+    /// `ingest.request_timeout`: a request (its body included) that takes
+    /// longer gets 408, so slow clients cannot hold connections. Default `30s`.
+    pub request_timeout: Duration,
+    /// `ingest.max_queued_events`: events waiting for Kafka's
+    /// acknowledgement; beyond it requests get 503 with Retry-After instead
+    /// of buffering without bound. Default 100000.
+    pub max_queued_events: usize,
+}
+
+impl IngestSettings {
+    /// The token requests must carry, `None` when the operator chose an
+    /// open endpoint; an error naming the key when neither is configured.
+    pub fn required_token(&self) -> Result<Option<&Secret>, SettingsError> {
+        match (&self.auth_token, self.allow_unauthenticated) {
+            (Some(token), _) => Ok(Some(token)),
+            (None, true) => Ok(None),
+            (None, false) => Err(SettingsError::Invalid {
+                key: "ingest.auth_token",
+                problem: "is required by `serve` (or set ingest.auth_token_file, or \
+                          ingest.allow_unauthenticated = true on a trusted network)"
+                    .into(),
+            }),
+        }
+    }
+}
+
+/// How clients reach the brokers: `kafka.security_protocol` with the
+/// `[kafka.sasl]` and `[kafka.tls]` sections.
+#[derive(Clone, Debug)]
+pub struct KafkaSecurity {
+    /// `kafka.security_protocol`: `plaintext` (default), `ssl`,
+    /// `sasl_plaintext` or `sasl_ssl`.
+    pub protocol: SecurityProtocol,
+    /// Present exactly when the protocol uses SASL.
+    pub sasl: Option<SaslSettings>,
+    /// Used when the protocol uses TLS.
+    pub tls: TlsSettings,
+}
+
+/// `kafka.security_protocol`
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    /// No encryption, no authentication (a local broker).
+    Plaintext,
+    /// TLS, optionally with a client certificate (mTLS).
+    Ssl,
+    /// SASL authentication without encryption.
+    SaslPlaintext,
+    /// SASL authentication over TLS.
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// librdkafka's name for it.
+    pub fn librdkafka_name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "plaintext",
+            SecurityProtocol::Ssl => "ssl",
+            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            SecurityProtocol::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    /// Whether connections are encrypted.
+    pub fn uses_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    /// Whether clients authenticate with SASL.
+    pub fn uses_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+}
+
+/// `[kafka.sasl]`
+#[derive(Clone, Debug)]
+pub struct SaslSettings {
+    /// `kafka.sasl.mechanism`: `SCRAM-SHA-512` (default), `SCRAM-SHA-256` or `PLAIN`.
+    pub mechanism: String,
+    /// `kafka.sasl.username`.
+    pub username: String,
+    /// `kafka.sasl.password`, or read from `kafka.sasl.password_file`.
+    pub password: Secret,
+}
+
+/// `[kafka.tls]` (PEM files)
+#[derive(Clone, Debug, Default)]
+pub struct TlsSettings {
+    /// `kafka.tls.ca_file`: CA certificates that sign the brokers'
+    /// certificates. Default: the system's trust store.
+    pub ca_file: Option<PathBuf>,
+    /// `kafka.tls.cert_file`: client certificate, for mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    /// `kafka.tls.key_file`: the client certificate's private key.
+    pub key_file: Option<PathBuf>,
+    /// `kafka.tls.key_password` or `kafka.tls.key_password_file`: the
+    /// private key's passphrase, if it has one.
+    pub key_password: Option<Secret>,
+    /// `kafka.tls.verify_hostname`: check that the broker's certificate
+    /// names the host connected to. Default true.
+    pub verify_hostname: bool,
 }
 
 /// `[shutdown]`
@@ -110,8 +234,12 @@ pub struct KafkaSettings {
     /// restarted worker gets its partitions back at once instead of after a
     /// rebalance. Default none (dynamic membership).
     pub instance_id: Option<String>,
-    /// `kafka.properties`: extra librdkafka properties, passed through as
-    /// they are (e.g. `security.protocol`). Default none.
+    /// Encryption and authentication.
+    pub security: KafkaSecurity,
+    /// `kafka.properties`: extra librdkafka properties (tuning), passed
+    /// through as they are and applied last. Secrets are refused here: they
+    /// belong in `kafka.sasl` and `kafka.tls`, which keep them out of logs.
+    /// Default none.
     pub properties: BTreeMap<String, String>,
 }
 
@@ -287,6 +415,53 @@ mod raw {
         log: Log,
         shutdown: Shutdown,
         watchdog: Watchdog,
+        ingest: Ingest,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Ingest {
+        listen: String,
+        auth_token: Option<String>,
+        auth_token_file: Option<PathBuf>,
+        allow_unauthenticated: bool,
+        max_body_bytes: i64,
+        request_timeout: String,
+        max_queued_events: i64,
+    }
+
+    impl Default for Ingest {
+        fn default() -> Self {
+            Ingest {
+                listen: "127.0.0.1:8080".into(),
+                auth_token: None,
+                auth_token_file: None,
+                allow_unauthenticated: false,
+                max_body_bytes: 16 * 1024 * 1024,
+                request_timeout: "30s".into(),
+                max_queued_events: 100_000,
+            }
+        }
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields, default)]
+    struct Sasl {
+        mechanism: Option<String>,
+        username: Option<String>,
+        password: Option<String>,
+        password_file: Option<PathBuf>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields, default)]
+    struct Tls {
+        ca_file: Option<PathBuf>,
+        cert_file: Option<PathBuf>,
+        key_file: Option<PathBuf>,
+        key_password: Option<String>,
+        key_password_file: Option<PathBuf>,
+        verify_hostname: Option<bool>,
     }
 
     #[derive(Deserialize)]
@@ -328,6 +503,9 @@ mod raw {
         partitioner: String,
         session_timeout: String,
         instance_id: Option<String>,
+        security_protocol: String,
+        sasl: Sasl,
+        tls: Tls,
         properties: BTreeMap<String, String>,
     }
 
@@ -342,6 +520,9 @@ mod raw {
                 partitioner: "murmur2_random".into(),
                 session_timeout: "30s".into(),
                 instance_id: None,
+                security_protocol: "plaintext".into(),
+                sasl: Sasl::default(),
+                tls: Tls::default(),
                 properties: BTreeMap::new(),
             }
         }
@@ -489,6 +670,191 @@ mod raw {
         }
     }
 
+    /// A secret given inline or in a file, never both.
+    fn secret(
+        key: &'static str,
+        inline: Option<String>,
+        file_key: &'static str,
+        file: Option<PathBuf>,
+    ) -> Result<Option<Secret>, SettingsError> {
+        match (inline, file) {
+            (Some(_), Some(_)) => Err(invalid(
+                key,
+                format!("set either `{key}` or `{file_key}`, not both"),
+            )),
+            (Some(value), None) if value.is_empty() => Err(invalid(key, "must not be empty")),
+            (Some(value), None) => Ok(Some(Secret::new(value))),
+            (None, Some(path)) => secret::read_secret_file(&path)
+                .map(Some)
+                .map_err(|problem| invalid(file_key, problem)),
+            (None, None) => Ok(None),
+        }
+    }
+
+    fn readable_file(
+        key: &'static str,
+        path: Option<PathBuf>,
+    ) -> Result<Option<PathBuf>, SettingsError> {
+        if let Some(path) = &path {
+            std::fs::File::open(path)
+                .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?;
+        }
+        Ok(path)
+    }
+
+    fn security(protocol: String, sasl: Sasl, tls: Tls) -> Result<KafkaSecurity, SettingsError> {
+        let protocol = match protocol.to_ascii_lowercase().as_str() {
+            "plaintext" => SecurityProtocol::Plaintext,
+            "ssl" => SecurityProtocol::Ssl,
+            "sasl_plaintext" => SecurityProtocol::SaslPlaintext,
+            "sasl_ssl" => SecurityProtocol::SaslSsl,
+            other => {
+                return Err(invalid(
+                    "kafka.security_protocol",
+                    format!("`{other}` is not one of plaintext, ssl, sasl_plaintext, sasl_ssl"),
+                ))
+            }
+        };
+        let sasl_given = sasl.mechanism.is_some()
+            || sasl.username.is_some()
+            || sasl.password.is_some()
+            || sasl.password_file.is_some();
+        let sasl = if protocol.uses_sasl() {
+            let mechanism = sasl.mechanism.unwrap_or_else(|| "SCRAM-SHA-512".into());
+            if !["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"].contains(&mechanism.as_str()) {
+                return Err(invalid(
+                    "kafka.sasl.mechanism",
+                    format!("`{mechanism}` is not one of SCRAM-SHA-512, SCRAM-SHA-256, PLAIN"),
+                ));
+            }
+            let username = non_empty("kafka.sasl.username", sasl.username.unwrap_or_default())?;
+            let password = secret(
+                "kafka.sasl.password",
+                sasl.password,
+                "kafka.sasl.password_file",
+                sasl.password_file,
+            )?
+            .ok_or_else(|| {
+                invalid(
+                    "kafka.sasl.password",
+                    "is required by a SASL security protocol (or kafka.sasl.password_file)",
+                )
+            })?;
+            Some(SaslSettings {
+                mechanism,
+                username,
+                password,
+            })
+        } else if sasl_given {
+            return Err(invalid(
+                "kafka.sasl",
+                format!(
+                    "is set, but kafka.security_protocol is `{}`; use sasl_ssl or sasl_plaintext",
+                    protocol.librdkafka_name()
+                ),
+            ));
+        } else {
+            None
+        };
+        let tls_given = tls.ca_file.is_some()
+            || tls.cert_file.is_some()
+            || tls.key_file.is_some()
+            || tls.key_password.is_some()
+            || tls.key_password_file.is_some();
+        if tls_given && !protocol.uses_tls() {
+            return Err(invalid(
+                "kafka.tls",
+                format!(
+                    "is set, but kafka.security_protocol is `{}`; use ssl or sasl_ssl",
+                    protocol.librdkafka_name()
+                ),
+            ));
+        }
+        let tls = TlsSettings {
+            ca_file: readable_file("kafka.tls.ca_file", tls.ca_file)?,
+            cert_file: readable_file("kafka.tls.cert_file", tls.cert_file)?,
+            key_file: readable_file("kafka.tls.key_file", tls.key_file)?,
+            key_password: secret(
+                "kafka.tls.key_password",
+                tls.key_password,
+                "kafka.tls.key_password_file",
+                tls.key_password_file,
+            )?,
+            verify_hostname: tls.verify_hostname.unwrap_or(true),
+        };
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            return Err(invalid(
+                "kafka.tls.key_file",
+                "kafka.tls.cert_file and kafka.tls.key_file go together (mutual TLS)",
+            ));
+        }
+        Ok(KafkaSecurity {
+            protocol,
+            sasl,
+            tls,
+        })
+    }
+
+    /// librdkafka properties that carry secrets; they are refused in
+    /// `kafka.properties`, whose values are not treated as secret.
+    const SECRET_PROPERTIES: [&str; 5] = [
+        "sasl.password",
+        "ssl.key.password",
+        "ssl.keystore.password",
+        "ssl.key.pem",
+        "sasl.oauthbearer.client.secret",
+    ];
+
+    fn properties(
+        properties: BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, SettingsError> {
+        if let Some(key) = properties
+            .keys()
+            .find(|k| SECRET_PROPERTIES.contains(&k.as_str()))
+        {
+            return Err(invalid(
+                "kafka.properties",
+                format!(
+                    "`{key}` holds a secret; set kafka.sasl.password or kafka.tls.key_password \
+                     (or their _file forms) instead, which are kept out of logs"
+                ),
+            ));
+        }
+        Ok(properties)
+    }
+
+    fn ingest(raw: Ingest) -> Result<IngestSettings, SettingsError> {
+        let listen = raw.listen.parse().map_err(|e| {
+            invalid(
+                "ingest.listen",
+                format!("`{}` is not an address like 0.0.0.0:8080: {e}", raw.listen),
+            )
+        })?;
+        Ok(IngestSettings {
+            listen,
+            auth_token: secret(
+                "ingest.auth_token",
+                raw.auth_token,
+                "ingest.auth_token_file",
+                raw.auth_token_file,
+            )?,
+            allow_unauthenticated: raw.allow_unauthenticated,
+            max_body_bytes: in_range(
+                "ingest.max_body_bytes",
+                raw.max_body_bytes,
+                1024,
+                1024 * 1024 * 1024,
+            )? as usize,
+            request_timeout: duration("ingest.request_timeout", &raw.request_timeout)?,
+            max_queued_events: in_range(
+                "ingest.max_queued_events",
+                raw.max_queued_events,
+                1,
+                10_000_000,
+            )? as usize,
+        })
+    }
+
     impl Root {
         pub fn validate(self) -> Result<Settings, SettingsError> {
             let k = self.kafka;
@@ -519,7 +885,8 @@ mod raw {
                     Some(id) => Some(non_empty("kafka.instance_id", id)?),
                     None => None,
                 },
-                properties: k.properties,
+                security: security(k.security_protocol, k.sasl, k.tls)?,
+                properties: properties(k.properties)?,
             };
 
             let t = self.topics;
@@ -622,7 +989,9 @@ mod raw {
             let watchdog = WatchdogSettings {
                 stall_after: duration("watchdog.stall_after", &self.watchdog.stall_after)?,
             };
+            let ingest = ingest(self.ingest)?;
             Ok(Settings {
+                ingest,
                 kafka,
                 topics,
                 output,
@@ -731,6 +1100,147 @@ mod tests {
         assert!(message.contains("broker"), "{message}");
         let message = error_of(&[("NEWSFLOW__OUTPUTS__URI", "x")]);
         assert!(message.contains("outputs"), "{message}");
+    }
+
+    #[test]
+    fn sasl_ssl_takes_secrets_from_the_environment_or_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not checked here").unwrap();
+        let password_file = dir.path().join("password");
+        std::fs::write(&password_file, "from-file\n").unwrap();
+        let ca_path = ca.to_str().unwrap();
+        let s = load_from(
+            None,
+            env(&[
+                ("NEWSFLOW__KAFKA__SECURITY_PROTOCOL", "SASL_SSL"),
+                ("NEWSFLOW__KAFKA__SASL__USERNAME", "newsflow"),
+                ("NEWSFLOW__KAFKA__SASL__PASSWORD", "from-env"),
+                ("NEWSFLOW__KAFKA__TLS__CA_FILE", ca_path),
+            ]),
+        )
+        .unwrap();
+        let sasl = s.kafka.security.sasl.as_ref().unwrap();
+        assert_eq!(s.kafka.security.protocol, SecurityProtocol::SaslSsl);
+        assert_eq!(sasl.mechanism, "SCRAM-SHA-512");
+        assert_eq!(sasl.password.expose(), "from-env");
+        assert!(s.kafka.security.tls.verify_hostname);
+        let dump = format!("{s:?}");
+        assert!(!dump.contains("from-env"), "secret in the settings dump");
+
+        let s = load_from(
+            None,
+            env(&[
+                ("NEWSFLOW__KAFKA__SECURITY_PROTOCOL", "sasl_plaintext"),
+                ("NEWSFLOW__KAFKA__SASL__USERNAME", "newsflow"),
+                (
+                    "NEWSFLOW__KAFKA__SASL__PASSWORD_FILE",
+                    password_file.to_str().unwrap(),
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.kafka.security.sasl.unwrap().password.expose(),
+            "from-file"
+        );
+    }
+
+    #[test]
+    fn security_mistakes_name_their_key_and_never_the_secret() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("NEWSFLOW__KAFKA__SECURITY_PROTOCOL", "tls")],
+                "kafka.security_protocol",
+            ),
+            (
+                &[
+                    ("NEWSFLOW__KAFKA__SECURITY_PROTOCOL", "sasl_ssl"),
+                    ("NEWSFLOW__KAFKA__SASL__USERNAME", "u"),
+                ],
+                "kafka.sasl.password",
+            ),
+            (
+                &[
+                    ("NEWSFLOW__KAFKA__SECURITY_PROTOCOL", "sasl_ssl"),
+                    ("NEWSFLOW__KAFKA__SASL__USERNAME", "u"),
+                    ("NEWSFLOW__KAFKA__SASL__PASSWORD", "hunter2"),
+                    ("NEWSFLOW__KAFKA__SASL__MECHANISM", "GSSAPI"),
+                ],
+                "kafka.sasl.mechanism",
+            ),
+            (
+                &[("NEWSFLOW__KAFKA__SASL__PASSWORD", "hunter2")],
+                "kafka.sasl",
+            ),
+            (
+                &[
+                    ("NEWSFLOW__KAFKA__SECURITY_PROTOCOL", "ssl"),
+                    ("NEWSFLOW__KAFKA__TLS__CA_FILE", "/nonexistent/ca.pem"),
+                ],
+                "kafka.tls.ca_file",
+            ),
+            (
+                &[
+                    ("NEWSFLOW__KAFKA__SECURITY_PROTOCOL", "sasl_ssl"),
+                    ("NEWSFLOW__KAFKA__SASL__USERNAME", "u"),
+                    ("NEWSFLOW__KAFKA__SASL__PASSWORD", "hunter2"),
+                    ("NEWSFLOW__KAFKA__SASL__PASSWORD_FILE", "/etc/hostname"),
+                ],
+                "kafka.sasl.password",
+            ),
+            (
+                &[("NEWSFLOW__INGEST__MAX_BODY_BYTES", "10")],
+                "ingest.max_body_bytes",
+            ),
+            (
+                &[("NEWSFLOW__INGEST__AUTH_TOKEN_FILE", "/nonexistent/token")],
+                "ingest.auth_token_file",
+            ),
+        ];
+        for (pairs, key) in cases {
+            let message = error_of(pairs);
+            assert!(
+                message.contains(key),
+                "error for {pairs:?} should name `{key}`: {message}"
+            );
+            assert!(!message.contains("hunter2"), "secret in error: {message}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_refused_in_pass_through_properties() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("newsflow.toml");
+        std::fs::write(
+            &file,
+            "[kafka.properties]\n\"sasl.password\" = \"hunter2\"\n",
+        )
+        .unwrap();
+        let message = load_from(Some(&file), env(&[])).unwrap_err().to_string();
+        assert!(message.contains("kafka.properties"), "{message}");
+        assert!(message.contains("sasl.password"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn serve_needs_a_token_unless_told_otherwise() {
+        let s = load_from(None, env(&[])).unwrap();
+        let message = s.ingest.required_token().unwrap_err().to_string();
+        assert!(message.contains("ingest.auth_token"), "{message}");
+        let s = load_from(
+            None,
+            env(&[("NEWSFLOW__INGEST__ALLOW_UNAUTHENTICATED", "true")]),
+        )
+        .unwrap();
+        assert!(s.ingest.required_token().unwrap().is_none());
+        let s = load_from(None, env(&[("NEWSFLOW__INGEST__AUTH_TOKEN", "t0ken")])).unwrap();
+        assert!(s
+            .ingest
+            .required_token()
+            .unwrap()
+            .unwrap()
+            .matches(b"t0ken"));
     }
 
     #[test]

@@ -37,3 +37,20 @@ pub fn init_logging(settings: &LogSettings) {
         LogFormat::Text => builder.compact().init(),
     }
 }
+
+/// Resolves on the first SIGTERM or SIGINT (Ctrl-C): how Kubernetes and a
+/// terminal each ask a process to stop.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -28,6 +28,9 @@ pub struct Metrics {
     commits: IntCounterVec,
     stalled: IntGauge,
     stalls: prometheus::IntCounter,
+    flush_failures: IntCounterVec,
+    ingest_requests: IntCounterVec,
+    ingest_events: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -97,6 +100,21 @@ impl Metrics {
             "newsflow_offset_commits_total",
             "Offset commits to the consumer group after a checkpoint, by result.",
             &["result"],
+        );
+        let flush_failures = counter(
+            "newsflow_flush_failures_total",
+            "Flushes that could not make their output durable and will be retried, by what failed (output, dead_letters).",
+            &["stage"],
+        );
+        let ingest_requests = counter(
+            "newsflow_ingest_requests_total",
+            "HTTP ingest requests answered, by status code.",
+            &["code"],
+        );
+        let ingest_events = counter(
+            "newsflow_ingest_events_total",
+            "Events received over HTTP, by outcome (accepted, rejected, unpublished).",
+            &["outcome"],
         );
         let consumer_lag = IntGaugeVec::new(
             Opts::new(
@@ -192,6 +210,9 @@ impl Metrics {
             commits,
             stalled,
             stalls,
+            flush_failures,
+            ingest_requests,
+            ingest_events,
         }
     }
 
@@ -208,6 +229,9 @@ impl Metrics {
         }
         for topic in topics {
             self.events_produced.with_label_values(&[topic]);
+        }
+        for stage in ["output", "dead_letters"] {
+            self.flush_failures.with_label_values(&[stage]);
         }
     }
 
@@ -304,6 +328,23 @@ impl Metrics {
             self.stalls.inc();
         }
         self.stalled.set(i64::from(stalled));
+    }
+
+    /// A flush failed at `stage` (`output` or `dead_letters`); it is retried.
+    pub fn flush_failed(&self, stage: &'static str) {
+        self.flush_failures.with_label_values(&[stage]).inc();
+    }
+
+    /// An HTTP ingest request was answered with `status`.
+    pub fn ingest_request(&self, status: u16) {
+        self.ingest_requests
+            .with_label_values(&[&status.to_string()])
+            .inc();
+    }
+
+    /// `n` events received over HTTP ended as `outcome`.
+    pub fn ingest_events(&self, outcome: &'static str, n: u64) {
+        self.ingest_events.with_label_values(&[outcome]).inc_by(n);
     }
 
     /// The Prometheus text exposition of every metric.

@@ -1,7 +1,7 @@
 //! The HTTP listener for `/metrics`, `/healthz` and `/readyz`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
@@ -11,39 +11,63 @@ use axum::Router;
 
 use crate::Metrics;
 
-/// Liveness and readiness, set by the binary, read by probes.
-#[derive(Default)]
+/// Readiness, set by the binary, read by `/readyz`. The process is ready
+/// when no source reports a problem: its life cycle (starting, draining),
+/// the stall watchdog, a failing output, each independently, so one source
+/// clearing its problem cannot hide another's.
 pub struct Health {
-    ready: AtomicBool,
-    not_ready_because: Mutex<String>,
+    problems: Mutex<BTreeMap<&'static str, String>>,
 }
 
+/// The problem source that [`Health::set_ready`] and
+/// [`Health::set_not_ready`] manage.
+const LIFECYCLE: &str = "lifecycle";
+
 impl Health {
-    /// A new state: live, not yet ready.
+    /// A new state: live, not yet ready ("starting").
     pub fn new() -> Arc<Self> {
+        let mut problems = BTreeMap::new();
+        problems.insert(LIFECYCLE, "starting".to_string());
         Arc::new(Health {
-            ready: AtomicBool::new(false),
-            not_ready_because: Mutex::new("starting".into()),
+            problems: Mutex::new(problems),
         })
     }
 
-    /// Marks the process ready to do its work.
-    pub fn set_ready(&self) {
-        self.ready.store(true, Ordering::Release);
+    fn problems(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, String>> {
+        self.problems.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Marks the process not ready, with a reason shown by `/readyz`.
+    /// The process has started (or finished draining nothing): ready,
+    /// unless another source reports a problem.
+    pub fn set_ready(&self) {
+        self.clear_problem(LIFECYCLE);
+    }
+
+    /// The process is starting or stopping, for the reason shown by `/readyz`.
     pub fn set_not_ready(&self, because: impl Into<String>) {
-        *self
-            .not_ready_because
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = because.into();
-        self.ready.store(false, Ordering::Release);
+        self.set_problem(LIFECYCLE, because);
+    }
+
+    /// `source` reports a problem that makes the process not ready.
+    pub fn set_problem(&self, source: &'static str, because: impl Into<String>) {
+        self.problems().insert(source, because.into());
+    }
+
+    /// `source` no longer has a problem.
+    pub fn clear_problem(&self, source: &'static str) {
+        self.problems().remove(source);
     }
 
     /// Whether the process is ready.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.problems().is_empty()
+    }
+
+    /// Why the process is not ready, one `source: reason` per problem.
+    pub fn not_ready_because(&self) -> String {
+        let problems = self.problems();
+        let reasons: Vec<String> = problems.iter().map(|(s, r)| format!("{s}: {r}")).collect();
+        reasons.join("; ")
     }
 }
 
@@ -97,12 +121,7 @@ async fn ready_handler(State(state): State<AppState>) -> (StatusCode, String) {
     if state.health.is_ready() {
         (StatusCode::OK, "ready\n".into())
     } else {
-        let because = state
-            .health
-            .not_ready_because
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let because = state.health.not_ready_because();
         (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {because}\n"),

@@ -1,0 +1,106 @@
+//! Secrets in configuration: passwords and tokens that may come from the
+//! file, an environment variable or a file of their own (a mounted
+//! Kubernetes Secret), and that never appear in a log line, an error
+//! message or a dump of the configuration.
+
+use std::fmt;
+use std::path::Path;
+
+/// A value that is never printed. `Debug` and `Display` show `[redacted]`;
+/// the value itself is reached only through [`Secret::expose`], at the one
+/// place that hands it to a client library or compares it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value, for the client that needs it. Never log the result.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Compares with `candidate` in time that depends only on the
+    /// candidate's length, so a remote caller cannot learn the secret a
+    /// byte at a time from response timings.
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        let expected = self.0.as_bytes();
+        // Walk the candidate fully whatever its length; a length mismatch
+        // still fails, and leaks only that the length differs.
+        let mut difference = u8::from(expected.len() != candidate.len());
+        for (i, byte) in candidate.iter().enumerate() {
+            let other = expected.get(i).copied().unwrap_or(0);
+            difference |= byte ^ other;
+        }
+        difference == 0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Reads a secret from a file, dropping one trailing newline (as `echo`
+/// and `kubectl create secret --from-file` leave). The error names the
+/// file, never its contents.
+pub(crate) fn read_secret_file(path: &Path) -> Result<Secret, String> {
+    let mut text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    if text.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(Secret(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_never_printed() {
+        let secret = Secret::new("hunter2");
+        assert_eq!(format!("{secret:?} {secret}"), "[redacted] [redacted]");
+    }
+
+    #[test]
+    fn matches_only_the_exact_value() {
+        let secret = Secret::new("s3cret-token");
+        assert!(secret.matches(b"s3cret-token"));
+        for wrong in [
+            &b""[..],
+            b"s3cret-toke",
+            b"s3cret-token!",
+            b"S3cret-token",
+            b"x",
+        ] {
+            assert!(!secret.matches(wrong), "{wrong:?}");
+        }
+    }
+
+    #[test]
+    fn files_lose_one_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("password");
+        std::fs::write(&path, "p4ss\n").unwrap();
+        assert_eq!(read_secret_file(&path).unwrap().expose(), "p4ss");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(read_secret_file(&path).unwrap_err().contains("empty"));
+    }
+}
