@@ -65,6 +65,8 @@ fn invalid_fixtures() -> Vec<String> {
         base.replace(r#""schema_version":1"#, r#""schema_version":"1""#),
         base.replace(r#""article_id":"a""#, r#""article_id":"a/b""#),
         base.replace(r#""article_id":"a""#, r#""article_id":"a b""#),
+        base.replace(r#""article_id":"a""#, r#""article_id":"..""#),
+        base.replace(r#""article_id":"a""#, r#""article_id":".""#),
         base.replace(r#""article_id":"a""#, r#""article_id":"""#),
         base.replace(r#""article_id":"a""#, &format!(r#""article_id":"{}""#, "a".repeat(129))),
         base.replace(r#""event_id":"e""#, r#""event_id":"""#),

@@ -257,7 +257,8 @@ fn run_loop(
                 || buffered >= settings.output.flush_max_events)
         {
             match flush_and_commit(&consumer, false) {
-                None => output.succeeded(health),
+                None if !consumer.context().lock().recovering() => output.succeeded(health),
+                None => {}
                 Some(problem) => output.failed(&consumer, health, problem),
             }
             last_flush = Instant::now();
@@ -375,6 +376,7 @@ impl OutputHealth {
                 tracing::warn!(error = %e, "resuming partitions failed");
             }
         }
+        consumer.context().lock().rewind(consumer);
         tracing::info!("resuming from the checkpoints to retry the output");
     }
 

@@ -77,6 +77,9 @@ pub struct Worker {
     /// files could not be cleaned up, say); retried before each flush.
     /// Their records are skipped meanwhile, and read again once restored.
     unrestored: BTreeSet<i32>,
+    /// Shards reset to their checkpoints whose partitions the consumer must
+    /// be moved back on; see [`Worker::rewind`].
+    to_rewind: BTreeSet<i32>,
     buffered: usize,
     /// Set when a shard cannot be restored; the run loop stops on it.
     pub fatal: Option<String>,
@@ -114,6 +117,7 @@ impl Worker {
             dead_letters,
             slots: BTreeMap::new(),
             unrestored: BTreeSet::new(),
+            to_rewind: BTreeSet::new(),
             buffered: 0,
             fatal: None,
             consumed: 0,
@@ -209,6 +213,7 @@ impl Worker {
         for shard in &shards {
             self.slots.remove(shard);
             self.unrestored.remove(shard);
+            self.to_rewind.remove(shard);
             for topic in &self.topics {
                 self.metrics.forget_lag(topic, *shard);
             }
@@ -340,6 +345,59 @@ impl Worker {
         slot.last_record_at = received_at;
     }
 
+    /// Moves the consumer back to the checkpoint offsets of the shards reset
+    /// after a failed flush, so their records are read again even if no new
+    /// record arrives to reveal the gap. A seek that fails is left to the
+    /// first record's position check.
+    pub fn rewind<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(&mut self, consumer: &C) {
+        for shard in std::mem::take(&mut self.to_rewind) {
+            let Some(slot) = self.slots.get_mut(&shard) else {
+                continue;
+            };
+            for (t, topic) in self.topics.iter().enumerate() {
+                let (low, high) = match consumer.fetch_watermarks(
+                    topic,
+                    shard,
+                    newsflow_kafka::REQUEST_TIMEOUT,
+                ) {
+                    Ok(watermarks) => watermarks,
+                    Err(e) => {
+                        tracing::warn!(topic = &**topic, shard, error = %e, "cannot read watermarks to rewind");
+                        continue;
+                    }
+                };
+                let target = slot.next[t].unwrap_or(low);
+                if target >= high {
+                    // Nothing after the checkpoint to read again.
+                    slot.position[t] = Position::Streaming;
+                    continue;
+                }
+                match consumer.seek(
+                    topic,
+                    shard,
+                    Offset::Offset(target),
+                    newsflow_kafka::REQUEST_TIMEOUT,
+                ) {
+                    Ok(()) => slot.position[t] = Position::Seeking(target),
+                    Err(e) => {
+                        tracing::warn!(topic = &**topic, shard, error = %e, "rewind failed; the next record will")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether shards reset after a failure have yet to read their records
+    /// again; a flush with nothing to write proves nothing until then.
+    pub fn recovering(&self) -> bool {
+        !self.unrestored.is_empty()
+            || !self.to_rewind.is_empty()
+            || self
+                .slots
+                .values()
+                .any(|s| s.position.iter().any(|p| matches!(p, Position::Seeking(_))))
+    }
+
     /// Whether every owned partition has been read up to its high watermark.
     pub fn caught_up<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
         &self,
@@ -444,6 +502,7 @@ impl Worker {
                 Ok(slot) => {
                     tracing::info!(shard, "shard restored after an output failure");
                     self.slots.insert(shard, slot);
+                    self.to_rewind.insert(shard);
                 }
                 Err(e) => {
                     problem.get_or_insert(format!("shard {shard} cannot be restored: {e:#}"));
@@ -516,6 +575,7 @@ impl Worker {
         match self.restore(shard) {
             Ok(slot) => {
                 self.slots.insert(shard, slot);
+                self.to_rewind.insert(shard);
             }
             Err(e) => {
                 tracing::error!(shard, error = %format!("{e:#}"), "cannot restore shard yet; will retry");

@@ -554,8 +554,11 @@ fn wrong_type(field: &str, expected: &str, raw: &RawValue) -> Rejection {
 }
 
 /// The contract's rule for article ids: 1 to 128 characters of
-/// `[A-Za-z0-9._:-]`. Ids become part of nothing on disk, but the rule keeps
-/// them safe to print, to use in URLs and to join on.
+/// `[A-Za-z0-9._:-]`, and not `.` or `..`. Ids become part of nothing on
+/// disk, but the rule keeps them safe to print, to use in URLs and paths of
+/// downstream tools, and to join on. (The two dot names are refused beyond
+/// the contract's pattern: they mean "here" and "parent" to every file
+/// system and URL resolver.)
 pub fn check_article_id(article_id: &str) -> Result<(), Rejection> {
     let len = article_id.len();
     if len == 0 || len > MAX_ID_CHARS {
@@ -577,6 +580,12 @@ pub fn check_article_id(article_id: &str) -> Result<(), Rejection> {
                 "article_id `{}` contains {bad:?}; allowed are A-Z a-z 0-9 . _ : -",
                 truncate(article_id)
             ),
+        ));
+    }
+    if article_id == "." || article_id == ".." {
+        return Err(Rejection::new(
+            RejectReason::InvalidArticleId,
+            format!("article_id `{article_id}` is a reserved path name"),
         ));
     }
     Ok(())

@@ -154,6 +154,13 @@ fn rejects_each_breach_with_its_reason() {
             RejectReason::InvalidArticleId,
         ),
         (
+            Some(b".."),
+            valid("social_comment", r#","platform":"x""#)
+                .replace("a-1", "..")
+                .into_bytes(),
+            RejectReason::InvalidArticleId,
+        ),
+        (
             Some(b"a 1"),
             valid("social_comment", r#","platform":"x""#)
                 .replace("a-1", "a 1")

@@ -1,0 +1,432 @@
+//! Hostile input through the real broker: every kind of message the
+//! contract rejects is dead-lettered with its reason, its original key and
+//! bytes, and where it came from; the good messages around it are counted;
+//! nothing from an event reaches a file path; and a dead-letter topic that
+//! refuses writes holds the partition back instead of losing the message.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use newsflow_e2e::{
+    brokers, committed_offset, current_totals, metric_value, read_dead_letters, wait_for, TestEnv,
+};
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+
+fn event(id: &str, article: &str) -> String {
+    format!(
+        r#"{{"schema_version":1,"event_id":"{id}","event_type":"social_comment","article_id":"{article}","occurred_at":"2026-11-01T10:00:00Z","platform":"x"}}"#
+    )
+}
+
+/// A good comment on `article`, with `field` replaced by `value` (raw JSON).
+fn with(field: &str, value: &str, article: &str) -> String {
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&event("bad", article)).unwrap();
+    object.insert(field.into(), serde_json::from_str(value).unwrap());
+    serde_json::Value::Object(object).to_string()
+}
+
+fn without(field: &str) -> String {
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&event("bad", "ok")).unwrap();
+    object.remove(field);
+    serde_json::Value::Object(object).to_string()
+}
+
+/// One hostile message: its key, its bytes, and the reason it must get.
+struct Case {
+    name: &'static str,
+    key: Option<String>,
+    value: Vec<u8>,
+    reason: &'static str,
+}
+
+fn case(
+    name: &'static str,
+    key: Option<&str>,
+    value: impl Into<Vec<u8>>,
+    reason: &'static str,
+) -> Case {
+    Case {
+        name,
+        key: key.map(String::from),
+        value: value.into(),
+        reason,
+    }
+}
+
+fn catalogue() -> Vec<Case> {
+    let long_id = "a".repeat(129);
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let ok = Some("ok");
+    vec![
+        case(
+            "invalid UTF-8",
+            ok,
+            vec![b'{', 0xff, 0xfe, b'}'],
+            "invalid_utf8",
+        ),
+        case("not JSON", ok, "this is not json", "invalid_json"),
+        case("a JSON array", ok, "[1,2,3]", "not_an_object"),
+        case("a JSON number", ok, "42", "not_an_object"),
+        case("a JSON string", ok, "\"event\"", "not_an_object"),
+        case("an empty message", ok, "", "empty_message"),
+        case(
+            "missing occurred_at",
+            ok,
+            without("occurred_at"),
+            "missing_field",
+        ),
+        case("missing platform", ok, without("platform"), "missing_field"),
+        case(
+            "schema_version as a string",
+            ok,
+            with("schema_version", "\"1\"", "ok"),
+            "wrong_type",
+        ),
+        case(
+            "occurred_at as a number",
+            ok,
+            with("occurred_at", "1700000000", "ok"),
+            "wrong_type",
+        ),
+        case(
+            "unknown event_type",
+            ok,
+            with("event_type", "\"article_deleted\"", "ok"),
+            "unknown_event_type",
+        ),
+        case(
+            "schema_version 2",
+            ok,
+            with("schema_version", "2", "ok"),
+            "unsupported_schema_version",
+        ),
+        case(
+            "article_id with /",
+            Some("a/b"),
+            with("article_id", "\"a/b\"", "a/b"),
+            "invalid_article_id",
+        ),
+        case(
+            "article_id ..",
+            Some(".."),
+            with("article_id", "\"..\"", ".."),
+            "invalid_article_id",
+        ),
+        case(
+            "article_id with spaces",
+            Some("a b"),
+            with("article_id", "\"a b\"", "a b"),
+            "invalid_article_id",
+        ),
+        case(
+            "article_id of 129 characters",
+            Some(long_id.as_str()),
+            with("article_id", &format!("\"{long_id}\""), &long_id),
+            "invalid_article_id",
+        ),
+        case(
+            "key differs from article_id",
+            Some("other"),
+            event("k1", "ok"),
+            "key_mismatch",
+        ),
+        case("null key", None, event("k2", "ok"), "missing_key"),
+        case(
+            "over the size limit",
+            ok,
+            format!("{{\"pad\":\"{}\"}}", "x".repeat(300_000)),
+            "too_large",
+        ),
+        case("100,000-deep nested array", ok, deep, "invalid_json"),
+        case(
+            "duplicate keys",
+            ok,
+            event("dup", "ok").replace(
+                "\"platform\":\"x\"",
+                "\"platform\":\"x\",\"platform\":\"y\"",
+            ),
+            "duplicate_field",
+        ),
+        case(
+            "timestamp without offset",
+            ok,
+            with("occurred_at", "\"2026-11-01T10:00:00\"", "ok"),
+            "invalid_timestamp",
+        ),
+        case(
+            "timestamp in year 9999",
+            ok,
+            with("occurred_at", "\"9999-01-01T00:00:00Z\"", "ok"),
+            "invalid_timestamp",
+        ),
+        case(
+            "empty article_id",
+            Some(""),
+            with("article_id", "\"\"", ""),
+            "invalid_article_id",
+        ),
+        case(
+            "empty event_id",
+            ok,
+            with("event_id", "\"\"", "ok"),
+            "invalid_event_id",
+        ),
+        case(
+            "empty platform",
+            ok,
+            with("platform", "\"\"", "ok"),
+            "invalid_field",
+        ),
+        case(
+            "event_id of 129 characters",
+            ok,
+            with("event_id", &format!("\"{long_id}\""), "ok"),
+            "invalid_event_id",
+        ),
+    ]
+}
+
+fn raw_producer() -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("message.max.bytes", "1000000")
+        .create()
+        .unwrap()
+}
+
+fn send(producer: &BaseProducer, topic: &str, key: Option<&str>, value: &[u8]) {
+    let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).payload(value);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    producer.send(record).map_err(|(e, _)| e).unwrap();
+}
+
+/// Every path under the lake is made of names the worker chose, never of
+/// event text: dataset names, known event types, dates, numbered files.
+fn assert_paths_are_ours(lake: &Path) {
+    fn component_ok(name: &str) -> bool {
+        let numbered = |prefix: &str, suffix: &str| {
+            name.strip_prefix(prefix)
+                .and_then(|r| r.strip_suffix(suffix))
+                .is_some_and(|r| {
+                    !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+                })
+        };
+        let date = name
+            .strip_prefix("date=")
+            .is_some_and(|d| d.len() == 10 && d.bytes().all(|b| b.is_ascii_digit() || b == b'-'));
+        let event_type = name.strip_prefix("event_type=").is_some_and(|t| {
+            [
+                "article_published",
+                "source_confirmed",
+                "social_comment",
+                "forum_post",
+            ]
+            .contains(&t)
+        });
+        [
+            "article_totals",
+            "article_engagement",
+            "events",
+            "_checkpoints",
+            "cold",
+        ]
+        .contains(&name)
+            || date
+            || event_type
+            || numbered("part-", ".parquet")
+            || numbered("shard-", ".json")
+            || numbered("shard-", "")
+            || numbered("segment-", ".json")
+    }
+    fn walk(dir: &Path, root: &Path) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            assert!(
+                component_ok(&name),
+                "unexpected path component {name:?} in {}",
+                path.strip_prefix(root).unwrap().display()
+            );
+            if path.is_dir() {
+                walk(&path, root);
+            }
+        }
+    }
+    walk(lake, lake);
+}
+
+#[test]
+fn every_rejected_message_is_dead_lettered_with_its_reason_and_the_rest_is_counted() {
+    let env = TestEnv::new("catalogue", 1);
+    let [_, comments, _, dead_letters] = env.topics();
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first.ndjson");
+    std::fs::write(&first, event("good-0", "ok") + "\n").unwrap();
+    assert!(env
+        .producer(&["replay", first.to_str().unwrap()])
+        .status
+        .success());
+
+    // Offset 0 is good-0; then each bad message is followed by a good one.
+    let cases = catalogue();
+    let producer = raw_producer();
+    let mut offsets = BTreeMap::new();
+    for (i, case) in cases.iter().enumerate() {
+        offsets.insert(1 + 2 * i as i64, case.name);
+        send(&producer, &comments, case.key.as_deref(), &case.value);
+        send(
+            &producer,
+            &comments,
+            Some("ok"),
+            event(&format!("good-{}", i + 1), "ok").as_bytes(),
+        );
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    let worker = env.spawn_worker();
+    env.wait_until_committed(Duration::from_secs(90));
+    let metrics = worker.metrics();
+    worker.terminate();
+
+    assert_eq!(
+        current_totals(env.lake_path())["ok"].social_comments,
+        cases.len() as i64 + 1,
+        "every good message around the bad ones is counted"
+    );
+    let letters = read_dead_letters(&dead_letters, cases.len(), Duration::from_secs(30));
+    assert_eq!(
+        letters.len(),
+        cases.len(),
+        "one dead letter per bad message, no more"
+    );
+    for letter in &letters {
+        let offset: i64 = letter.headers["newsflow.source.offset"].parse().unwrap();
+        let name = offsets[&offset];
+        let case = cases.iter().find(|c| c.name == name).unwrap();
+        assert_eq!(letter.headers["newsflow.reason"], case.reason, "{name}");
+        assert!(
+            !letter.headers["newsflow.detail"].is_empty(),
+            "{name}: a detail"
+        );
+        assert_eq!(letter.headers["newsflow.source.topic"], comments, "{name}");
+        assert_eq!(letter.headers["newsflow.source.partition"], "0", "{name}");
+        assert_eq!(letter.value, case.value, "{name}: the original bytes");
+        assert_eq!(
+            letter.key.as_deref(),
+            case.key.as_deref().map(str::as_bytes),
+            "{name}: the original key"
+        );
+    }
+    let mut per_reason: BTreeMap<&str, f64> = BTreeMap::new();
+    for case in &cases {
+        *per_reason.entry(case.reason).or_default() += 1.0;
+    }
+    for (reason, count) in per_reason {
+        let series = format!("newsflow_events_dead_lettered_total{{reason=\"{reason}\"}}");
+        assert_eq!(metric_value(&metrics, &series), Some(count), "{series}");
+    }
+    assert_paths_are_ours(env.lake_path());
+}
+
+fn set_topic_config(topic: &str, key: &str, value: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    let runtime = tokio_runtime();
+    let config = AlterConfig::new(ResourceSpecifier::Topic(topic)).set(key, value);
+    let results = runtime
+        .block_on(admin.alter_configs(&[config], &AdminOptions::new()))
+        .unwrap();
+    for result in results {
+        result.unwrap_or_else(|e| panic!("altering {topic}: {e:?}"));
+    }
+}
+
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_dead_letter_topic_that_refuses_writes_holds_the_partition_back_until_it_recovers() {
+    let env = TestEnv::new("dlt-refuses", 1);
+    let [_, comments, _, dead_letters] = env.topics();
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first.ndjson");
+    std::fs::write(&first, event("good-0", "ok") + "\n").unwrap();
+    assert!(env
+        .producer(&["replay", first.to_str().unwrap()])
+        .status
+        .success());
+    // The broker will refuse any dead letter bigger than this.
+    set_topic_config(&dead_letters, "max.message.bytes", "512");
+
+    let producer = raw_producer();
+    // Incompressible, so the producer's compression cannot shrink it
+    // under the limit.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let big_garbage: String = (0..4000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'a' + (state % 26) as u8)
+        })
+        .collect();
+    send(&producer, &comments, Some("ok"), big_garbage.as_bytes()); // offset 1
+    for i in 1..=5 {
+        send(
+            &producer,
+            &comments,
+            Some("ok"),
+            event(&format!("good-{i}"), "ok").as_bytes(),
+        );
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    let worker = env.spawn_worker();
+    wait_for(
+        "the worker to report the dead-letter failure",
+        Duration::from_secs(60),
+        || {
+            let (ready, body) = worker.readiness();
+            !ready && body.contains("dead letters")
+        },
+    );
+    let failures = metric_value(
+        &worker.metrics(),
+        "newsflow_flush_failures_total{stage=\"dead_letters\"}",
+    );
+    assert!(
+        failures.unwrap_or(0.0) >= 1.0,
+        "flush failures counted: {failures:?}"
+    );
+    assert!(
+        committed_offset(&env.group, &comments, 0) <= 1,
+        "nothing committed past the message the dead-letter topic refused"
+    );
+
+    set_topic_config(&dead_letters, "max.message.bytes", "1048576");
+    env.wait_until_committed(Duration::from_secs(120));
+    wait_for("readiness to return", Duration::from_secs(30), || {
+        worker.readiness().0
+    });
+    worker.terminate();
+
+    assert_eq!(current_totals(env.lake_path())["ok"].social_comments, 6);
+    let letters = read_dead_letters(&dead_letters, 1, Duration::from_secs(30));
+    assert!(!letters.is_empty());
+    assert!(letters.iter().all(|l| l.value == big_garbage.as_bytes()));
+    assert_eq!(letters[0].headers["newsflow.reason"], "invalid_json");
+}
