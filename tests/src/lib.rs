@@ -169,6 +169,57 @@ impl TestEnv {
         Worker { child, port }
     }
 
+    /// Starts `newsflow-producer serve` with extra environment variables and
+    /// waits until it is ready; the guard stops it when dropped.
+    pub fn spawn_ingest(&self, extra_env: &[(&str, &str)]) -> Ingest {
+        let port = free_port();
+        let metrics_port = free_port();
+        let child = self
+            .command("newsflow-producer")
+            .arg("serve")
+            .env("NEWSFLOW__INGEST__LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "NEWSFLOW__METRICS__LISTEN",
+                format!("127.0.0.1:{metrics_port}"),
+            )
+            .envs(extra_env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting newsflow-producer serve");
+        let ingest = Ingest {
+            child,
+            port,
+            metrics_port,
+        };
+        wait_for(
+            "the ingest endpoint to be ready",
+            Duration::from_secs(60),
+            || http_get(metrics_port, "/readyz").is_ok_and(|r| r.starts_with("HTTP/1.1 200")),
+        );
+        ingest
+    }
+
+    /// Sum of the high watermarks of the three event topics: how many
+    /// events they hold.
+    pub fn events_in_topics(&self) -> i64 {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .create()
+            .expect("metadata client");
+        let [a, c, f, _] = self.topics();
+        let mut total = 0;
+        for topic in [&a, &c, &f] {
+            for p in 0..self.partitions {
+                let (low, high) = consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .expect("watermarks");
+                total += high - low;
+            }
+        }
+        total
+    }
+
     /// Creates this test's topics by publishing the first event of the
     /// generated stream of `seed`. A later `stream` of the same seed starts
     /// with that event again, so it is also a redelivery to count once.
@@ -305,6 +356,35 @@ impl Drop for Stream {
     }
 }
 
+/// `newsflow-producer serve` started by a test.
+pub struct Ingest {
+    /// The process.
+    pub child: Child,
+    /// Port of `POST /v1/events`.
+    pub port: u32,
+    /// Port of /metrics, /healthz, /readyz.
+    pub metrics_port: u32,
+}
+
+impl Ingest {
+    /// The URL of the events endpoint.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1/events", self.port)
+    }
+
+    /// The endpoint's /metrics text.
+    pub fn metrics(&self) -> String {
+        http_get(self.metrics_port, "/metrics").unwrap_or_default()
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A worker process started by a test.
 pub struct Worker {
     /// The process.
@@ -386,7 +466,8 @@ pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn free_port() -> u32 {
+/// A port nothing listens on now.
+pub fn free_port() -> u32 {
     // Ask the OS for a free port; a small per-process offset keeps
     // concurrent tests from being handed the same one twice.
     let _ = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
