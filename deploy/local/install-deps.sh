@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what a fresh machine lacks to build, demo and test newsflow:
 # Debian packages (a C toolchain and OpenSSL headers for librdkafka, Java
-# and Maven for the local Kafka broker, kcat for broker checks, promtool and
-# docker-compose for static checks of the deployment files). Rust and
+# and Maven for the local Kafka broker, kcat for broker checks, openssl for
+# test certificates, promtool and docker-compose for static checks of the
+# deployment files). Rust and
 # Python are expected to be present. Idempotent: installs only what is
 # missing.
 set -euo pipefail
@@ -15,6 +16,8 @@ need pkg-config pkg-config
 need java openjdk-17-jre-headless
 need mvn maven
 need kcat kcat
+need openssl openssl              # certificates for the SASL_SSL test
+need chattr e2fsprogs             # the output-failure test makes the lake immutable
 need promtool prometheus          # validates deploy/prometheus
 need docker-compose docker-compose  # validates deploy/docker-compose.yml (no engine needed)
 pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
