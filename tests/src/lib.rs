@@ -200,6 +200,18 @@ impl TestEnv {
         ingest
     }
 
+    /// Sum of the group's committed offsets over the three event topics.
+    pub fn committed_total(&self) -> i64 {
+        let [a, c, f, _] = self.topics();
+        let mut total = 0;
+        for topic in [&a, &c, &f] {
+            for p in 0..self.partitions {
+                total += committed_offset(&self.group, topic, p);
+            }
+        }
+        total
+    }
+
     /// Sum of the high watermarks of the three event topics: how many
     /// events they hold.
     pub fn events_in_topics(&self) -> i64 {

@@ -257,8 +257,15 @@ fn run_loop(
                 || buffered >= settings.output.flush_max_events)
         {
             match flush_and_commit(&consumer, false) {
-                None if !consumer.context().lock().recovering() => output.succeeded(health),
-                None => {}
+                None => {
+                    // Shards restored by this flush (after an output
+                    // failure) read their records again from here.
+                    let mut worker = consumer.context().lock();
+                    worker.rewind(&consumer);
+                    if !worker.recovering() {
+                        output.succeeded(health);
+                    }
+                }
                 Some(problem) => output.failed(&consumer, health, problem),
             }
             last_flush = Instant::now();

@@ -1,0 +1,90 @@
+//! An output store that stops accepting writes mid-stream (here: the lake
+//! made immutable with `chattr +i`, which holds even for root): the worker
+//! stops committing, reports not-ready, retries with back-off, and once the
+//! store recovers, the totals are exact and every record is archived once.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use newsflow_e2e::{has_files, metric_value, wait_for, TestEnv};
+
+/// Makes a directory tree immutable while alive.
+struct Immutable(PathBuf);
+
+fn chattr(flag: &str, path: &Path) {
+    let status = Command::new("chattr")
+        .args(["-R", flag])
+        .arg(path)
+        .status()
+        .expect("running chattr (install e2fsprogs with `make deps`)");
+    assert!(status.success(), "chattr -R {flag} {}", path.display());
+}
+
+impl Immutable {
+    fn new(path: &Path) -> Self {
+        chattr("+i", path);
+        // Prove the fault is real before relying on it.
+        assert!(
+            std::fs::write(path.join("probe"), b"x").is_err(),
+            "chattr +i did not make {} unwritable",
+            path.display()
+        );
+        Immutable(path.to_path_buf())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        chattr("-i", &self.0);
+    }
+}
+
+#[test]
+fn an_unwritable_output_holds_commits_back_and_loses_nothing_once_it_recovers() {
+    let env = TestEnv::new("output-failure", 3);
+    env.create_topics(23);
+    let stream = env.stream(23, 30_000, 5_000);
+    let worker = env.spawn_worker();
+    wait_for("the first files", Duration::from_secs(60), || {
+        has_files(env.lake_path(), "events")
+    });
+
+    let frozen = Immutable::new(env.lake_path());
+    wait_for(
+        "the worker to report the output failure",
+        Duration::from_secs(30),
+        || {
+            let (ready, body) = worker.readiness();
+            !ready && body.contains("output")
+        },
+    );
+    let failures = metric_value(
+        &worker.metrics(),
+        "newsflow_flush_failures_total{stage=\"output\"}",
+    );
+    assert!(
+        failures.unwrap_or(0.0) >= 1.0,
+        "flush failures counted: {failures:?}"
+    );
+    let committed = env.committed_total();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        env.committed_total(),
+        committed,
+        "nothing is committed while the output cannot be written"
+    );
+    assert!(
+        !worker.readiness().0,
+        "still not ready while the output fails"
+    );
+    drop(frozen);
+
+    let stream = stream.finish();
+    env.wait_until_committed(Duration::from_secs(180));
+    wait_for("readiness to return", Duration::from_secs(60), || {
+        worker.readiness().0
+    });
+    worker.terminate();
+    env.assert_output_matches(&stream, 1, "the output recovered");
+}
