@@ -5,12 +5,13 @@ CARGO   ?= cargo
 PYTHON  := $(CURDIR)/.venv/bin/python
 KAFKA   := bash deploy/local/kafka.sh
 
-.PHONY: help demo test chaos build release deps venv kafka-up kafka-down kafka-status check-deploy lint fmt clippy reset clean
+.PHONY: help demo test chaos fuzz build release deps venv kafka-up kafka-down kafka-status check-deploy lint fmt clippy reset clean
 
 help:
 	@echo "make demo          build, start Kafka, publish the seed article and a synthetic stream, count, print the footer"
 	@echo "make test          every test, against a real Kafka broker (started if none runs)"
 	@echo "make chaos         the crash test at scale: CHAOS_EVENTS (1000000) events, CHAOS_KILLS (30) SIGKILLs"
+	@echo "make fuzz          fuzz decoding and validation with cargo-fuzz for FUZZ_SECONDS (300)"
 	@echo "make lint          cargo fmt --check and clippy with warnings denied"
 	@echo "make kafka-up      start the local single-node Kafka (KRaft) on 127.0.0.1:9092"
 	@echo "make kafka-down    stop it;  make kafka-status: does it answer?"
@@ -55,6 +56,17 @@ CHAOS_KILLS  ?= 30
 chaos: deps venv kafka-up build
 	NEWSFLOW_PYTHON=$(PYTHON) NEWSFLOW_CHAOS_EVENTS=$(CHAOS_EVENTS) NEWSFLOW_CHAOS_KILLS=$(CHAOS_KILLS) \
 	  $(CARGO) test -p newsflow-e2e --test crash_recovery -- --nocapture
+
+# libFuzzer over decoding, validation and counting (fuzz/). Needs a nightly
+# toolchain and cargo-fuzz, installed here if missing. Memory is capped so
+# an unbounded allocation fails the run; findings land in fuzz/artifacts/.
+FUZZ_SECONDS ?= 300
+fuzz:
+	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	bash fuzz/seed-corpus.sh
+	cd fuzz && $(CARGO) +nightly fuzz run decode corpus/decode -- \
+	  -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 -malloc_limit_mb=256 -max_len=400000 -print_final_stats=1
 
 # Static validation of the container and Prometheus files (no engine here).
 check-deploy: deps
