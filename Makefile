@@ -69,8 +69,8 @@ fuzz:
 	  -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 -malloc_limit_mb=256 -max_len=400000 -print_final_stats=1
 
 # Static validation of the container and Prometheus files (no engine here).
-check-deploy: deps
-	bash deploy/check.sh
+check-deploy: deps venv
+	PYTHON=$(PYTHON) bash deploy/check.sh
 
 fmt:
 	$(CARGO) fmt --all

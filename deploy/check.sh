@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Static checks of the deployment files with tools that run without a
-# container engine: `docker-compose config` validates the Compose file,
-# promtool the Prometheus configuration, and a structural check of the
-# Dockerfile (multi-stage, non-root, both binaries). Prints one line per
-# check and a closing "N passed, N failed".
+# container engine or a cluster: `docker-compose config` validates the
+# Compose file; promtool the Prometheus configuration, the alert rules and
+# their unit tests; kustomize renders the Kubernetes overlay and
+# deploy/k8s/check.py validates every object; the Grafana dashboard is
+# checked for structure; and the Dockerfile for its stages. Prints one line
+# per check and a closing "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 passed=0; failed=0
@@ -14,6 +16,16 @@ check() {
 }
 check "docker-compose config (deploy/docker-compose.yml)" docker-compose -f deploy/docker-compose.yml config -q
 check "promtool check config (deploy/prometheus/prometheus.yml)" promtool check config deploy/prometheus/prometheus.yml
+check "promtool check rules (deploy/prometheus/alerts.yml)" promtool check rules deploy/prometheus/alerts.yml
+check "promtool test rules (deploy/prometheus/alerts.test.yml)" promtool test rules deploy/prometheus/alerts.test.yml
+PYTHON="${PYTHON:-.venv/bin/python}"
+KUSTOMIZE="${NEWSFLOW_CACHE:-$HOME/.cache/newsflow}/bin/kustomize-v5.6.0"
+k8s_overlay_is_valid() {
+  local rendered
+  rendered="$("$KUSTOMIZE" build deploy/k8s/overlays/example)" || return 1
+  printf '%s\n' "$rendered" | "$PYTHON" deploy/k8s/check.py
+}
+check "kustomize build + validate (deploy/k8s/overlays/example)" k8s_overlay_is_valid
 dockerfile_is_sound() {
   local f=deploy/docker/Dockerfile
   [ "$(grep -c '^FROM ' "$f")" -ge 3 ] || { echo "not multi-stage"; return 1; }

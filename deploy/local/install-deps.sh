@@ -30,4 +30,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "[deps] cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
+
+# kustomize renders deploy/k8s for its static check; built once with Go
+# from the Go module proxy into the cache shared by clones.
+KUSTOMIZE_VERSION=v5.6.0
+TOOLS_BIN="${NEWSFLOW_CACHE:-$HOME/.cache/newsflow}/bin"
+if [ ! -x "$TOOLS_BIN/kustomize-$KUSTOMIZE_VERSION" ]; then
+  command -v go >/dev/null || { echo "[deps] go not found: install Go to build kustomize" >&2; exit 1; }
+  echo "[deps] building kustomize $KUSTOMIZE_VERSION into $TOOLS_BIN" >&2
+  mkdir -p "$TOOLS_BIN"
+  GOBIN="$TOOLS_BIN" go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+  mv "$TOOLS_BIN/kustomize" "$TOOLS_BIN/kustomize-$KUSTOMIZE_VERSION"
+fi
 echo "[deps] ok" >&2

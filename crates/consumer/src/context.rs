@@ -38,6 +38,16 @@ impl WorkerContext {
 
 impl ClientContext for WorkerContext {
     fn stats(&self, statistics: Statistics) {
+        let rtt: Vec<(String, f64)> = statistics
+            .brokers
+            .values()
+            .filter(|b| b.nodeid >= 0)
+            .filter_map(|b| {
+                let window = b.rtt.as_ref()?;
+                (window.cnt > 0).then(|| (b.nodename.clone(), window.avg as f64 / 1e6))
+            })
+            .collect();
+        let mut fetch_queue = 0;
         let mut total = 0;
         for topic in &self.topics {
             let Some(stats) = statistics.topics.get(topic) else {
@@ -47,6 +57,7 @@ impl ClientContext for WorkerContext {
                 if *partition < 0 || !p.desired {
                     continue;
                 }
+                fetch_queue += p.fetchq_cnt;
                 // librdkafka reports -1 until it knows both ends.
                 if p.consumer_lag >= 0 {
                     self.metrics.lag(topic, *partition, p.consumer_lag);
@@ -55,6 +66,7 @@ impl ClientContext for WorkerContext {
             }
         }
         self.liveness.set_total_lag(total);
+        self.metrics.kafka_client(&rtt, fetch_queue);
     }
 }
 
@@ -126,8 +138,9 @@ impl ConsumerContext for WorkerContext {
                     // Flush, checkpoint and commit before letting go.
                     let commit = self.lock().revoke(&shards, crate::now_micros());
                     if let Some(offsets) = commit {
+                        let started = std::time::Instant::now();
                         let ok = consumer.commit(&offsets, CommitMode::Sync).is_ok();
-                        self.metrics.committed(ok);
+                        self.metrics.committed(ok, started.elapsed().as_secs_f64());
                     }
                 }
                 let result = if cooperative {

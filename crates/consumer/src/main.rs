@@ -405,13 +405,16 @@ fn flush_and_commit(consumer: &BaseConsumer<WorkerContext>, close_all: bool) -> 
         .lock()
         .flush(now_micros(), close_all, None);
     if let Some(offsets) = flushed.commit {
-        match consumer.commit(&offsets, CommitMode::Sync) {
-            Ok(()) => consumer.context().metrics.committed(true),
+        let started = Instant::now();
+        let result = consumer.commit(&offsets, CommitMode::Sync);
+        let seconds = started.elapsed().as_secs_f64();
+        match result {
+            Ok(()) => consumer.context().metrics.committed(true, seconds),
             Err(e) => {
                 // Not fatal: the checkpoint is the source of truth, and the
                 // next commit carries the same offsets forward.
                 tracing::warn!(error = %e, "offset commit failed; will retry with the next flush");
-                consumer.context().metrics.committed(false);
+                consumer.context().metrics.committed(false, seconds);
             }
         }
     }

@@ -471,14 +471,18 @@ impl Worker {
             }
         }
         self.buffered = self.slots.values().map(|s| s.events.len()).sum();
-        let (articles, cold, dedup) = self.slots.values().fold((0, 0, 0), |(a, c, d), s| {
-            (
-                a + s.state.article_count(),
-                c + s.state.cold_article_count(),
-                d + s.state.dedup_entries(),
-            )
-        });
-        self.metrics.state_size(articles, cold, dedup);
+        let (articles, cold, dedup, dedup_bytes) =
+            self.slots
+                .values()
+                .fold((0, 0, 0, 0), |(a, c, d, b), s| {
+                    (
+                        a + s.state.article_count(),
+                        c + s.state.cold_article_count(),
+                        d + s.state.dedup_entries(),
+                        b + s.state.dedup_bytes(),
+                    )
+                });
+        self.metrics.state_size(articles, cold, dedup, dedup_bytes);
         if let Some(lowest) = self
             .slots
             .values()
@@ -559,9 +563,19 @@ impl Worker {
             .zip(slot.next)
             .filter_map(|(topic, next)| next.map(|n| (topic.to_string(), n)))
             .collect();
+        let started = Instant::now();
         self.lake
             .save_checkpoint(shard, seq, &offsets, &slot.state)
             .context("writing checkpoint")?;
+        self.metrics.checkpointed(started.elapsed().as_secs_f64());
+        // The batch's events are durable now: how long after they happened.
+        let now_seconds = now as f64 / 1e6;
+        self.metrics.durable(
+            batch
+                .events
+                .iter()
+                .map(|e| now_seconds - e.occurred_at as f64 / 1e6),
+        );
         slot.seq = seq;
         slot.dirty = false;
         Ok(true)

@@ -163,6 +163,15 @@ impl Shard {
         self.articles.values().map(|a| a.seen.len()).sum()
     }
 
+    /// Heap bytes of the dedup fingerprints: each table's capacity times an
+    /// entry (fingerprint and event time, 16 bytes) plus its control byte.
+    pub fn dedup_bytes(&self) -> usize {
+        self.articles
+            .values()
+            .map(|a| a.seen.capacity() * (std::mem::size_of::<(u64, Micros)>() + 1))
+            .sum()
+    }
+
     /// Number of articles held outside memory, in cold segments.
     pub fn cold_article_count(&self) -> usize {
         self.cold.len()

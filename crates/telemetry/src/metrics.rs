@@ -2,9 +2,16 @@
 //! one method per happening.
 
 use prometheus::{
-    exponential_buckets, Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    exponential_buckets, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+/// Buckets of `newsflow_end_to_end_latency_seconds`: from a tenth of a
+/// second (a live stream) to a week (a backfill of old events).
+const LATENCY_BUCKETS: [f64; 17] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+    21_600.0, 86_400.0, 604_800.0,
+];
 
 /// Every metric newsflow exports, registered in its own registry.
 pub struct Metrics {
@@ -31,6 +38,12 @@ pub struct Metrics {
     flush_failures: IntCounterVec,
     ingest_requests: IntCounterVec,
     ingest_events: IntCounterVec,
+    checkpoint_duration: Histogram,
+    commit_duration: Histogram,
+    end_to_end_latency: Histogram,
+    dedup_memory: IntGauge,
+    broker_rtt: GaugeVec,
+    fetch_queue: IntGauge,
 }
 
 impl Default for Metrics {
@@ -182,6 +195,59 @@ impl Metrics {
         registry
             .register(Box::new(stalls.clone()))
             .expect("unique metric");
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
+            h
+        };
+        let checkpoint_duration = histogram(
+            "newsflow_checkpoint_duration_seconds",
+            "Time to write and sync one shard's checkpoint.",
+            exponential_buckets(0.0005, 2.0, 16).expect("valid buckets"),
+        );
+        let commit_duration = histogram(
+            "newsflow_commit_duration_seconds",
+            "Time of one synchronous offset commit to the consumer group.",
+            exponential_buckets(0.0005, 2.0, 16).expect("valid buckets"),
+        );
+        let end_to_end_latency = histogram(
+            "newsflow_end_to_end_latency_seconds",
+            "From an event's occurred_at to the checkpoint that makes it durable in Parquet.",
+            LATENCY_BUCKETS.to_vec(),
+        );
+        let dedup_memory = gauge(
+            "newsflow_dedup_memory_bytes",
+            "Heap bytes held by the event-id fingerprints of the dedup horizon.",
+        );
+        let fetch_queue = gauge(
+            "newsflow_kafka_fetch_queue_messages",
+            "Messages fetched by the client and not yet handled, over the assigned partitions.",
+        );
+        let broker_rtt = GaugeVec::new(
+            Opts::new(
+                "newsflow_kafka_broker_rtt_seconds",
+                "Mean request round-trip time to each broker over the last statistics interval.",
+            ),
+            &["broker"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(broker_rtt.clone()))
+            .expect("unique metric");
+        let build_info = IntGaugeVec::new(
+            Opts::new("newsflow_build_info", "Always 1; the version of the running binary."),
+            &["version"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(build_info.clone()))
+            .expect("unique metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         #[cfg(target_os = "linux")]
         registry
             .register(Box::new(
@@ -213,6 +279,12 @@ impl Metrics {
             flush_failures,
             ingest_requests,
             ingest_events,
+            checkpoint_duration,
+            commit_duration,
+            end_to_end_latency,
+            dedup_memory,
+            broker_rtt,
+            fetch_queue,
         }
     }
 
@@ -309,14 +381,45 @@ impl Metrics {
     }
 
     /// Size of the counting state.
-    pub fn state_size(&self, articles: usize, cold_articles: usize, dedup_entries: usize) {
+    pub fn state_size(
+        &self,
+        articles: usize,
+        cold_articles: usize,
+        dedup_entries: usize,
+        dedup_bytes: usize,
+    ) {
         self.articles_tracked.set(articles as i64);
         self.articles_cold.set(cold_articles as i64);
         self.dedup_entries.set(dedup_entries as i64);
+        self.dedup_memory.set(dedup_bytes as i64);
     }
 
-    /// An offset commit finished, successfully or not.
-    pub fn committed(&self, ok: bool) {
+    /// A checkpoint took `seconds` to write.
+    pub fn checkpointed(&self, seconds: f64) {
+        self.checkpoint_duration.observe(seconds);
+    }
+
+    /// Events with these ages (seconds from their event time) became durable.
+    pub fn durable(&self, ages: impl Iterator<Item = f64>) {
+        let local = self.end_to_end_latency.local();
+        for age in ages {
+            local.observe(age.max(0.0));
+        }
+        local.flush();
+    }
+
+    /// The client's statistics: mean round trip per broker, fetched
+    /// messages waiting.
+    pub fn kafka_client(&self, broker_rtt: &[(String, f64)], fetch_queue: i64) {
+        for (broker, seconds) in broker_rtt {
+            self.broker_rtt.with_label_values(&[broker]).set(*seconds);
+        }
+        self.fetch_queue.set(fetch_queue);
+    }
+
+    /// An offset commit finished, successfully or not, in `seconds`.
+    pub fn committed(&self, ok: bool, seconds: f64) {
+        self.commit_duration.observe(seconds);
         self.commits
             .with_label_values(&[if ok { "ok" } else { "error" }])
             .inc();
