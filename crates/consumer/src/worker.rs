@@ -472,16 +472,14 @@ impl Worker {
         }
         self.buffered = self.slots.values().map(|s| s.events.len()).sum();
         let (articles, cold, dedup, dedup_bytes) =
-            self.slots
-                .values()
-                .fold((0, 0, 0, 0), |(a, c, d, b), s| {
-                    (
-                        a + s.state.article_count(),
-                        c + s.state.cold_article_count(),
-                        d + s.state.dedup_entries(),
-                        b + s.state.dedup_bytes(),
-                    )
-                });
+            self.slots.values().fold((0, 0, 0, 0), |(a, c, d, b), s| {
+                (
+                    a + s.state.article_count(),
+                    c + s.state.cold_article_count(),
+                    d + s.state.dedup_entries(),
+                    b + s.state.dedup_bytes(),
+                )
+            });
         self.metrics.state_size(articles, cold, dedup, dedup_bytes);
         if let Some(lowest) = self
             .slots

@@ -9,8 +9,8 @@ use prometheus::{
 /// Buckets of `newsflow_end_to_end_latency_seconds`: from a tenth of a
 /// second (a live stream) to a week (a backfill of old events).
 const LATENCY_BUCKETS: [f64; 17] = [
-    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
-    21_600.0, 86_400.0, 604_800.0,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 21_600.0,
+    86_400.0, 604_800.0,
 ];
 
 /// Every metric newsflow exports, registered in its own registry.
@@ -238,7 +238,10 @@ impl Metrics {
             .register(Box::new(broker_rtt.clone()))
             .expect("unique metric");
         let build_info = IntGaugeVec::new(
-            Opts::new("newsflow_build_info", "Always 1; the version of the running binary."),
+            Opts::new(
+                "newsflow_build_info",
+                "Always 1; the version of the running binary.",
+            ),
             &["version"],
         )
         .expect("valid metric");
@@ -304,6 +307,22 @@ impl Metrics {
         }
         for stage in ["output", "dead_letters"] {
             self.flush_failures.with_label_values(&[stage]);
+        }
+        for kind in ["assign", "revoke"] {
+            self.rebalances.with_label_values(&[kind]);
+        }
+        // Lines refused before sending carry a reject reason; events Kafka
+        // did not take carry a delivery reason.
+        let delivery = [
+            "timed_out",
+            "too_large",
+            "unknown_topic",
+            "queue_full",
+            "broker_error",
+        ];
+        let rejected = newsflow_core::RejectReason::ALL.map(|r| r.code());
+        for reason in delivery.iter().chain(rejected.iter()) {
+            self.produce_errors.with_label_values(&[reason]);
         }
     }
 
