@@ -5,12 +5,14 @@ CARGO   ?= cargo
 PYTHON  := $(CURDIR)/.venv/bin/python
 KAFKA   := bash deploy/local/kafka.sh
 
-.PHONY: help demo test chaos fuzz build release deps venv kafka-up kafka-down kafka-status check-deploy lint fmt clippy reset clean
+.PHONY: help demo test chaos fuzz bench bench-micro build release deps venv kafka-up kafka-down kafka-status check-deploy lint fmt clippy reset clean
 
 help:
 	@echo "make demo          build, start Kafka, publish the seed article and a synthetic stream, count, print the footer"
 	@echo "make test          every test, against a real Kafka broker (started if none runs)"
 	@echo "make chaos         the crash test at scale: CHAOS_EVENTS (1000000) events, CHAOS_KILLS (30) SIGKILLs"
+	@echo "make bench         throughput, CPU and memory on this machine (BENCH_EVENTS, BENCH_RUNS); see docs/benchmarks.md"
+	@echo "make bench-micro   Criterion micro-benchmarks of decoding, counting and Parquet encoding"
 	@echo "make fuzz          fuzz decoding and validation with cargo-fuzz for FUZZ_SECONDS (300)"
 	@echo "make lint          cargo fmt --check and clippy with warnings denied"
 	@echo "make kafka-up      start the local single-node Kafka (KRaft) on 127.0.0.1:9092"
@@ -56,6 +58,17 @@ CHAOS_KILLS  ?= 30
 chaos: deps venv kafka-up build
 	NEWSFLOW_PYTHON=$(PYTHON) NEWSFLOW_CHAOS_EVENTS=$(CHAOS_EVENTS) NEWSFLOW_CHAOS_KILLS=$(CHAOS_KILLS) \
 	  $(CARGO) test -p newsflow-e2e --test crash_recovery -- --nocapture
+
+# Benchmarks: release binaries against the local broker, medians of
+# BENCH_RUNS runs, figures in var/bench/results.json. Not part of `make test`:
+# a test never asserts a timing.
+BENCH_EVENTS ?= 5000000
+BENCH_RUNS   ?= 3
+bench: deps venv kafka-up release
+	$(PYTHON) deploy/bench/bench.py --events $(BENCH_EVENTS) --runs $(BENCH_RUNS)
+
+bench-micro:
+	$(CARGO) bench -p newsflow-bench
 
 # libFuzzer over decoding, validation and counting (fuzz/). Needs a nightly
 # toolchain and cargo-fuzz, installed here if missing. Memory is capped so

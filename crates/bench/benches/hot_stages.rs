@@ -1,0 +1,112 @@
+//! Criterion micro-benchmarks of the worker's hot stages, without Kafka:
+//! decoding and validating a message, counting an event, and encoding a
+//! flush's rows as Parquet. Run with `make bench-micro` (or `cargo bench -p
+//! newsflow-bench`); a regression shows here before it shows in `make bench`.
+
+// criterion_group! defines an undocumented public function.
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use newsflow_core::{decode, CountingRules, DecodeLimits, Shard};
+use newsflow_lake::{EventRow, FlushBatch, Lake};
+
+const FIXTURE: &str = include_str!("../../../tests/fixtures/seed-article.ndjson");
+
+fn lines() -> Vec<&'static str> {
+    FIXTURE.lines().filter(|l| !l.is_empty()).collect()
+}
+
+fn key_of(line: &str) -> &str {
+    let start = line.find("\"article_id\":\"").expect("article_id") + 14;
+    let end = start + line[start..].find('"').expect("closing quote");
+    &line[start..end]
+}
+
+fn decode_and_validate(c: &mut Criterion) {
+    let lines = lines();
+    let limits = DecodeLimits::default();
+    let mut group = c.benchmark_group("decode");
+    group.throughput(Throughput::Elements(lines.len() as u64));
+    group.bench_function("seed article events", |b| {
+        b.iter(|| {
+            for line in &lines {
+                let event = decode(Some(key_of(line).as_bytes()), line.as_bytes(), &limits);
+                std::hint::black_box(event.is_ok());
+            }
+        })
+    });
+    group.finish();
+}
+
+fn count(c: &mut Criterion) {
+    let limits = DecodeLimits::default();
+    let events: Vec<_> = lines()
+        .iter()
+        .map(|l| newsflow_core::event::decode_unkeyed(l.as_bytes(), &limits).unwrap())
+        .collect();
+    let mut group = c.benchmark_group("count");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.bench_function("apply to a fresh shard", |b| {
+        b.iter_batched(
+            || Shard::new(CountingRules::default()),
+            |mut shard| {
+                for event in &events {
+                    std::hint::black_box(shard.apply(event));
+                }
+                shard
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+fn encode(c: &mut Criterion) {
+    let limits = DecodeLimits::default();
+    let lines = lines();
+    let topic: Arc<str> = "news.comments".into();
+    let rows: Vec<EventRow> = (0..20)
+        .flat_map(|copy| {
+            let topic = topic.clone();
+            lines.iter().enumerate().map(move |(i, line)| {
+                let event = newsflow_core::event::decode_unkeyed(line.as_bytes(), &limits).unwrap();
+                EventRow {
+                    event_id: format!("{}-{copy}", event.event_id),
+                    event_type: event.event_type(),
+                    article_id: event.article_id,
+                    occurred_at: event.occurred_at,
+                    topic: topic.clone(),
+                    partition: 0,
+                    offset: (copy * 1000 + i) as i64,
+                    payload: line.to_string(),
+                }
+            })
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path()).unwrap();
+    let mut group = c.benchmark_group("encode");
+    group.throughput(Throughput::Elements(rows.len() as u64));
+    group.sample_size(20);
+    let mut seq = 0;
+    group.bench_function("events dataset, one flush", |b| {
+        b.iter_batched(
+            || FlushBatch {
+                totals: Vec::new(),
+                engagement: Vec::new(),
+                events: rows.clone(),
+            },
+            |batch| {
+                seq += 1;
+                lake.write(0, seq, &batch).unwrap()
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decode_and_validate, count, encode);
+criterion_main!(benches);
