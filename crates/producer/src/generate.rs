@@ -17,8 +17,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use newsflow_core::EventType;
 use serde::Serialize;
-use serde_json::json;
 
 /// SplitMix64: tiny, fast, and its output is fixed by its definition.
 pub struct Rng(u64);
@@ -200,14 +200,16 @@ pub struct Oracle {
 }
 
 impl Oracle {
-    /// Records one sent event (given as its JSON).
-    pub fn record(&mut self, payload: &serde_json::Value) {
+    /// Records one sent event.
+    pub fn record(&mut self, event: &GeneratedEvent) {
         self.messages += 1;
-        let s = |k: &str| payload[k].as_str().unwrap_or_default().to_string();
-        let seen = self.articles.entry(s("article_id")).or_default();
-        match s("event_type").as_str() {
-            "article_published" => {
-                let candidate = (s("occurred_at"), s("title"));
+        let seen = self.articles.entry(event.article_id.clone()).or_default();
+        match event.event_type {
+            EventType::ArticlePublished => {
+                let candidate = (
+                    event.occurred_at.clone(),
+                    event.detail.clone().unwrap_or_default(),
+                );
                 // The latest event time's title wins (RFC 3339 in UTC with
                 // fixed precision sorts as text).
                 if seen
@@ -218,16 +220,16 @@ impl Oracle {
                     seen.title = Some(candidate);
                 }
             }
-            "source_confirmed" => {
-                seen.sources.insert(s("source_id").to_lowercase());
+            EventType::SourceConfirmed => {
+                let source = event.detail.as_deref().unwrap_or_default();
+                seen.sources.insert(source.to_lowercase());
             }
-            "social_comment" => {
-                seen.comments.insert(s("event_id"));
+            EventType::SocialComment => {
+                seen.comments.insert(event.event_id.clone());
             }
-            "forum_post" => {
-                seen.posts.insert(s("event_id"));
+            EventType::ForumPost => {
+                seen.posts.insert(event.event_id.clone());
             }
-            _ => {}
         }
     }
 
@@ -250,14 +252,66 @@ impl Oracle {
     }
 }
 
+/// One generated event: its JSON text as sent, and what the oracle and the
+/// publisher need to know without parsing it again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GeneratedEvent {
+    /// The message key and `article_id`.
+    pub article_id: String,
+    /// The event's type, which decides its topic.
+    pub event_type: EventType,
+    /// `event_id`.
+    pub event_id: String,
+    /// `occurred_at`, as written.
+    pub occurred_at: String,
+    /// The title of an `article_published`, the `source_id` of a
+    /// `source_confirmed`; `None` otherwise.
+    pub detail: Option<String>,
+    /// The JSON object sent to Kafka.
+    pub text: String,
+}
+
+/// Writes a JSON object field by field, escaping through serde_json: much
+/// cheaper than building a `serde_json::Value` map per event.
+struct JsonObject(Vec<u8>);
+
+impl JsonObject {
+    fn new() -> Self {
+        JsonObject(b"{".to_vec())
+    }
+
+    fn key(&mut self, key: &str) {
+        if self.0.len() > 1 {
+            self.0.push(b',');
+        }
+        serde_json::to_writer(&mut self.0, key).expect("writing to a Vec");
+        self.0.push(b':');
+    }
+
+    fn string(&mut self, key: &str, value: &str) {
+        self.key(key);
+        serde_json::to_writer(&mut self.0, value).expect("writing to a Vec");
+    }
+
+    fn raw(&mut self, key: &str, value: &str) {
+        self.key(key);
+        self.0.extend_from_slice(value.as_bytes());
+    }
+
+    fn finish(mut self) -> String {
+        self.0.push(b'}');
+        String::from_utf8(self.0).expect("JSON text is UTF-8")
+    }
+}
+
 /// Produces the stream, a block of interleaved articles at a time.
 pub struct Generator {
     rng: Rng,
     seed: u64,
     next_article: u64,
-    pending: Vec<serde_json::Value>,
+    pending: Vec<GeneratedEvent>,
     /// Events kept back to be delivered a second time later.
-    redeliveries: Vec<serde_json::Value>,
+    redeliveries: Vec<GeneratedEvent>,
 }
 
 /// Articles whose events are shuffled together.
@@ -275,35 +329,59 @@ impl Generator {
         }
     }
 
-    fn article_events(&mut self, index: u64) -> Vec<serde_json::Value> {
+    fn article_events(&mut self, index: u64) -> Vec<GeneratedEvent> {
         let rng = &mut self.rng;
         let article_id = format!("gen-{}-{index:07}", self.seed);
         // Articles are published over two days of event time.
         let published = BASE_SECONDS + (index as i64 * 37) % (2 * 86_400);
         let mut events = Vec::new();
         let mut n = 0u32;
-        let mut event =
-            |events: &mut Vec<serde_json::Value>, kind: &str, at: i64, rest: serde_json::Value| {
-                n += 1;
-                let mut value = json!({
-                    "schema_version": 1,
-                    "event_id": format!("{article_id}/{kind}/{n}"),
-                    "event_type": kind,
-                    "article_id": article_id,
-                    "occurred_at": rfc3339(at, (n * 7919) % 1_000_000),
-                });
-                value
-                    .as_object_mut()
-                    .expect("object")
-                    .extend(rest.as_object().expect("object").clone());
-                events.push(value);
-            };
+        // `fields` are (key, value, is_raw_json) after the envelope.
+        let mut event = |events: &mut Vec<GeneratedEvent>,
+                         event_type: EventType,
+                         at: i64,
+                         detail: Option<String>,
+                         fields: &[(&str, &str, bool)]| {
+            n += 1;
+            let kind = event_type.as_str();
+            let event_id = format!("{article_id}/{kind}/{n}");
+            let occurred_at = rfc3339(at, (n * 7919) % 1_000_000);
+            let mut json = JsonObject::new();
+            json.raw("schema_version", "1");
+            json.string("event_id", &event_id);
+            json.string("event_type", kind);
+            json.string("article_id", &article_id);
+            json.string("occurred_at", &occurred_at);
+            for (key, value, raw) in fields {
+                if *raw {
+                    json.raw(key, value);
+                } else {
+                    json.string(key, value);
+                }
+            }
+            events.push(GeneratedEvent {
+                article_id: article_id.clone(),
+                event_type,
+                event_id,
+                occurred_at,
+                detail,
+                text: json.finish(),
+            });
+        };
         if rng.chance(0.97) {
+            let title = format!("Meldung {index}: Lage in der Region");
+            let url = format!("https://news.example/{article_id}");
             event(
                 &mut events,
-                "article_published",
+                EventType::ArticlePublished,
                 published,
-                json!({"title": format!("Meldung {index}: Lage in der Region"), "url": format!("https://news.example/{article_id}"), "section": "politik", "language": "de"}),
+                Some(title.clone()),
+                &[
+                    ("title", &title, false),
+                    ("url", &url, false),
+                    ("section", "politik", false),
+                    ("language", "de", false),
+                ],
             );
         }
         let sources = rng.pareto(1.0, 1.3, SOURCES.len() as u64).max(1) as usize;
@@ -313,18 +391,21 @@ impl Generator {
             let at = published + rng.below(6 * 3600) as i64;
             event(
                 &mut events,
-                "source_confirmed",
+                EventType::SourceConfirmed,
                 at,
-                json!({"source_id": source}),
+                Some(source.to_string()),
+                &[("source_id", source, false)],
             );
             if rng.chance(0.1) {
                 // The same source confirming again, spelled differently.
                 let shouted = source.to_uppercase();
+                let url = format!("https://{source}/x");
                 event(
                     &mut events,
-                    "source_confirmed",
+                    EventType::SourceConfirmed,
                     at + 60,
-                    json!({"source_id": shouted, "source_url": format!("https://{source}/x")}),
+                    Some(shouted.clone()),
+                    &[("source_id", &shouted, false), ("source_url", &url, false)],
                 );
             }
         }
@@ -335,27 +416,34 @@ impl Generator {
             let author = format!("u{}", rng.below(50_000));
             event(
                 &mut events,
-                "social_comment",
+                EventType::SocialComment,
                 at,
-                json!({"platform": platform, "author_id": author}),
+                None,
+                &[("platform", platform, false), ("author_id", &author, false)],
             );
         }
         let posts = rng.pareto(0.7, 1.2, 800);
         for _ in 0..posts {
             let at = published + rng.below(48 * 3600) as i64;
             let forum = FORUMS[rng.below(FORUMS.len() as u64) as usize];
+            let thread = format!("t{}", rng.below(1000));
             event(
                 &mut events,
-                "forum_post",
+                EventType::ForumPost,
                 at,
-                json!({"forum": forum, "thread_id": format!("t{}", rng.below(1000)), "author_id": null}),
+                None,
+                &[
+                    ("forum", forum, false),
+                    ("thread_id", &thread, false),
+                    ("author_id", "null", true),
+                ],
             );
         }
         events
     }
 
     /// The next event, or `None` never: the stream is endless.
-    pub fn next_event(&mut self) -> serde_json::Value {
+    pub fn next_event(&mut self) -> GeneratedEvent {
         loop {
             if let Some(value) = self.pending.pop() {
                 if self.rng.chance(0.03) {
@@ -399,18 +487,20 @@ mod tests {
         let mut ids = HashSet::new();
         let mut redelivered = 0;
         for _ in 0..20_000 {
-            let value = g.next_event();
-            let text = value.to_string();
+            let generated = g.next_event();
+            let text = &generated.text;
             let event = newsflow_core::decode(
-                value["article_id"].as_str().map(str::as_bytes),
+                Some(generated.article_id.as_bytes()),
                 text.as_bytes(),
                 &Default::default(),
             )
             .unwrap_or_else(|r| panic!("generated an invalid event: {r}: {text}"));
+            assert_eq!(event.event_type(), generated.event_type);
+            assert_eq!(event.event_id, generated.event_id);
             if !ids.insert(event.event_id.clone()) {
                 redelivered += 1;
             }
-            oracle.record(&value);
+            oracle.record(&generated);
         }
         assert!(
             redelivered > 100,

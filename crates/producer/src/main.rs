@@ -28,6 +28,10 @@ use newsflow_telemetry::{Health, Metrics};
 use crate::generate::{Generator, Oracle};
 use crate::publisher::Publisher;
 
+// Many small allocations per event (JSON values, strings); see the worker.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Default metrics port of the producer when `metrics.listen` is not set.
 const DEFAULT_LISTEN: &str = "127.0.0.1:9465";
 
@@ -230,22 +234,14 @@ fn generate(
     let mut progress = Progress::new();
     let started = Instant::now();
     for sent in 0..count {
-        let value = generator.next_event();
-        let article_id = value["article_id"]
-            .as_str()
-            .expect("generated article id")
-            .to_string();
-        let event_type =
-            newsflow_core::EventType::parse(value["event_type"].as_str().expect("generated type"))
-                .expect("known type");
-        let payload = value.to_string();
+        let event = generator.next_event();
         publisher.send(
-            settings.topics.for_event_type(event_type),
-            &article_id,
-            payload.as_bytes(),
+            settings.topics.for_event_type(event.event_type),
+            &event.article_id,
+            event.text.as_bytes(),
         )?;
         if let Some(oracle) = oracle.as_mut() {
-            oracle.record(&value);
+            oracle.record(&event);
         }
         if rate > 0 {
             // Pace against the start, not the previous event, so rounding
