@@ -200,36 +200,62 @@ impl TestEnv {
         ingest
     }
 
-    /// Sum of the group's committed offsets over the three event topics.
-    pub fn committed_total(&self) -> i64 {
-        let [a, c, f, _] = self.topics();
-        let mut total = 0;
-        for topic in [&a, &c, &f] {
-            for p in 0..self.partitions {
-                total += committed_offset(&self.group, topic, p);
-            }
-        }
-        total
+    /// A client that reads this test's group offsets and watermarks.
+    fn group_client(&self) -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("group.id", &self.group)
+            .create()
+            .expect("metadata client")
     }
 
-    /// Sum of the high watermarks of the three event topics: how many
-    /// events they hold.
-    pub fn events_in_topics(&self) -> i64 {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers())
-            .create()
-            .expect("metadata client");
+    /// For every partition of the three event topics: the group's
+    /// committed offset (0 when none), and the low and high watermarks.
+    fn partition_positions(&self, consumer: &BaseConsumer) -> Vec<(i64, i64, i64)> {
         let [a, c, f, _] = self.topics();
-        let mut total = 0;
+        let mut tpl = TopicPartitionList::new();
         for topic in [&a, &c, &f] {
             for p in 0..self.partitions {
-                let (low, high) = consumer
-                    .fetch_watermarks(topic, p, Duration::from_secs(10))
-                    .expect("watermarks");
-                total += high - low;
+                tpl.add_partition(topic, p);
             }
         }
-        total
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets");
+        committed
+            .elements()
+            .iter()
+            .map(|element| {
+                let (low, high) = consumer
+                    .fetch_watermarks(
+                        element.topic(),
+                        element.partition(),
+                        Duration::from_secs(10),
+                    )
+                    .expect("watermarks");
+                let at = match element.offset() {
+                    Offset::Offset(o) => o,
+                    _ => 0,
+                };
+                (at, low, high)
+            })
+            .collect()
+    }
+
+    /// Sum of the group's committed offsets over the three event topics.
+    pub fn committed_total(&self) -> i64 {
+        self.partition_positions(&self.group_client())
+            .iter()
+            .map(|(at, _, _)| at)
+            .sum()
+    }
+
+    /// How many events the three event topics hold.
+    pub fn events_in_topics(&self) -> i64 {
+        self.partition_positions(&self.group_client())
+            .iter()
+            .map(|(_, low, high)| high - low)
+            .sum()
     }
 
     /// Creates this test's topics by publishing the first event of the
@@ -299,38 +325,14 @@ impl TestEnv {
     /// partition of the three event topics: all that was sent is counted,
     /// written and checkpointed.
     pub fn wait_until_committed(&self, timeout: Duration) {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers())
-            .set("group.id", &self.group)
-            .create()
-            .expect("metadata client");
-        let [a, c, f, _] = self.topics();
+        let consumer = self.group_client();
         let deadline = Instant::now() + timeout;
         loop {
-            let mut behind = 0i64;
-            let mut tpl = TopicPartitionList::new();
-            for topic in [&a, &c, &f] {
-                for p in 0..self.partitions {
-                    tpl.add_partition(topic, p);
-                }
-            }
-            let committed = consumer
-                .committed_offsets(tpl, Duration::from_secs(10))
-                .expect("committed offsets");
-            for element in committed.elements() {
-                let (_, high) = consumer
-                    .fetch_watermarks(
-                        element.topic(),
-                        element.partition(),
-                        Duration::from_secs(10),
-                    )
-                    .expect("watermarks");
-                let at = match element.offset() {
-                    Offset::Offset(o) => o,
-                    _ => 0,
-                };
-                behind += (high - at).max(0);
-            }
+            let behind: i64 = self
+                .partition_positions(&consumer)
+                .iter()
+                .map(|(at, _, high)| (high - at).max(0))
+                .sum();
             if behind == 0 {
                 return;
             }

@@ -248,6 +248,7 @@ fn run_loop(
             for message in &batch {
                 w.handle(&consumer, message, last_record);
             }
+            w.publish_tally();
             if let Some(reason) = w.fatal.take() {
                 bail!(reason);
             }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use newsflow_core::{decode, Applied, ColdArticle, DecodeLimits, Micros, Shard};
+use newsflow_core::{decode, Applied, ColdArticle, DecodeLimits, EventType, Micros, Shard};
 use newsflow_lake::{EventRow, FlushBatch, Lake};
 use newsflow_settings::Settings;
 use newsflow_telemetry::Metrics;
@@ -81,6 +81,10 @@ pub struct Worker {
     /// be moved back on; see [`Worker::rewind`].
     to_rewind: BTreeSet<i32>,
     buffered: usize,
+    /// Events read and duplicates seen since the last [`Worker::publish_tally`],
+    /// by topic index and event type index: label lookups per batch, not
+    /// per record.
+    tally: Tally,
     /// Set when a shard cannot be restored; the run loop stops on it.
     pub fatal: Option<String>,
     /// Counters for progress reports.
@@ -119,6 +123,7 @@ impl Worker {
             unrestored: BTreeSet::new(),
             to_rewind: BTreeSet::new(),
             buffered: 0,
+            tally: Tally::default(),
             fatal: None,
             consumed: 0,
         }
@@ -279,16 +284,8 @@ impl Worker {
                         target,
                         "group offset is ahead of the checkpoint; seeking back to it"
                     );
-                    match consumer.seek(
-                        message.topic(),
-                        shard,
-                        Offset::Offset(target),
-                        newsflow_kafka::REQUEST_TIMEOUT,
-                    ) {
-                        Ok(()) => slot.position[t] = Position::Seeking(target),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "seek failed; will retry on the next record")
-                        }
+                    if let Some(position) = seek_back(consumer, message.topic(), shard, target) {
+                        slot.position[t] = position;
                     }
                     return;
                 }
@@ -302,7 +299,8 @@ impl Worker {
         match decode(key, value, &self.limits) {
             Ok(event) => {
                 let event_type = event.event_type();
-                self.metrics.consumed(topic, event_type.as_str());
+                let type_index = event_type_index(event_type);
+                self.tally.consumed[t][type_index] += 1;
                 let mut applied = slot.state.apply(&event);
                 if let Applied::Cold { segment } = applied {
                     // The article left memory after a horizon of silence and
@@ -316,7 +314,7 @@ impl Worker {
                     applied = slot.state.apply(&event);
                 }
                 if applied == Applied::Duplicate {
-                    self.metrics.duplicate(event_type.as_str());
+                    self.tally.duplicate[type_index] += 1;
                 }
                 // The payload passed validation as UTF-8 text, so the
                 // strict check succeeds (and is much cheaper than the lossy
@@ -377,17 +375,28 @@ impl Worker {
                     slot.position[t] = Position::Streaming;
                     continue;
                 }
-                match consumer.seek(
-                    topic,
-                    shard,
-                    Offset::Offset(target),
-                    newsflow_kafka::REQUEST_TIMEOUT,
-                ) {
-                    Ok(()) => slot.position[t] = Position::Seeking(target),
-                    Err(e) => {
-                        tracing::warn!(topic = &**topic, shard, error = %e, "rewind failed; the next record will")
-                    }
+                if let Some(position) = seek_back(consumer, topic, shard, target) {
+                    slot.position[t] = position;
                 }
+            }
+        }
+    }
+
+    /// Adds the events counted since the last call to the metrics.
+    pub fn publish_tally(&mut self) {
+        let tally = std::mem::take(&mut self.tally);
+        for (t, topic) in self.topics.iter().enumerate() {
+            for (i, event_type) in EventType::ALL.iter().enumerate() {
+                if tally.consumed[t][i] > 0 {
+                    self.metrics
+                        .consumed(topic, event_type.as_str(), tally.consumed[t][i]);
+                }
+            }
+        }
+        for (i, event_type) in EventType::ALL.iter().enumerate() {
+            if tally.duplicate[i] > 0 {
+                self.metrics
+                    .duplicate(event_type.as_str(), tally.duplicate[i]);
             }
         }
     }
@@ -442,7 +451,8 @@ impl Worker {
             self.metrics.flush_failed("dead_letters");
             for shard in self.shards() {
                 if only.is_none_or(|o| o.contains(&shard)) {
-                    self.reset(shard);
+                    // A failed restore is logged and retried before the next flush.
+                    let _ = self.reset(shard);
                 }
             }
             return Flushed {
@@ -482,7 +492,8 @@ impl Worker {
                     tracing::error!(shard, error = %problem, "flush failed; the shard restarts from its checkpoint");
                     self.metrics.flush_failed("output");
                     failure.get_or_insert(problem);
-                    self.reset(shard);
+                    // A failed restore is logged and retried before the next flush.
+                    let _ = self.reset(shard);
                 }
             }
         }
@@ -516,15 +527,10 @@ impl Worker {
     fn retry_restores(&mut self) -> Option<String> {
         let mut problem = None;
         for shard in std::mem::take(&mut self.unrestored) {
-            match self.restore(shard) {
-                Ok(slot) => {
-                    tracing::info!(shard, "shard restored after an output failure");
-                    self.slots.insert(shard, slot);
-                    self.to_rewind.insert(shard);
-                }
+            match self.reset(shard) {
+                Ok(()) => tracing::info!(shard, "shard restored after an output failure"),
                 Err(e) => {
                     problem.get_or_insert(format!("shard {shard} cannot be restored: {e:#}"));
-                    self.unrestored.insert(shard);
                 }
             }
         }
@@ -532,19 +538,22 @@ impl Worker {
     }
 
     /// Forgets a shard's in-memory progress after a failure and restores it
-    /// from its checkpoint; the consumer is moved back on the next record.
-    /// A restore that fails too (the output is still broken) is retried
-    /// before the next flush.
-    fn reset(&mut self, shard: i32) {
+    /// from its checkpoint; the consumer is moved back to the checkpoint's
+    /// offsets by [`Worker::rewind`]. A restore that fails too (the output is
+    /// still broken) leaves the shard in `unrestored`, retried before the
+    /// next flush.
+    fn reset(&mut self, shard: i32) -> anyhow::Result<()> {
         match self.restore(shard) {
             Ok(slot) => {
                 self.slots.insert(shard, slot);
                 self.to_rewind.insert(shard);
+                Ok(())
             }
             Err(e) => {
                 tracing::error!(shard, error = %format!("{e:#}"), "cannot restore shard yet; will retry");
                 self.slots.remove(&shard);
                 self.unrestored.insert(shard);
+                Err(e)
             }
         }
     }
@@ -689,4 +698,42 @@ fn flush_slot(cx: &FlushContext<'_>, shard: i32, slot: &mut Slot) -> anyhow::Res
     slot.seq = seq;
     slot.dirty = false;
     Ok(true)
+}
+
+/// Per-batch counts of events read and duplicates, published together.
+#[derive(Default)]
+struct Tally {
+    consumed: [[u64; 4]; 3],
+    duplicate: [u64; 4],
+}
+
+/// The position of `event_type` in [`EventType::ALL`].
+fn event_type_index(event_type: EventType) -> usize {
+    EventType::ALL
+        .iter()
+        .position(|t| *t == event_type)
+        .expect("every event type is in ALL")
+}
+
+/// Moves the consumer back to `target` on one partition; the position to
+/// record, or `None` when the seek failed (logged), in which case the next
+/// record's position check tries again.
+fn seek_back<C: Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
+    consumer: &C,
+    topic: &str,
+    shard: i32,
+    target: i64,
+) -> Option<Position> {
+    match consumer.seek(
+        topic,
+        shard,
+        Offset::Offset(target),
+        newsflow_kafka::REQUEST_TIMEOUT,
+    ) {
+        Ok(()) => Some(Position::Seeking(target)),
+        Err(e) => {
+            tracing::warn!(topic, shard, target, error = %e, "seek failed; the next record retries it");
+            None
+        }
+    }
 }

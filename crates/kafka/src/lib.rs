@@ -49,20 +49,27 @@ fn client_error(context: impl Into<String>) -> impl FnOnce(rdkafka::error::Kafka
     move |source| Error::Client { context, source }
 }
 
-/// Properties every client shares: brokers, client id, security, and the
-/// pass-through `kafka.properties` (tuning), applied last so an operator can
+/// Every client's configuration is built the same way: what all clients
+/// share (brokers, client id, security), then the role's own properties,
+/// then the pass-through `kafka.properties`, last so an operator can
 /// override anything.
-pub fn base_config(settings: &Settings) -> ClientConfig {
+fn client_config(settings: &Settings, role: impl FnOnce(&mut ClientConfig)) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &settings.kafka.brokers)
         .set("client.id", &settings.kafka.client_id)
         .set("socket.keepalive.enable", "true");
     apply_security(&mut config, &settings.kafka.security);
+    role(&mut config);
     for (key, value) in &settings.kafka.properties {
         config.set(key, value);
     }
     config
+}
+
+/// A client with no role of its own: admin requests and metadata.
+pub fn base_config(settings: &Settings) -> ClientConfig {
+    client_config(settings, |_| {})
 }
 
 /// `kafka.security_protocol`, `[kafka.sasl]` and `[kafka.tls]` as librdkafka
@@ -102,20 +109,26 @@ fn apply_security(config: &mut ClientConfig, security: &KafkaSecurity) {
 /// partitioner for every topic (the contract's `murmur2_random` by default),
 /// batching tuned for throughput.
 pub fn producer_config(settings: &Settings) -> ClientConfig {
-    let mut config = base_config(settings);
-    config
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("partitioner", &settings.kafka.partitioner)
-        .set("compression.type", "lz4")
-        .set("linger.ms", "20")
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.messages", "1000000")
-        .set("queue.buffering.max.kbytes", "1048576");
-    for (key, value) in &settings.kafka.properties {
-        config.set(key, value);
-    }
-    config
+    producer_config_with(settings, &[])
+}
+
+/// [`producer_config`] with some of its defaults replaced by `overrides`
+/// (which `kafka.properties` can still override in turn).
+pub fn producer_config_with(settings: &Settings, overrides: &[(&str, String)]) -> ClientConfig {
+    client_config(settings, |config| {
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("partitioner", &settings.kafka.partitioner)
+            .set("compression.type", "lz4")
+            .set("linger.ms", "20")
+            .set("batch.size", "1000000")
+            .set("queue.buffering.max.messages", "1000000")
+            .set("queue.buffering.max.kbytes", "1048576");
+        for (key, value) in overrides {
+            config.set(*key, value);
+        }
+    })
 }
 
 /// The configuration of the worker's group consumer.
@@ -127,30 +140,27 @@ pub fn producer_config(settings: &Settings) -> ClientConfig {
 /// numbers of the other two topics itself, so one worker owns all events of
 /// an article.
 pub fn consumer_config(settings: &Settings) -> ClientConfig {
-    let mut config = base_config(settings);
-    config
-        .set("group.id", &settings.kafka.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "cooperative-sticky")
-        .set("enable.partition.eof", "false")
-        .set("statistics.interval.ms", "5000")
-        .set(
-            "session.timeout.ms",
-            settings.kafka.session_timeout.as_millis().to_string(),
-        )
-        .set("max.poll.interval.ms", "300000")
-        .set("fetch.min.bytes", "65536")
-        .set("fetch.wait.max.ms", "100")
-        .set("queued.max.messages.kbytes", "262144");
-    if let Some(instance) = &settings.kafka.instance_id {
-        config.set("group.instance.id", instance);
-    }
-    for (key, value) in &settings.kafka.properties {
-        config.set(key, value);
-    }
-    config
+    client_config(settings, |config| {
+        config
+            .set("group.id", &settings.kafka.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("enable.partition.eof", "false")
+            .set("statistics.interval.ms", "5000")
+            .set(
+                "session.timeout.ms",
+                settings.kafka.session_timeout.as_millis().to_string(),
+            )
+            .set("max.poll.interval.ms", "300000")
+            .set("fetch.min.bytes", "65536")
+            .set("fetch.wait.max.ms", "100")
+            .set("queued.max.messages.kbytes", "262144");
+        if let Some(instance) = &settings.kafka.instance_id {
+            config.set("group.instance.id", instance);
+        }
+    })
 }
 
 /// Creates the three event topics and the dead-letter topic where they do

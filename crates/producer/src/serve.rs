@@ -187,22 +187,21 @@ async fn accept_until(
 /// The event producer's configuration with the ingest queue bound, and a
 /// delivery timeout no longer than a request may take.
 fn ingest_producer_config(settings: &Settings) -> rdkafka::ClientConfig {
-    let mut config = newsflow_kafka::producer_config(settings);
     let ingest = &settings.ingest;
-    config
-        .set(
-            "queue.buffering.max.messages",
-            ingest.max_queued_events.to_string(),
-        )
-        .set("linger.ms", "5")
-        .set(
-            "message.timeout.ms",
-            ingest.request_timeout.as_millis().max(1000).to_string(),
-        );
-    for (key, value) in &settings.kafka.properties {
-        config.set(key, value);
-    }
-    config
+    newsflow_kafka::producer_config_with(
+        settings,
+        &[
+            (
+                "queue.buffering.max.messages",
+                ingest.max_queued_events.to_string(),
+            ),
+            ("linger.ms", "5".to_string()),
+            (
+                "message.timeout.ms",
+                ingest.request_timeout.as_millis().max(1000).to_string(),
+            ),
+        ],
+    )
 }
 
 async fn post_events(

@@ -2,7 +2,7 @@
 //! `/metrics` `/healthz` `/readyz` server, and log set-up.
 //!
 //! Call sites never spell a metric name: they call one method per happening
-//! on [`Metrics`] (`metrics.consumed(topic, event_type)`), so names, labels
+//! on [`Metrics`] (`metrics.consumed(topic, event_type, n)`), so names, labels
 //! and units live in one place and label values stay bounded (topics,
 //! partitions, event types, reason codes; never an article id or free text).
 //!

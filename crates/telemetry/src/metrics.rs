@@ -326,16 +326,18 @@ impl Metrics {
         }
     }
 
-    /// A valid event was read.
-    pub fn consumed(&self, topic: &str, event_type: &str) {
+    /// `n` valid events of `event_type` were read from `topic`.
+    pub fn consumed(&self, topic: &str, event_type: &str, n: u64) {
         self.events_consumed
             .with_label_values(&[topic, event_type])
-            .inc();
+            .inc_by(n);
     }
 
-    /// An event was recognised as a redelivery and not counted again.
-    pub fn duplicate(&self, event_type: &str) {
-        self.events_duplicate.with_label_values(&[event_type]).inc();
+    /// `n` events were recognised as redeliveries and not counted again.
+    pub fn duplicate(&self, event_type: &str, n: u64) {
+        self.events_duplicate
+            .with_label_values(&[event_type])
+            .inc_by(n);
     }
 
     /// A message was rejected for `reason` (a stable code).
