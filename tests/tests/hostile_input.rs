@@ -242,7 +242,7 @@ fn assert_paths_are_ours(lake: &Path) {
             || date
             || event_type
             || numbered("part-", ".parquet")
-            || numbered("shard-", ".json")
+            || numbered("shard-", ".ckpt")
             || numbered("shard-", "")
             || numbered("segment-", ".json")
     }

@@ -36,5 +36,5 @@ pub mod time;
 
 pub use event::{decode, DecodeLimits, Event, EventBody, EventType, RejectReason, Rejection};
 pub use rows::{EngagementRow, TotalsRow};
-pub use shard::{Applied, ColdArticle, CountingRules, Drained, Shard};
+pub use shard::{Applied, ColdArticle, CountingRules, Drained, Shard, ShardV1};
 pub use time::Micros;

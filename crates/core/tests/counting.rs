@@ -1,7 +1,11 @@
 //! The counting semantics of the contract's section 3, tested with plain data.
 
 use newsflow_core::time::{parse_rfc3339, DAY, SECOND};
-use newsflow_core::{Applied, CountingRules, Event, EventBody, Micros, Shard, TotalsRow};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use newsflow_core::{
+    Applied, ColdArticle, CountingRules, Drained, Event, EventBody, Micros, Shard, TotalsRow,
+};
 
 const HOUR: Micros = 3600 * SECOND;
 const NOW: Micros = 1_800_000_000 * SECOND;
@@ -381,4 +385,212 @@ fn idle_articles_leave_memory_and_come_back_exactly() {
     assert_eq!(old.version, 2, "versions go on from the evicted state");
     assert_eq!(old.first_event_at, at("2026-11-01T09:00:00Z"));
     assert_eq!(shard.cold_article_count(), 0);
+}
+
+/// SplitMix64: a small deterministic generator for the randomized test.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A shard under test together with the cold segments it evicted into, as
+/// the worker keeps them.
+struct Counted {
+    shard: Shard,
+    segments: HashMap<u64, HashMap<String, ColdArticle>>,
+}
+
+impl Counted {
+    fn apply(&mut self, event: &Event) -> Applied {
+        match self.shard.apply(event) {
+            Applied::Cold { segment } => {
+                let cold = self.segments[&segment][&event.article_id].clone();
+                self.shard.rehydrate(event.article_id.clone(), cold);
+                self.shard.apply(event)
+            }
+            applied => applied,
+        }
+    }
+
+    fn drain(&mut self, close_all: bool, segment: u64) -> Drained {
+        let drained = self.shard.drain(NOW, close_all, segment);
+        let stored = self.segments.entry(segment).or_default();
+        for (id, cold) in &drained.evicted {
+            stored.insert(id.clone(), cold.clone());
+        }
+        drained
+    }
+}
+
+/// Thousands of events over weeks of event time, with redeliveries (always
+/// within the horizon), case variants of sources, out-of-order arrival,
+/// articles going idle and coming back. One shard is snapshotted and
+/// restored through JSON every few hundred events, the other never: both
+/// must emit exactly the same rows, and the final footers must equal a
+/// naive oracle's distinct counts.
+#[test]
+fn a_long_random_stream_counts_like_a_naive_oracle_through_snapshots_and_evictions() {
+    let rules = CountingRules {
+        dedup_horizon: DAY,
+        window_size: HOUR,
+        max_out_of_orderness: 10 * 60 * SECOND,
+    };
+    let mut rng = Rng(42);
+    let mut plain = Counted {
+        shard: Shard::new(rules),
+        segments: HashMap::new(),
+    };
+    let mut snapshotted = Counted {
+        shard: Shard::new(rules),
+        segments: HashMap::new(),
+    };
+    // The oracle: per article, distinct (type, id) and lower-cased sources.
+    let mut comments: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut posts: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut sources: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut recent: Vec<Event> = Vec::new();
+    let mut latest: BTreeMap<String, TotalsRow> = BTreeMap::new();
+    let mut engagement_sums: HashMap<String, (i64, i64, i64)> = HashMap::new();
+    let mut evictions = 0;
+    let start = at("2026-10-01T00:00:00Z");
+    let mut clock = start;
+
+    for n in 0..20_000u64 {
+        clock += rng.below(4 * 60) as i64 * SECOND;
+        let event = if !recent.is_empty() && rng.below(10) == 0 {
+            // A redelivery of one of the last 200 events: within hours.
+            recent[rng.below(recent.len() as u64) as usize].clone()
+        } else {
+            // Articles drift: most events go to the newest 50 articles, some
+            // to an old one, which comes back from a cold segment.
+            let newest = (clock - start) / (2 * HOUR);
+            let article = if rng.below(50) == 0 {
+                rng.below(newest as u64 + 1) as i64
+            } else {
+                (newest - rng.below(50) as i64).max(0)
+            };
+            let article = format!("art-{article}");
+            let t = clock - rng.below(5 * 60) as i64 * SECOND;
+            let id = format!("e-{n}");
+            let body = match rng.below(4) {
+                0 => EventBody::SourceConfirmed {
+                    source_id: match rng.below(3) {
+                        0 => format!("Source-{}.EXAMPLE", rng.below(20)),
+                        _ => format!("source-{}.example", rng.below(20)),
+                    },
+                    source_url: None,
+                },
+                1 => EventBody::ForumPost {
+                    forum: "f".into(),
+                    thread_id: None,
+                    author_id: None,
+                },
+                2 if rng.below(4) == 0 => EventBody::ArticlePublished {
+                    title: format!("Title {n}"),
+                    url: "https://x".into(),
+                    section: None,
+                    language: None,
+                    author: None,
+                },
+                _ => EventBody::SocialComment {
+                    platform: "x".into(),
+                    author_id: None,
+                },
+            };
+            Event {
+                event_id: id,
+                article_id: article,
+                occurred_at: t,
+                body,
+            }
+        };
+        match &event.body {
+            EventBody::SourceConfirmed { source_id, .. } => {
+                sources
+                    .entry(event.article_id.clone())
+                    .or_default()
+                    .insert(source_id.to_lowercase());
+            }
+            EventBody::SocialComment { .. } => {
+                comments
+                    .entry(event.article_id.clone())
+                    .or_default()
+                    .insert(event.event_id.clone());
+            }
+            EventBody::ForumPost { .. } => {
+                posts
+                    .entry(event.article_id.clone())
+                    .or_default()
+                    .insert(event.event_id.clone());
+            }
+            EventBody::ArticlePublished { .. } => {}
+        }
+        recent.push(event.clone());
+        if recent.len() > 200 {
+            recent.remove(0);
+        }
+
+        assert_eq!(plain.apply(&event), snapshotted.apply(&event), "event {n}");
+        if n % 150 == 149 {
+            let segment = n / 150;
+            let a = plain.drain(false, segment);
+            let b = snapshotted.drain(false, segment);
+            assert_eq!(a.totals, b.totals, "drain after event {n}");
+            assert_eq!(a.engagement, b.engagement, "drain after event {n}");
+            assert_eq!(a.evicted, b.evicted, "drain after event {n}");
+            evictions += a.evicted.len();
+            for row in a.totals {
+                latest.insert(row.article_id.clone(), row);
+            }
+            for row in a.engagement {
+                let sum = engagement_sums.entry(row.article_id).or_default();
+                sum.0 += row.confirming_sources;
+                sum.1 += row.social_comments;
+                sum.2 += row.forum_posts;
+            }
+        }
+        if n % 700 == 699 {
+            let json = serde_json::to_string(&snapshotted.shard).unwrap();
+            snapshotted.shard = serde_json::from_str(&json).unwrap();
+        }
+    }
+    let a = plain.drain(true, 1_000_000);
+    let b = snapshotted.drain(true, 1_000_000);
+    assert_eq!((&a.totals, &a.engagement), (&b.totals, &b.engagement));
+    for row in a.totals {
+        latest.insert(row.article_id.clone(), row);
+    }
+    for row in a.engagement {
+        let sum = engagement_sums.entry(row.article_id).or_default();
+        sum.0 += row.confirming_sources;
+        sum.1 += row.social_comments;
+        sum.2 += row.forum_posts;
+    }
+
+    assert!(evictions > 100, "idle articles left memory ({evictions})");
+    assert!(latest.len() > 300, "{} articles", latest.len());
+    for (article, row) in &latest {
+        let expected = (
+            sources.get(article).map_or(0, HashSet::len) as i64,
+            comments.get(article).map_or(0, HashSet::len) as i64,
+            posts.get(article).map_or(0, HashSet::len) as i64,
+        );
+        assert_eq!(footer(row), expected, "{article}");
+        assert_eq!(
+            engagement_sums.get(article).copied().unwrap_or_default(),
+            expected,
+            "{article}: engagement rows sum to the footer"
+        );
+    }
 }

@@ -1,10 +1,17 @@
 //! Per-shard checkpoints: the counting state and the offsets it covers,
 //! stored beside the data so that whichever worker owns a shard next (on
 //! this pod or another) resumes exactly where the files end.
+//!
+//! A checkpoint is written at every flush and holds the whole state of its
+//! shard, so its encoding is compact binary ([postcard], varints), written
+//! straight from the live state through a buffered file: no copy of the
+//! state, no intermediate buffer of its size. Format 1 was JSON with a
+//! different state layout; it is still read (and replaced at the next
+//! flush), so an upgrade resumes where the old version stopped.
 
 use std::collections::BTreeMap;
 
-use newsflow_core::Shard;
+use newsflow_core::{Shard, ShardV1};
 use serde::{Deserialize, Serialize};
 
 /// The durable state of one shard after a flush.
@@ -25,7 +32,10 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// The current layout version.
-    pub const FORMAT: u32 = 1;
+    pub const FORMAT: u32 = 2;
+    /// The first bytes of a checkpoint file, so that anything else (a
+    /// truncated copy, a file from another tool) is refused by name.
+    pub(crate) const MAGIC: &'static [u8] = b"newsflow checkpoint\n";
 }
 
 /// The borrowed form written to disk: the same fields as [`Checkpoint`],
@@ -37,4 +47,26 @@ pub(crate) struct CheckpointRef<'a> {
     pub seq: u64,
     pub offsets: &'a BTreeMap<String, i64>,
     pub state: &'a Shard,
+}
+
+/// A checkpoint of format 1, as JSON.
+#[derive(Deserialize)]
+pub(crate) struct CheckpointV1 {
+    pub format: u32,
+    pub shard: i32,
+    pub seq: u64,
+    pub offsets: BTreeMap<String, i64>,
+    pub state: ShardV1,
+}
+
+impl From<CheckpointV1> for Checkpoint {
+    fn from(v1: CheckpointV1) -> Self {
+        Checkpoint {
+            format: Checkpoint::FORMAT,
+            shard: v1.shard,
+            seq: v1.seq,
+            offsets: v1.offsets,
+            state: v1.state.into(),
+        }
+    }
 }

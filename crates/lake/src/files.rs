@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
@@ -14,7 +14,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use crate::checkpoint::{Checkpoint, CheckpointRef};
+use crate::checkpoint::{Checkpoint, CheckpointRef, CheckpointV1};
 use crate::datasets::{
     engagement_batch, events_batch, totals_batch, Dataset, FlushBatch, WriteStats,
 };
@@ -172,32 +172,61 @@ impl Lake {
     fn checkpoint_path(&self, shard: i32) -> PathBuf {
         self.root
             .join(CHECKPOINT_DIR)
+            .join(format!("shard-{shard:05}.ckpt"))
+    }
+
+    /// Where format 1 kept the checkpoint of `shard`.
+    fn legacy_checkpoint_path(&self, shard: i32) -> PathBuf {
+        self.root
+            .join(CHECKPOINT_DIR)
             .join(format!("shard-{shard:05}.json"))
     }
 
-    /// Reads the checkpoint of `shard`, if one was ever written.
+    /// Reads the checkpoint of `shard`, if one was ever written (in the
+    /// current format, or else in format 1).
     pub fn load_checkpoint(&self, shard: i32) -> Result<Option<Checkpoint>, Error> {
         let path = self.checkpoint_path(shard);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        let corrupt = |path: &Path, message: String| Error::CorruptCheckpoint {
+            path: path.to_path_buf(),
+            message,
+        };
+        let checkpoint: Checkpoint = match fs::read(&path) {
+            Ok(bytes) => {
+                let body = bytes.strip_prefix(Checkpoint::MAGIC).ok_or_else(|| {
+                    corrupt(&path, "it does not start like a newsflow checkpoint".into())
+                })?;
+                postcard::from_bytes(body).map_err(|e| corrupt(&path, e.to_string()))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let legacy = self.legacy_checkpoint_path(shard);
+                match fs::read(&legacy) {
+                    Ok(bytes) => {
+                        let v1: CheckpointV1 = serde_json::from_slice(&bytes)
+                            .map_err(|e| corrupt(&legacy, e.to_string()))?;
+                        if v1.format != 1 {
+                            return Err(corrupt(
+                                &legacy,
+                                format!("format {} where format 1 was expected", v1.format),
+                            ));
+                        }
+                        v1.into()
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(io("reading checkpoint", &legacy)(e)),
+                }
+            }
             Err(e) => return Err(io("reading checkpoint", &path)(e)),
         };
-        let checkpoint: Checkpoint =
-            serde_json::from_slice(&bytes).map_err(|e| Error::CorruptCheckpoint {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
         if checkpoint.format != Checkpoint::FORMAT || checkpoint.shard != shard {
-            return Err(Error::CorruptCheckpoint {
-                path,
-                message: format!(
+            return Err(corrupt(
+                &path,
+                format!(
                     "format {} shard {} where format {} shard {shard} was expected",
                     checkpoint.format,
                     checkpoint.shard,
                     Checkpoint::FORMAT
                 ),
-            });
+            ));
         }
         Ok(Some(checkpoint))
     }
@@ -218,7 +247,20 @@ impl Lake {
             offsets,
             state,
         };
-        write_json_atomically(&self.checkpoint_path(shard), &checkpoint, "checkpoint")
+        write_atomically(&self.checkpoint_path(shard), |file| {
+            file.write_all(Checkpoint::MAGIC)?;
+            postcard::to_io(&checkpoint, file).map_err(std::io::Error::other)?;
+            Ok(())
+        })?;
+        // A format-1 checkpoint is now superseded; it must not be read if
+        // this one is ever removed.
+        let legacy = self.legacy_checkpoint_path(shard);
+        match fs::remove_file(&legacy) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(io("removing superseded checkpoint", &legacy)(e))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn cold_dir(&self, shard: i32) -> PathBuf {
@@ -311,13 +353,26 @@ fn remove_matching(dir: &Path, doomed: &dyn Fn(&str) -> bool) -> Result<usize, E
     Ok(removed)
 }
 
-/// Writes `value` as JSON to `path` so that readers see the old file or the
-/// whole new one, never a part: a hidden temporary file in the same
-/// directory, synced, renamed into place, and the directory synced.
+/// Writes `value` as JSON to `path` atomically; see [`write_atomically`].
 fn write_json_atomically<T: serde::Serialize>(
     path: &Path,
     value: &T,
     what: &'static str,
+) -> Result<(), Error> {
+    let bytes = serde_json::to_vec(value).map_err(|e| Error::Encode {
+        dataset: what,
+        message: e.to_string(),
+    })?;
+    write_atomically(path, |file| file.write_all(&bytes))
+}
+
+/// Writes a file so that readers see the old file or the whole new one,
+/// never a part: `write` fills a hidden temporary file in the same
+/// directory (buffered), which is then synced, renamed into place, and the
+/// directory synced.
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
 ) -> Result<(), Error> {
     let dir = path.parent().expect("a file path has a parent");
     fs::create_dir_all(dir).map_err(io("creating directory", dir))?;
@@ -326,12 +381,12 @@ fn write_json_atomically<T: serde::Serialize>(
         .expect("a file path has a name")
         .to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp"));
-    let bytes = serde_json::to_vec(value).map_err(|e| Error::Encode {
-        dataset: what,
-        message: e.to_string(),
-    })?;
-    let mut file = File::create(&tmp).map_err(io("creating", &tmp))?;
-    file.write_all(&bytes).map_err(io("writing", &tmp))?;
+    let file = File::create(&tmp).map_err(io("creating", &tmp))?;
+    let mut buffered = BufWriter::with_capacity(1 << 20, file);
+    write(&mut buffered).map_err(io("writing", &tmp))?;
+    let file = buffered
+        .into_inner()
+        .map_err(|e| io("writing", &tmp)(e.into_error()))?;
     file.sync_all().map_err(io("syncing", &tmp))?;
     drop(file);
     fs::rename(&tmp, path).map_err(io("renaming into place", path))?;

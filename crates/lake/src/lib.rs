@@ -8,7 +8,8 @@
 //! article_totals/date=YYYY-MM-DD/part-SSSSS-NNNNNNNNNN.parquet
 //! article_engagement/date=YYYY-MM-DD/part-SSSSS-NNNNNNNNNN.parquet
 //! events/event_type=T/date=YYYY-MM-DD/part-SSSSS-NNNNNNNNNN.parquet
-//! _checkpoints/shard-SSSSS.json
+//! _checkpoints/shard-SSSSS.ckpt
+//! _checkpoints/cold/shard-SSSSS/segment-NNNNNNNNNN.json
 //! ```
 //!
 //! `SSSSS` is the shard (the partition number shared by the co-partitioned

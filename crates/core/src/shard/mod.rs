@@ -1,0 +1,489 @@
+//! [`Shard`]: the exact counting of one partition's articles.
+//!
+//! The three event topics are co-partitioned by `article_id`, so partition
+//! `p` of all three topics together holds every event of a fixed set of
+//! articles. A `Shard` is the state for that set: it takes validated events
+//! in any order and, when drained, gives the rows to write.
+//!
+//! **Invariant:** a `Shard` is a deterministic function of the events applied
+//! to it and the `now`/`close_all` values passed to [`Shard::drain`]; its
+//! serialized form (serde) restores exactly the same behaviour. That is what
+//! lets the consumer checkpoint it next to the offsets it covers.
+
+mod articles;
+mod fingerprints;
+mod snapshot;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasherDefault;
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::event::{Event, EventBody, EventType};
+use crate::rows::{EngagementRow, TotalsRow};
+use crate::time::{window_start, Micros, DAY, SECOND};
+use articles::{article_hash, Article, ArticleTable, SourceNames, NO_TIME};
+use fingerprints::FingerprintSet;
+pub use snapshot::{ColdArticle, ShardV1};
+
+/// The counting parameters, all in event time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountingRules {
+    /// Length of the tumbling engagement windows.
+    pub window_size: Micros,
+    /// A redelivered `event_id` counts once while the watermark has not moved
+    /// more than this past the first delivery's event time.
+    pub dedup_horizon: Micros,
+    /// How far behind the largest event time seen the watermark trails, so
+    /// that slightly out-of-order events still land in an open window.
+    pub max_out_of_orderness: Micros,
+}
+
+impl Default for CountingRules {
+    fn default() -> Self {
+        CountingRules {
+            window_size: 3600 * SECOND,
+            dedup_horizon: 7 * DAY,
+            max_out_of_orderness: 300 * SECOND,
+        }
+    }
+}
+
+/// What [`Shard::apply`] did with an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// First delivery within the dedup horizon: it counts.
+    Counted,
+    /// The same `event_id` was already counted within the horizon.
+    Duplicate,
+    /// Not applied: the article left memory and waits in cold segment
+    /// `segment`. Load it, [`Shard::rehydrate`] it, and apply the event
+    /// again.
+    Cold {
+        /// The cold segment holding the article.
+        segment: u64,
+    },
+}
+
+/// The rows a drain produced.
+#[derive(Debug, Default)]
+pub struct Drained {
+    /// One row per article whose counts or title changed since its last row.
+    pub totals: Vec<TotalsRow>,
+    /// One additive row per article and emitted window.
+    pub engagement: Vec<EngagementRow>,
+    /// Articles that left memory in this drain, to be stored by the caller
+    /// in the cold segment numbered as passed to [`Shard::drain`] before the
+    /// shard's state is persisted. See [`ColdArticle`].
+    pub evicted: Vec<(String, ColdArticle)>,
+}
+
+/// Counts waiting in an open window, per article.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Delta {
+    sources: u32,
+    comments: u32,
+    posts: u32,
+}
+
+/// Open window deltas by article slot. Slot numbers are small dense
+/// integers, so a multiplicative hash is as good as SipHash and far cheaper.
+type WindowDeltas = HashMap<u32, Delta, BuildHasherDefault<SlotHasher>>;
+
+#[derive(Default)]
+struct SlotHasher(u64);
+
+impl std::hash::Hasher for SlotHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// The counting state of one partition's articles. See the module docs.
+///
+/// Dedup memory is one shard-wide [`FingerprintSet`]: a fingerprint of
+/// (article, event type, event id) tagged with the *generation* of its event
+/// time, an eighth of the horizon wide. A sweep drops whole generations that
+/// lie a horizon behind the watermark, so a fingerprint is kept at least a
+/// horizon (and at most an eighth more): a redelivery within the horizon
+/// always counts once.
+#[derive(Clone, Debug)]
+pub struct Shard {
+    rules: CountingRules,
+    /// Width of a fingerprint generation, fixed by the rules.
+    generation_width: Micros,
+    articles: ArticleTable,
+    sources: SourceNames,
+    seen: FingerprintSet,
+    /// Slots of articles with `changed == true`, so a drain need not scan
+    /// them all.
+    changed: Vec<u32>,
+    /// Open windows: start → article slot → counts not yet emitted.
+    open_windows: BTreeMap<Micros, WindowDeltas>,
+    max_event_time: Option<Micros>,
+    /// Watermark at the last sweep of the dedup memory.
+    swept_at: Option<Micros>,
+    /// Articles that left memory: hash of the article id → number of the
+    /// cold segment that holds them. 16 bytes an article instead of its
+    /// whole state.
+    cold: HashMap<u64, u64>,
+}
+
+fn generation_width(rules: &CountingRules) -> Micros {
+    (rules.dedup_horizon / 8).max(1)
+}
+
+impl Shard {
+    /// An empty shard.
+    pub fn new(rules: CountingRules) -> Self {
+        Shard {
+            rules,
+            generation_width: generation_width(&rules),
+            articles: ArticleTable::default(),
+            sources: SourceNames::default(),
+            seen: FingerprintSet::default(),
+            changed: Vec::new(),
+            open_windows: BTreeMap::new(),
+            max_event_time: None,
+            swept_at: None,
+            cold: HashMap::new(),
+        }
+    }
+
+    /// The rules this shard counts by.
+    pub fn rules(&self) -> CountingRules {
+        self.rules
+    }
+
+    /// Replaces the rules, e.g. after a configuration change between runs.
+    /// Counts already made stay as they are. If the horizon changed, the
+    /// generations of the fingerprints held are no longer comparable, so all
+    /// of them move to the newest generation: they are kept a horizon longer
+    /// rather than dropped early.
+    pub fn set_rules(&mut self, rules: CountingRules) {
+        self.rules = rules;
+        let width = generation_width(&rules);
+        if width != self.generation_width {
+            self.generation_width = width;
+            let newest = self.generation_tag(self.max_event_time.unwrap_or(0));
+            self.seen.retag_all(newest);
+        }
+    }
+
+    /// Number of articles tracked.
+    pub fn article_count(&self) -> usize {
+        self.articles.len()
+    }
+
+    /// Number of event-id fingerprints held for deduplication.
+    pub fn dedup_entries(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Heap bytes of the dedup fingerprints.
+    pub fn dedup_bytes(&self) -> usize {
+        self.seen.heap_bytes()
+    }
+
+    /// Approximate heap bytes of the articles: records, index, owned text.
+    pub fn article_bytes(&self) -> usize {
+        self.articles.heap_bytes()
+    }
+
+    /// Number of articles held outside memory, in cold segments.
+    pub fn cold_article_count(&self) -> usize {
+        self.cold.len()
+    }
+
+    /// If `article_id` is not in memory but was evicted, the cold segment
+    /// holding it. The caller loads it from there and calls
+    /// [`Shard::rehydrate`] before applying the article's next event.
+    pub fn cold_segment_of(&self, article_id: &str) -> Option<u64> {
+        let hash = article_hash(article_id);
+        if self.articles.find(hash, article_id).is_some() {
+            return None;
+        }
+        self.cold.get(&hash).copied()
+    }
+
+    /// Brings an evicted article back into memory, exactly as it left.
+    pub fn rehydrate(&mut self, article_id: String, cold: ColdArticle) {
+        let hash = article_hash(&article_id);
+        self.cold.remove(&hash);
+        if self.articles.find(hash, &article_id).is_some() {
+            return;
+        }
+        let (article, seen) = cold.into_article(&article_id, &mut self.sources);
+        for (fingerprint, t) in seen {
+            let tag = self.generation_tag(t);
+            self.seen.insert(fingerprint ^ article_mix(hash), tag);
+        }
+        let changed = article.changed;
+        let slot = self.articles.insert(hash, article);
+        if changed {
+            self.changed.push(slot);
+        }
+    }
+
+    /// Drops the cold-index entry of `article_id` without restoring it: for
+    /// when its segment does not hold it (a hash collision), so that it
+    /// counts as a new article.
+    pub fn forget_cold(&mut self, article_id: &str) {
+        self.cold.remove(&article_hash(article_id));
+    }
+
+    /// The event-time watermark: the largest event time seen, less the
+    /// allowed out-of-orderness. `None` before the first event.
+    pub fn watermark(&self) -> Option<Micros> {
+        self.max_event_time
+            .map(|t| t.saturating_sub(self.rules.max_out_of_orderness))
+    }
+
+    /// Whether anything waits to be emitted by [`Shard::drain`].
+    pub fn has_pending(&self) -> bool {
+        !self.changed.is_empty() || !self.open_windows.is_empty()
+    }
+
+    /// The generation of the oldest fingerprints a sweep now would keep.
+    fn cutoff_generation(&self) -> Option<i64> {
+        self.watermark().map(|wm| {
+            wm.saturating_sub(self.rules.dedup_horizon)
+                .div_euclid(self.generation_width)
+        })
+    }
+
+    /// The tag of a fingerprint of an event at `t`: its generation, or the
+    /// oldest one still kept if it is older, so that a sweep holds it for a
+    /// while instead of dropping it before its redelivery can be seen.
+    fn generation_tag(&self, t: Micros) -> u8 {
+        let generation = t.div_euclid(self.generation_width);
+        let generation = self
+            .cutoff_generation()
+            .map_or(generation, |cutoff| generation.max(cutoff));
+        // Live generations span about ten numbers, so 8 bits tell them
+        // apart; see `sweep`.
+        generation as u8
+    }
+
+    /// Counts one validated event.
+    pub fn apply(&mut self, event: &Event) -> Applied {
+        let hash = article_hash(&event.article_id);
+        let slot = match self.articles.find(hash, &event.article_id) {
+            Some(slot) => slot,
+            None => {
+                if let Some(&segment) = self.cold.get(&hash) {
+                    return Applied::Cold { segment };
+                }
+                self.articles.insert(hash, Article::new(&event.article_id))
+            }
+        };
+        let t = event.occurred_at;
+        let fingerprint = event_fingerprint(hash, event.event_type(), &event.event_id);
+        let tag = self.generation_tag(t);
+        if !self.seen.insert(fingerprint, tag) {
+            return Applied::Duplicate;
+        }
+
+        let article = self.articles.get_mut(slot);
+        if article.first_event_at == NO_TIME {
+            (article.first_event_at, article.last_event_at) = (t, t);
+        } else {
+            article.first_event_at = article.first_event_at.min(t);
+            article.last_event_at = article.last_event_at.max(t);
+        }
+        let mut delta = Delta::default();
+        match &event.body {
+            EventBody::ArticlePublished { title, .. } => {
+                if article.title_at == NO_TIME || t > article.title_at {
+                    article.set_title(title);
+                    article.title_at = t;
+                }
+            }
+            EventBody::SourceConfirmed { source_id, .. } => {
+                let number = self.sources.number(source_id);
+                if article.add_source(number) {
+                    delta.sources = 1;
+                }
+            }
+            EventBody::SocialComment { .. } => {
+                article.social_comments += 1;
+                delta.comments = 1;
+            }
+            EventBody::ForumPost { .. } => {
+                article.forum_posts += 1;
+                delta.posts = 1;
+            }
+        }
+        if !article.changed {
+            article.changed = true;
+            self.changed.push(slot);
+        }
+        if delta != Delta::default() {
+            let start = window_start(t, self.rules.window_size);
+            let open = self
+                .open_windows
+                .entry(start)
+                .or_default()
+                .entry(slot)
+                .or_default();
+            open.sources += delta.sources;
+            open.comments += delta.comments;
+            open.posts += delta.posts;
+        }
+        self.max_event_time = Some(self.max_event_time.map_or(t, |m| m.max(t)));
+        Applied::Counted
+    }
+
+    /// Takes the rows to write: a totals row for every article that changed
+    /// since its last row, and an engagement row for every article in every
+    /// window the watermark has passed (all open windows when `close_all`,
+    /// which the consumer asks for when the partition is idle or stopping,
+    /// so that sums over `article_engagement` match the totals at rest).
+    /// Also forgets dedup fingerprints older than the horizon.
+    /// Articles idle for a whole horizon leave memory: they are returned in
+    /// [`Drained::evicted`] and recorded as stored in cold segment
+    /// `segment`.
+    pub fn drain(&mut self, now: Micros, close_all: bool, segment: u64) -> Drained {
+        let mut out = Drained::default();
+        for slot in std::mem::take(&mut self.changed) {
+            let article = self.articles.get_mut(slot);
+            if !article.changed {
+                continue;
+            }
+            article.changed = false;
+            article.version += 1;
+            out.totals.push(TotalsRow {
+                article_id: article.id().to_owned(),
+                title: article.title().map(str::to_owned),
+                confirming_sources: article.source_count() as i64,
+                social_comments: i64::from(article.social_comments),
+                forum_posts: i64::from(article.forum_posts),
+                // Only counted events mark an article changed, and they
+                // set its event times.
+                first_event_at: article.first_event_at,
+                last_event_at: article.last_event_at,
+                version: i64::from(article.version),
+                emitted_at: now,
+            });
+        }
+
+        let size = self.rules.window_size;
+        let closed: Vec<Micros> = match (close_all, self.watermark()) {
+            (true, _) => self.open_windows.keys().copied().collect(),
+            (false, Some(wm)) => self
+                .open_windows
+                .range(..=wm.saturating_sub(size))
+                .map(|(start, _)| *start)
+                .collect(),
+            (false, None) => Vec::new(),
+        };
+        for start in closed {
+            let Some(deltas) = self.open_windows.remove(&start) else {
+                continue;
+            };
+            let mut rows: Vec<EngagementRow> = deltas
+                .into_iter()
+                .map(|(slot, d)| EngagementRow {
+                    article_id: self.articles.get(slot).id().to_owned(),
+                    window_start: start,
+                    window_end: start + size,
+                    confirming_sources: i64::from(d.sources),
+                    social_comments: i64::from(d.comments),
+                    forum_posts: i64::from(d.posts),
+                    emitted_at: now,
+                })
+                .collect();
+            // HashMap order is random; sorted output keeps files reproducible.
+            rows.sort_by(|a, b| a.article_id.cmp(&b.article_id));
+            out.engagement.extend(rows);
+        }
+        out.totals.sort_by(|a, b| a.article_id.cmp(&b.article_id));
+        out.evicted = self.sweep(segment);
+        out
+    }
+
+    /// Forgets fingerprints a full horizon behind the watermark, and evicts
+    /// articles with nothing left to remember there: no event within the
+    /// horizon, no unwritten change, no open window. A sweep walks every
+    /// article, so it runs only after the watermark moved by an eighth of
+    /// the horizon since the last one.
+    fn sweep(&mut self, segment: u64) -> Vec<(String, ColdArticle)> {
+        let (Some(wm), Some(cutoff_generation)) = (self.watermark(), self.cutoff_generation())
+        else {
+            return Vec::new();
+        };
+        let step = self.generation_width;
+        if self.swept_at.is_some_and(|at| wm < at + step) {
+            return Vec::new();
+        }
+        self.swept_at = Some(wm);
+        // Tags are generations modulo 256. Those held lie between the
+        // cutoff's less a few sweeps and the newest, about ten apart, so
+        // the wrapped difference tells older from newer.
+        let cutoff_tag = cutoff_generation as u8;
+        self.seen
+            .retain(|tag| (tag.wrapping_sub(cutoff_tag) as i8) >= 0);
+
+        let cutoff = wm.saturating_sub(self.rules.dedup_horizon);
+        let in_open_windows: HashSet<u32> = self
+            .open_windows
+            .values()
+            .flat_map(|w| w.keys().copied())
+            .collect();
+        let mut idle: Vec<u32> = self
+            .articles
+            .iter()
+            .filter(|(slot, article)| {
+                article.last_event_at < cutoff
+                    && !article.changed
+                    && !in_open_windows.contains(slot)
+            })
+            .map(|(slot, _)| slot)
+            .collect();
+        idle.sort_by(|a, b| self.articles.get(*a).id().cmp(self.articles.get(*b).id()));
+        idle.into_iter()
+            .map(|slot| {
+                let article = self.articles.remove(slot);
+                self.cold.insert(article_hash(article.id()), segment);
+                let cold = ColdArticle::from_article(&article, &self.sources);
+                (article.id().to_owned(), cold)
+            })
+            .collect()
+    }
+}
+
+/// Mixes an article's hash into the fingerprints of its events, so one
+/// shard-wide set tells apart the same event id under two articles.
+fn article_mix(article_hash: u64) -> u64 {
+    let mut z = article_hash ^ 0x5851_F42D_4C95_7F2D;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A 64-bit fingerprint of an event id, scoped by type and article. Holding
+/// fingerprints instead of ids keeps the dedup memory near 9 bytes an
+/// entry. A new event is mistaken for a redelivery only if its fingerprint
+/// equals one of the n held: over n events about n²/2⁶⁵, 3·10⁻⁶ for ten
+/// million events of one shard within a horizon.
+fn event_fingerprint(article_hash: u64, event_type: EventType, event_id: &str) -> u64 {
+    unscoped_fingerprint(event_type, event_id) ^ article_mix(article_hash)
+}
+
+/// The fingerprint of an event id scoped by type only: what checkpoints of
+/// format 1 held per article, and the part of [`event_fingerprint`] that
+/// does not depend on the article.
+fn unscoped_fingerprint(event_type: EventType, event_id: &str) -> u64 {
+    xxh3_64(event_id.as_bytes()) ^ (event_type as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
