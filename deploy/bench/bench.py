@@ -14,7 +14,9 @@ reported:
   machine; plus the files it wrote and their mean size;
 - HTTP ingest: `newsflow-producer serve` taking NDJSON batches of 1,000 from
   concurrent loopback clients;
-- state: `newsflow-bench state` holding 10k, 100k and 1M distinct articles.
+- state: `newsflow-bench state` holding 10k, 100k and 1M distinct articles
+  (eight events each, over a day of event time, drained as a worker would),
+  peak RSS of the process from wait4(2).
 
 For each process: events/s, MB/s, CPU seconds (user+sys) per million events,
 and peak RSS, from wait4(2). Prints a table and writes var/bench/results.json.
@@ -239,10 +241,15 @@ def main() -> None:
 
     results["state"] = {}
     for articles in [int(a) for a in args.state_articles.split(",")]:
-        runs = [json.loads(measured([BIN / "newsflow-bench", "state", "--articles", str(articles)], dict(os.environ), log)["stdout"]) for _ in range(args.runs)]
+        runs = []
+        for _ in range(args.runs):
+            run = measured([BIN / "newsflow-bench", "state", "--articles", str(articles)], dict(os.environ), log)
+            runs.append(dict(json.loads(run["stdout"]), peak_rss_mb=run["rss_mb"]))
         results["state"][articles] = {
-            "peak_rss_mb": statistics.median(r["rss_bytes"] for r in runs) / 2**20,
+            "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs),
             "bytes_per_article": statistics.median(r["bytes_per_article"] for r in runs),
+            "dedup_mb": statistics.median(r["dedup_bytes"] for r in runs) / 2**20,
+            "articles_mb": statistics.median(r["article_bytes"] for r in runs) / 2**20,
         }
         print(f"  state {articles:,} articles: {results['state'][articles]['bytes_per_article']:,.0f} bytes each", flush=True)
 
@@ -261,7 +268,7 @@ def main() -> None:
     print(f"worker / raw baseline: {results['worker_to_raw']:.2f}   events: {messages:,} of {results['bytes_per_event']:.0f} bytes, {args.partitions} partitions")
     print(f"worker files: {results['worker_files']['files']:.0f}, mean {results['worker_files']['mean_bytes'] / 1e6:.2f} MB")
     for articles, s in results["state"].items():
-        print(f"state, {int(articles):>9,} articles: peak RSS {s['peak_rss_mb']:.0f} MB, {s['bytes_per_article']:.0f} bytes per article")
+        print(f"state, {int(articles):>9,} articles: peak RSS {s['peak_rss_mb']:.0f} MB, {s['bytes_per_article']:.0f} bytes per article (dedup {s['dedup_mb']:.0f} MB, articles {s['articles_mb']:.0f} MB)")
     print(f"\nwritten to {OUT / 'results.json'}")
 
 

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use newsflow_core::event::decode_unkeyed;
-use newsflow_core::{CountingRules, DecodeLimits, Shard};
+use newsflow_core::time::{DAY, SECOND};
+use newsflow_core::{CountingRules, Event, EventBody, Micros, Shard};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -49,6 +49,10 @@ enum Command {
         topics: Vec<String>,
     },
 }
+
+// The worker's allocator, so that `state` measures what a worker holds.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -112,46 +116,72 @@ fn raw_drain(settings: &newsflow_settings::Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resident memory of this process in bytes (Linux), from /proc.
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
+/// A field of /proc/self/status in bytes (Linux): `VmRSS` now, `VmHWM` peak.
+fn status_bytes(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with(field))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kb| kb * 1024)
 }
 
+/// Holds `articles` distinct articles the way a worker does: they appear
+/// over one day of event time, each with `events_per_article` events (a
+/// title, sources, forum posts, comments) in the minutes after it, and the
+/// shard is drained every 65,536 events as a flush would, so windows close
+/// behind the watermark. Every article stays tracked (the dedup horizon is
+/// a week). Reports resident memory before and after, and the peak.
 fn state(articles: u64, events_per_article: u64) -> anyhow::Result<()> {
-    let limits = DecodeLimits::default();
+    const FLUSH_EVERY: u64 = 65_536;
     let mut shard = Shard::new(CountingRules::default());
-    let before = rss_bytes();
+    let start: Micros = 1_795_852_800_000_000; // 2026-11-28T00:00:00Z
+    let spacing = DAY / articles.max(1) as i64;
+    let before = status_bytes("VmRSS:");
     let started = Instant::now();
     let mut events = 0u64;
     for a in 0..articles {
+        let article_id = format!("art-{a:08}");
+        let published = start + a as i64 * spacing;
         for e in 0..events_per_article {
-            // A realistic mix: comments, forum posts, sources, one title.
-            let text = match e % 4 {
-                0 if e == 0 => format!(
-                    r#"{{"schema_version":1,"event_id":"p-{a}","event_type":"article_published","article_id":"art-{a:08}","occurred_at":"2026-11-28T08:00:00Z","title":"A headline of typical length for a news article","url":"https://example.org/news/{a}"}}"#
-                ),
-                1 => format!(
-                    r#"{{"schema_version":1,"event_id":"s-{a}-{e}","event_type":"source_confirmed","article_id":"art-{a:08}","occurred_at":"2026-11-28T08:00:01Z","source_id":"source-{}.example"}}"#,
-                    e % 40
-                ),
-                2 => format!(
-                    r#"{{"schema_version":1,"event_id":"f-{a}-{e}","event_type":"forum_post","article_id":"art-{a:08}","occurred_at":"2026-11-28T08:00:02Z","forum":"forum"}}"#
-                ),
-                _ => format!(
-                    r#"{{"schema_version":1,"event_id":"c-{a}-{e}","event_type":"social_comment","article_id":"art-{a:08}","occurred_at":"2026-11-28T08:00:03Z","platform":"x"}}"#
-                ),
+            let body = match e % 4 {
+                0 if e == 0 => EventBody::ArticlePublished {
+                    title: "A headline of typical length for a news article".into(),
+                    url: format!("https://example.org/news/{a}"),
+                    section: None,
+                    language: None,
+                    author: None,
+                },
+                1 => EventBody::SourceConfirmed {
+                    source_id: format!("source-{}.example", (a + e) % 40),
+                    source_url: None,
+                },
+                2 => EventBody::ForumPost {
+                    forum: "forum".into(),
+                    thread_id: None,
+                    author_id: None,
+                },
+                _ => EventBody::SocialComment {
+                    platform: "x".into(),
+                    author_id: None,
+                },
             };
-            let event = decode_unkeyed(text.as_bytes(), &limits)
-                .map_err(|r| anyhow::anyhow!("generated event rejected: {r}"))?;
-            shard.apply(&event);
+            shard.apply(&Event {
+                event_id: format!("e-{a}-{e}"),
+                article_id: article_id.clone(),
+                occurred_at: published + e as i64 * 30 * SECOND,
+                body,
+            });
             events += 1;
+            if events % FLUSH_EVERY == 0 {
+                shard.drain(0, false, events / FLUSH_EVERY);
+            }
         }
     }
+    shard.drain(0, false, u64::MAX);
     let seconds = started.elapsed().as_secs_f64();
-    let after = rss_bytes();
+    let after = status_bytes("VmRSS:");
     let held = after.saturating_sub(before);
     println!(
         "{}",
@@ -160,7 +190,10 @@ fn state(articles: u64, events_per_article: u64) -> anyhow::Result<()> {
             "events": events,
             "tracked": shard.article_count(),
             "dedup_entries": shard.dedup_entries(),
+            "dedup_bytes": shard.dedup_bytes(),
+            "article_bytes": shard.article_bytes(),
             "rss_bytes": after,
+            "peak_rss_bytes": status_bytes("VmHWM:"),
             "state_bytes": held,
             "bytes_per_article": held as f64 / articles.max(1) as f64,
             "seconds": seconds,
