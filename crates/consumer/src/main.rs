@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::worker::Flushed;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use newsflow_lake::Lake;
@@ -257,24 +258,20 @@ fn run_loop(
         };
         drop(batch);
 
+        // Flushes are written on a background thread while counting goes
+        // on; what finished is committed here, on the consumer's thread.
+        let finished = consumer.context().lock().poll_flushed();
+        if let Some(flushed) = finished {
+            settle_flush(&consumer, &mut output, health, flushed);
+        }
         if output.resume_due() {
             output.resume(&consumer);
         } else if !output.paused()
             && (last_flush.elapsed() >= flush_interval
                 || buffered >= settings.output.flush_max_events)
         {
-            match flush_and_commit(&consumer, false) {
-                None => {
-                    // Shards restored by this flush (after an output
-                    // failure) read their records again from here.
-                    let mut worker = consumer.context().lock();
-                    worker.rewind(&consumer);
-                    if !worker.recovering() {
-                        output.succeeded(health);
-                    }
-                }
-                Some(problem) => output.failed(&consumer, health, problem),
-            }
+            let flushed = consumer.context().lock().start_flush(now_micros());
+            settle_flush(&consumer, &mut output, health, flushed);
             last_flush = Instant::now();
         }
         if last_report.elapsed() >= options.progress_every {
@@ -408,11 +405,42 @@ impl OutputHealth {
 
 /// Flushes every owned shard and commits what the new checkpoints cover.
 /// Returns the problem if some output could not be made durable.
+/// Commits what finished flushes made durable, and tells the output's
+/// health: a failure pauses fetching; a finished flush, with no shard
+/// still re-reading after a failure, proves the output works.
+fn settle_flush(
+    consumer: &BaseConsumer<WorkerContext>,
+    output: &mut OutputHealth,
+    health: &Health,
+    flushed: Flushed,
+) {
+    let completed = flushed.completed;
+    match commit(consumer, flushed) {
+        None => {
+            // Shards restored after an output failure read their records
+            // again from here.
+            let mut worker = consumer.context().lock();
+            worker.rewind(consumer);
+            if completed && !worker.recovering() {
+                output.succeeded(health);
+            }
+        }
+        Some(problem) => output.failed(consumer, health, problem),
+    }
+}
+
+/// Flushes everything and waits until it is durable, then commits: for
+/// shutdown.
 fn flush_and_commit(consumer: &BaseConsumer<WorkerContext>, close_all: bool) -> Option<String> {
     let flushed = consumer
         .context()
         .lock()
         .flush(now_micros(), close_all, None);
+    commit(consumer, flushed)
+}
+
+/// Commits the offsets of a flush; returns its failure, if any.
+fn commit(consumer: &BaseConsumer<WorkerContext>, flushed: Flushed) -> Option<String> {
     if let Some(offsets) = flushed.commit {
         let started = Instant::now();
         let result = consumer.commit(&offsets, CommitMode::Sync);

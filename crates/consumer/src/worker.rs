@@ -10,12 +10,12 @@
 //! loses nor repeats a count.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::Context as _;
 use newsflow_core::{decode, Applied, ColdArticle, DecodeLimits, EventType, Micros, Shard};
-use newsflow_lake::{EventRow, FlushBatch, Lake};
+use newsflow_lake::{EncodedCheckpoint, EventRow, FlushBatch, Lake};
 use newsflow_settings::Settings;
 use newsflow_telemetry::Metrics;
 use rdkafka::consumer::Consumer;
@@ -85,6 +85,13 @@ pub struct Worker {
     /// by topic index and event type index: label lookups per batch, not
     /// per record.
     tally: Tally,
+    /// The flush being written in the background, if any: at most one, so
+    /// a shard's files and checkpoints are written in sequence order.
+    in_flight: Option<InFlight>,
+    /// Flushes settled outside [`Worker::poll_flushed`] (waited for before
+    /// reading a cold segment, or before a rebalance), still to be
+    /// committed by the run loop.
+    settled: Settled,
     /// Set when a shard cannot be restored; the run loop stops on it.
     pub fatal: Option<String>,
     /// Counters for progress reports.
@@ -94,13 +101,69 @@ pub struct Worker {
 /// What a flush produced for the group: the offsets to commit.
 pub type Commit = TopicPartitionList;
 
-/// The outcome of a flush.
+/// The outcome of one or more finished flushes.
+#[derive(Default)]
 pub struct Flushed {
     /// Offsets covered by the checkpoints just written, to commit.
     pub commit: Option<Commit>,
     /// Why some output could not be made durable; the shards concerned
     /// were reset to their checkpoints and will read their records again.
     pub failure: Option<String>,
+    /// Whether a flush finished (one that wrote nothing included); false
+    /// when a flush was only started.
+    pub completed: bool,
+}
+
+/// What finished flushes settled, before it is handed to the run loop:
+/// next offsets by (topic index, shard), the first failure, whether a
+/// flush finished.
+#[derive(Default)]
+struct Settled {
+    offsets: BTreeMap<(usize, i32), i64>,
+    failure: Option<String>,
+    completed: bool,
+}
+
+impl Settled {
+    /// Adds a later outcome: its offsets supersede earlier ones.
+    fn merge(&mut self, later: Settled) {
+        self.offsets.extend(later.offsets);
+        if self.failure.is_none() {
+            self.failure = later.failure;
+        }
+        self.completed |= later.completed;
+    }
+}
+
+/// One shard's part of a flush: everything cut from the shard on the run
+/// loop, to be written on a flush thread while counting goes on.
+struct ShardJob {
+    shard: i32,
+    seq: u64,
+    evicted: Vec<(String, ColdArticle)>,
+    batch: FlushBatch,
+    /// Next offset per topic index at the cut: what the checkpoint covers
+    /// and what is committed once it is written.
+    offsets: [Option<i64>; 3],
+    checkpoint: EncodedCheckpoint,
+}
+
+/// A flush being written on its own thread.
+struct InFlight {
+    handle: std::thread::JoinHandle<Vec<JobOutcome>>,
+    /// Shards the group took away meanwhile: their remaining writes are
+    /// skipped, the checkpoint above all (see [`Worker::drop_shards`]).
+    abandoned: Abandoned,
+}
+
+/// Shards whose writes a flush must skip from now on.
+type Abandoned = Arc<Mutex<BTreeSet<i32>>>;
+
+/// A shard's job, done: its cut offsets and whether it became durable.
+struct JobOutcome {
+    shard: i32,
+    offsets: [Option<i64>; 3],
+    result: anyhow::Result<()>,
 }
 
 impl Worker {
@@ -124,6 +187,8 @@ impl Worker {
             to_rewind: BTreeSet::new(),
             buffered: 0,
             tally: Tally::default(),
+            in_flight: None,
+            settled: Settled::default(),
             fatal: None,
             consumed: 0,
         }
@@ -204,6 +269,8 @@ impl Worker {
 
     /// Releases shards: flushes and checkpoints them first, so the next
     /// owner starts where this one stopped. Returns the offsets to commit.
+    /// The commit includes what earlier background flushes settled, for
+    /// the shards kept as well.
     pub fn revoke(&mut self, revoked: &TopicPartitionList, now: Micros) -> Option<Commit> {
         let shards: BTreeSet<i32> = revoked.elements().iter().map(|e| e.partition()).collect();
         let flushed = self.flush(now, false, Some(&shards));
@@ -211,10 +278,20 @@ impl Worker {
         flushed.commit
     }
 
-    /// Forgets shards without writing anything: for partitions the group
-    /// has already given to another worker.
+    /// Forgets shards without writing anything more: for partitions the
+    /// group has already given to another worker. A background flush is
+    /// told to skip what it has not yet written of these shards (no
+    /// checkpoint of ours may land after the new owner restored) and waited
+    /// for, so nothing of ours is written after this returns.
     pub fn drop_shards(&mut self, revoked: &TopicPartitionList) {
         let shards: BTreeSet<i32> = revoked.elements().iter().map(|e| e.partition()).collect();
+        if let Some(in_flight) = &self.in_flight {
+            in_flight
+                .abandoned
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(shards.iter().copied());
+        }
         for shard in &shards {
             self.slots.remove(shard);
             self.unrestored.remove(shard);
@@ -223,6 +300,11 @@ impl Worker {
                 self.metrics.forget_lag(topic, *shard);
             }
         }
+        // Settling skips shards no longer owned: no commit, no reset.
+        self.wait_for_in_flight();
+        self.settled
+            .offsets
+            .retain(|(_, shard), _| !shards.contains(shard));
         self.metrics.partitions_assigned(self.slots.len());
     }
 
@@ -293,7 +375,7 @@ impl Worker {
             }
         }
 
-        let topic = &self.topics[t];
+        let topic = self.topics[t].clone();
         let key = message.key();
         let value = message.payload().unwrap_or_default();
         match decode(key, value, &self.limits) {
@@ -304,7 +386,17 @@ impl Worker {
                 let mut applied = slot.state.apply(&event);
                 if let Applied::Cold { segment } = applied {
                     // The article left memory after a horizon of silence and
-                    // is back: restore it from its cold segment first.
+                    // is back: restore it from its cold segment first. The
+                    // segment may still be being written by the flush in
+                    // flight; if that flush fails, the shard is reset and
+                    // this record is read again after the rewind.
+                    if self.in_flight.is_some() {
+                        self.wait_for_in_flight();
+                        if self.to_rewind.contains(&shard) || !self.slots.contains_key(&shard) {
+                            return;
+                        }
+                    }
+                    let slot = self.slots.get_mut(&shard).expect("checked above");
                     if let Err(e) = rehydrate(&self.lake, shard, slot, segment, &event.article_id) {
                         self.fatal = Some(format!(
                             "shard {shard}: cold segment {segment} cannot be read: {e:#}"
@@ -323,12 +415,13 @@ impl Worker {
                     Ok(text) => text.to_owned(),
                     Err(_) => String::from_utf8_lossy(value).into_owned(),
                 };
+                let slot = self.slots.get_mut(&shard).expect("owned");
                 slot.events.push(EventRow {
                     event_id: event.event_id,
                     event_type,
                     article_id: event.article_id,
                     occurred_at: event.occurred_at,
-                    topic: topic.clone(),
+                    topic,
                     partition: shard,
                     offset,
                     payload,
@@ -338,11 +431,12 @@ impl Worker {
             }
             Err(rejection) => {
                 self.metrics.dead_lettered(rejection.reason.code());
-                tracing::warn!(topic = &**topic, partition = shard, offset, reason = rejection.reason.code(), detail = %rejection.detail, "dead-lettered a message");
+                tracing::warn!(topic = &*topic, partition = shard, offset, reason = rejection.reason.code(), detail = %rejection.detail, "dead-lettered a message");
                 self.dead_letters
-                    .send(key, value, &rejection, topic, shard, offset);
+                    .send(key, value, &rejection, &topic, shard, offset);
             }
         }
+        let slot = self.slots.get_mut(&shard).expect("owned");
         slot.next[t] = Some(offset + 1);
         slot.dirty = true;
         slot.last_record_at = received_at;
@@ -435,16 +529,105 @@ impl Worker {
         true
     }
 
-    /// Writes the files of every owned shard (or only `only`) that has
-    /// something to write, checkpoints them, and returns the offsets to
-    /// commit. `close_all` emits every open window; otherwise a shard's
-    /// windows close when the watermark passes them, or once the shard has
-    /// received no record for `window.idle_timeout` (it is idle, and
-    /// analysts should see its sums match its totals).
+    /// Flushes every owned shard (or only `only`) that has something to
+    /// write, and waits until it is durable: files, cold segment, then
+    /// checkpoint. Returns the offsets to commit, those of a background
+    /// flush that finished first included. `close_all` emits every open
+    /// window; otherwise a shard's windows close when the watermark passes
+    /// them, or once the shard has received no record for
+    /// `window.idle_timeout` (it is idle, and analysts should see its sums
+    /// match its totals). For rebalances and shutdown.
     pub fn flush(&mut self, now: Micros, close_all: bool, only: Option<&BTreeSet<i32>>) -> Flushed {
-        let mut failure = self.retry_restores();
-        // Dead letters first: a checkpoint must never cover a rejected
-        // record that is not safely in the dead-letter topic.
+        self.wait_for_in_flight();
+        match self.cut(now, close_all, only) {
+            Ok(jobs) => {
+                let outcomes =
+                    write_jobs(&self.lake, &self.metrics, now, jobs, &Abandoned::default());
+                let settled = self.settle(outcomes);
+                self.settled.merge(settled);
+                self.settled.completed = true;
+            }
+            Err(problem) => self.settled.merge(problem),
+        }
+        self.take_settled()
+    }
+
+    /// Starts a flush of every owned shard on a background thread and
+    /// returns at once; counting goes on meanwhile. The flush before it is
+    /// waited for first (at most one is in flight, so a shard's files and
+    /// checkpoints appear in sequence order), and what it settled is
+    /// returned for the run loop to commit. [`Worker::poll_flushed`] hands
+    /// over this one's outcome once it is done.
+    pub fn start_flush(&mut self, now: Micros) -> Flushed {
+        self.wait_for_in_flight();
+        match self.cut(now, false, None) {
+            // Nothing to write: done already.
+            Ok(jobs) if jobs.is_empty() => self.settled.completed = true,
+            Ok(jobs) => {
+                let (lake, metrics) = (self.lake.clone(), self.metrics.clone());
+                let abandoned = Abandoned::default();
+                let skip = abandoned.clone();
+                let handle = std::thread::Builder::new()
+                    .name("newsflow-flush".into())
+                    .spawn(move || write_jobs(&lake, &metrics, now, jobs, &skip))
+                    .expect("spawning the flush thread");
+                self.in_flight = Some(InFlight { handle, abandoned });
+            }
+            Err(problem) => self.settled.merge(problem),
+        }
+        self.take_settled()
+    }
+
+    /// What finished flushes settled since the last call, if anything:
+    /// without blocking, for the run loop to commit.
+    pub fn poll_flushed(&mut self) -> Option<Flushed> {
+        if self
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| f.handle.is_finished())
+        {
+            self.wait_for_in_flight();
+        }
+        let pending = !self.settled.offsets.is_empty()
+            || self.settled.failure.is_some()
+            || self.settled.completed;
+        pending.then(|| self.take_settled())
+    }
+
+    /// Waits for the background flush, if any, and settles it.
+    fn wait_for_in_flight(&mut self) {
+        if let Some(in_flight) = self.in_flight.take() {
+            let outcomes = in_flight.handle.join().expect("the flush thread panicked");
+            let settled = self.settle(outcomes);
+            self.settled.merge(settled);
+        }
+    }
+
+    fn take_settled(&mut self) -> Flushed {
+        let settled = std::mem::take(&mut self.settled);
+        let mut commit = TopicPartitionList::new();
+        for ((t, shard), next) in &settled.offsets {
+            let _ = commit.add_partition_offset(&self.topics[*t], *shard, Offset::Offset(*next));
+        }
+        Flushed {
+            commit: (commit.count() > 0).then_some(commit),
+            failure: settled.failure,
+            completed: settled.completed,
+        }
+    }
+
+    /// Cuts the shards to flush on this thread: drains their rows, takes
+    /// their buffered events, and encodes their checkpoints, so that what
+    /// is written describes exactly the records handled so far. Dead
+    /// letters are made durable first: a checkpoint must never cover a
+    /// rejected record that is not safely in the dead-letter topic.
+    fn cut(
+        &mut self,
+        now: Micros,
+        close_all: bool,
+        only: Option<&BTreeSet<i32>>,
+    ) -> Result<Vec<ShardJob>, Settled> {
+        let restore_problem = self.retry_restores();
         if let Err(e) = self.dead_letters.make_durable() {
             let problem = format!("dead letters not acknowledged: {e:#}");
             tracing::error!(error = %problem, "flush postponed; the shards restart from their checkpoints");
@@ -455,49 +638,66 @@ impl Worker {
                     let _ = self.reset(shard);
                 }
             }
-            return Flushed {
-                commit: None,
+            return Err(Settled {
                 failure: Some(problem),
-            };
+                ..Settled::default()
+            });
         }
-        let mut commit = TopicPartitionList::new();
-        let cx = FlushContext {
-            lake: &self.lake,
-            metrics: &self.metrics,
-            topics: &self.topics,
-            idle_timeout: self.settings.window.idle_timeout,
-            now,
-            close_all,
-        };
-        let selected: Vec<(i32, &mut Slot)> = self
-            .slots
-            .iter_mut()
-            .filter(|(shard, _)| only.is_none_or(|o| o.contains(shard)))
-            .map(|(shard, slot)| (*shard, slot))
-            .collect();
-        let outcomes = flush_in_parallel(&cx, selected);
-        for (shard, outcome) in outcomes {
-            match outcome {
-                Ok(true) => {
-                    let slot = &self.slots[&shard];
-                    for (t, topic) in self.topics.iter().enumerate() {
-                        if let Some(next) = slot.next[t] {
-                            let _ = commit.add_partition_offset(topic, shard, Offset::Offset(next));
-                        }
-                    }
-                }
-                Ok(false) => {}
+        self.settled.failure = self.settled.failure.take().or(restore_problem);
+        let idle_timeout = self.settings.window.idle_timeout;
+        let mut jobs = Vec::new();
+        for (shard, slot) in self.slots.iter_mut() {
+            if only.is_some_and(|o| !o.contains(shard)) {
+                continue;
+            }
+            match cut_slot(&self.topics, *shard, slot, now, close_all, idle_timeout) {
+                Ok(Some(job)) => jobs.push(job),
+                Ok(None) => {}
                 Err(e) => {
-                    let problem = format!("output not writable: {e:#}");
-                    tracing::error!(shard, error = %problem, "flush failed; the shard restarts from its checkpoint");
-                    self.metrics.flush_failed("output");
-                    failure.get_or_insert(problem);
-                    // A failed restore is logged and retried before the next flush.
-                    let _ = self.reset(shard);
+                    // Encoding a checkpoint in memory does not fail; if it
+                    // ever did, the shard starts over from its checkpoint.
+                    self.settled.failure.get_or_insert(format!("{e:#}"));
                 }
             }
         }
         self.buffered = self.slots.values().map(|s| s.events.len()).sum();
+        self.publish_state_size(now);
+        Ok(jobs)
+    }
+
+    /// Settles finished jobs: offsets to commit for the shards made
+    /// durable; the others are reset to their checkpoints.
+    fn settle(&mut self, outcomes: Vec<JobOutcome>) -> Settled {
+        let mut settled = Settled {
+            completed: true,
+            ..Settled::default()
+        };
+        for outcome in outcomes {
+            if !self.slots.contains_key(&outcome.shard) {
+                continue; // revoked meanwhile; the new owner takes it from here
+            }
+            match outcome.result {
+                Ok(()) => {
+                    for (t, next) in outcome.offsets.iter().enumerate() {
+                        if let Some(next) = next {
+                            settled.offsets.insert((t, outcome.shard), *next);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let problem = format!("output not writable: {e:#}");
+                    tracing::error!(shard = outcome.shard, error = %problem, "flush failed; the shard restarts from its checkpoint");
+                    self.metrics.flush_failed("output");
+                    settled.failure.get_or_insert(problem);
+                    // A failed restore is logged and retried before the next flush.
+                    let _ = self.reset(outcome.shard);
+                }
+            }
+        }
+        settled
+    }
+
+    fn publish_state_size(&self, now: Micros) {
         let (articles, cold, dedup, dedup_bytes) =
             self.slots.values().fold((0, 0, 0, 0), |(a, c, d, b), s| {
                 (
@@ -515,10 +715,6 @@ impl Worker {
             .min()
         {
             self.metrics.watermark_lag((now - lowest) as f64 / 1e6);
-        }
-        Flushed {
-            commit: (commit.count() > 0).then_some(commit),
-            failure,
         }
     }
 
@@ -586,47 +782,82 @@ fn rehydrate(
     Ok(())
 }
 
-/// What flushing a shard needs besides the shard itself, shared read-only
-/// by the shards flushed at the same time.
-struct FlushContext<'a> {
-    lake: &'a Lake,
-    metrics: &'a Metrics,
-    topics: &'a [Arc<str>; 3],
-    idle_timeout: std::time::Duration,
+/// Cuts one shard for a flush (see [`Worker::cut`]); `None` when it has
+/// nothing to write. The shard's sequence number moves on at once, so the
+/// next cut numbers its files after this one's even before they exist.
+fn cut_slot(
+    topics: &[Arc<str>; 3],
+    shard: i32,
+    slot: &mut Slot,
     now: Micros,
     close_all: bool,
+    idle_timeout: std::time::Duration,
+) -> anyhow::Result<Option<ShardJob>> {
+    let idle = slot.is_idle(idle_timeout);
+    if !slot.dirty && !slot.state.has_pending() {
+        return Ok(None);
+    }
+    let seq = slot.seq + 1;
+    let drained = slot.state.drain(now, close_all || idle, seq);
+    let batch = FlushBatch {
+        totals: drained.totals,
+        engagement: drained.engagement,
+        events: std::mem::take(&mut slot.events),
+    };
+    if batch.is_empty() && !slot.dirty && drained.evicted.is_empty() {
+        return Ok(None);
+    }
+    let offsets: BTreeMap<String, i64> = topics
+        .iter()
+        .zip(slot.next)
+        .filter_map(|(topic, next)| next.map(|n| (topic.to_string(), n)))
+        .collect();
+    let checkpoint = EncodedCheckpoint::encode(shard, seq, &offsets, &slot.state)
+        .context("encoding checkpoint")?;
+    slot.seq = seq;
+    slot.dirty = false;
+    Ok(Some(ShardJob {
+        shard,
+        seq,
+        evicted: drained.evicted,
+        batch,
+        offsets: slot.next,
+        checkpoint,
+    }))
 }
 
-/// Flushes shards on as many threads as there are cores. Shards share no
-/// files and no state, and encoding and compressing Parquet is most of a
-/// flush's work, so a flush takes about 1/cores of the time it took on the
-/// run loop's thread alone. Each shard's order (files, then checkpoint) is
-/// unchanged; the caller commits only after every thread is done.
-fn flush_in_parallel(
-    cx: &FlushContext<'_>,
-    mut slots: Vec<(i32, &mut Slot)>,
-) -> Vec<(i32, anyhow::Result<bool>)> {
+/// Writes the jobs of one flush on as many threads as there are cores.
+/// Shards share no files and no state, and encoding and compressing
+/// Parquet is most of a flush's work. Each shard's order (cold segment and
+/// files, then checkpoint) holds; the caller commits only what succeeded.
+fn write_jobs(
+    lake: &Lake,
+    metrics: &Metrics,
+    now: Micros,
+    jobs: Vec<ShardJob>,
+    abandoned: &Abandoned,
+) -> Vec<JobOutcome> {
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
-        .min(slots.len());
+        .min(jobs.len());
+    let run = |job: ShardJob| JobOutcome {
+        shard: job.shard,
+        offsets: job.offsets,
+        result: write_job(lake, metrics, now, &job, abandoned),
+    };
     if threads <= 1 {
-        return slots
-            .into_iter()
-            .map(|(shard, slot)| (shard, flush_slot(cx, shard, slot)))
-            .collect();
+        return jobs.into_iter().map(run).collect();
     }
-    let per_thread = slots.len().div_ceil(threads);
+    let per_thread = jobs.len().div_ceil(threads);
+    let mut jobs = jobs.into_iter().peekable();
+    let mut chunks = Vec::new();
+    while jobs.peek().is_some() {
+        chunks.push(jobs.by_ref().take(per_thread).collect::<Vec<_>>());
+    }
     std::thread::scope(|scope| {
-        let handles: Vec<_> = slots
-            .chunks_mut(per_thread)
-            .map(|chunk| {
-                scope.spawn(move || {
-                    chunk
-                        .iter_mut()
-                        .map(|(shard, slot)| (*shard, flush_slot(cx, *shard, slot)))
-                        .collect::<Vec<_>>()
-                })
-            })
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| scope.spawn(move || chunk.into_iter().map(run).collect::<Vec<_>>()))
             .collect();
         handles
             .into_iter()
@@ -635,69 +866,62 @@ fn flush_in_parallel(
     })
 }
 
-/// Flushes one shard: cold segment, Parquet files, then the checkpoint.
-/// `Ok(true)` when a checkpoint was written.
-fn flush_slot(cx: &FlushContext<'_>, shard: i32, slot: &mut Slot) -> anyhow::Result<bool> {
-    let (now, close_all) = (cx.now, cx.close_all);
-    let idle = slot.is_idle(cx.idle_timeout);
-    if !slot.dirty && !slot.state.has_pending() {
-        return Ok(false);
-    }
-    let seq = slot.seq + 1;
-    let drained = slot.state.drain(now, close_all || idle, seq);
-    let evicted = drained.evicted;
-    let batch = FlushBatch {
-        totals: drained.totals,
-        engagement: drained.engagement,
-        events: std::mem::take(&mut slot.events),
+/// Makes one shard's cut durable: cold segment, Parquet files, then the
+/// checkpoint that refers to them. Stops before each step once the shard
+/// is abandoned.
+fn write_job(
+    lake: &Lake,
+    metrics: &Metrics,
+    now: Micros,
+    job: &ShardJob,
+    abandoned: &Abandoned,
+) -> anyhow::Result<()> {
+    let (shard, seq) = (job.shard, job.seq);
+    let check = || {
+        let gone = abandoned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&shard);
+        if gone {
+            anyhow::bail!("shard {shard} was taken away during its flush");
+        }
+        Ok(())
     };
-    if batch.is_empty() && !slot.dirty && evicted.is_empty() {
-        return Ok(false);
-    }
-    if !evicted.is_empty() {
+    check()?;
+    if !job.evicted.is_empty() {
         // Before the checkpoint that no longer holds them.
-        cx.lake
-            .write_cold_segment(shard, seq, &evicted)
+        lake.write_cold_segment(shard, seq, &job.evicted)
             .context("writing cold segment")?;
         tracing::debug!(
             shard,
             seq,
-            articles = evicted.len(),
+            articles = job.evicted.len(),
             "idle articles left memory"
         );
     }
+    check()?;
     let started = Instant::now();
-    let stats = cx
-        .lake
-        .write(shard, seq, &batch)
+    let stats = lake
+        .write(shard, seq, &job.batch)
         .context("writing Parquet files")?;
     let seconds = started.elapsed().as_secs_f64();
     for (dataset, s) in stats {
-        cx.metrics
-            .written(dataset.name(), s.files, s.rows, s.bytes, seconds);
+        metrics.written(dataset.name(), s.files, s.rows, s.bytes, seconds);
     }
-    let offsets: BTreeMap<String, i64> = cx
-        .topics
-        .iter()
-        .zip(slot.next)
-        .filter_map(|(topic, next)| next.map(|n| (topic.to_string(), n)))
-        .collect();
+    check()?;
     let started = Instant::now();
-    cx.lake
-        .save_checkpoint(shard, seq, &offsets, &slot.state)
+    lake.write_checkpoint(&job.checkpoint)
         .context("writing checkpoint")?;
-    cx.metrics.checkpointed(started.elapsed().as_secs_f64());
+    metrics.checkpointed(started.elapsed().as_secs_f64());
     // The batch's events are durable now: how long after they happened.
     let now_seconds = now as f64 / 1e6;
-    cx.metrics.durable(
-        batch
+    metrics.durable(
+        job.batch
             .events
             .iter()
             .map(|e| now_seconds - e.occurred_at as f64 / 1e6),
     );
-    slot.seq = seq;
-    slot.dirty = false;
-    Ok(true)
+    Ok(())
 }
 
 /// Per-batch counts of events read and duplicates, published together.

@@ -3,9 +3,9 @@
 //! this pod or another) resumes exactly where the files end.
 //!
 //! A checkpoint is written at every flush and holds the whole state of its
-//! shard, so its encoding is compact binary ([postcard], varints), written
-//! straight from the live state through a buffered file: no copy of the
-//! state, no intermediate buffer of its size. Format 1 was JSON with a
+//! shard, so its encoding is compact binary ([postcard], varints). It is
+//! encoded when the flush cuts the shard (a buffer about the size of the
+//! file) and written by the flush's thread while counting goes on. Format 1 was JSON with a
 //! different state layout; it is still read (and replaced at the next
 //! flush), so an upgrade resumes where the old version stopped.
 
@@ -47,6 +47,51 @@ pub(crate) struct CheckpointRef<'a> {
     pub seq: u64,
     pub offsets: &'a BTreeMap<String, i64>,
     pub state: &'a Shard,
+}
+
+/// A checkpoint encoded at the moment a flush cuts its shard, so that the
+/// state can go on changing while the files and the checkpoint are written
+/// (see [`crate::Lake::write_checkpoint`]).
+#[derive(Debug)]
+pub struct EncodedCheckpoint {
+    pub(crate) shard: i32,
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl EncodedCheckpoint {
+    /// Encodes the checkpoint of `shard` after flush `seq`: `state`
+    /// reflects every record below `offsets`.
+    pub fn encode(
+        shard: i32,
+        seq: u64,
+        offsets: &BTreeMap<String, i64>,
+        state: &Shard,
+    ) -> Result<Self, crate::Error> {
+        let checkpoint = CheckpointRef {
+            format: Checkpoint::FORMAT,
+            shard,
+            seq,
+            offsets,
+            state,
+        };
+        let bytes = postcard::to_extend(&checkpoint, Checkpoint::MAGIC.to_vec()).map_err(|e| {
+            crate::Error::Encode {
+                dataset: "checkpoint",
+                message: e.to_string(),
+            }
+        })?;
+        Ok(EncodedCheckpoint { shard, bytes })
+    }
+
+    /// Its size in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether it is empty (never, once encoded).
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
 }
 
 /// A checkpoint of format 1, as JSON.

@@ -14,7 +14,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use crate::checkpoint::{Checkpoint, CheckpointRef, CheckpointV1};
+use crate::checkpoint::{Checkpoint, CheckpointV1, EncodedCheckpoint};
 use crate::datasets::{
     engagement_batch, events_batch, totals_batch, Dataset, FlushBatch, WriteStats,
 };
@@ -240,20 +240,17 @@ impl Lake {
         offsets: &BTreeMap<String, i64>,
         state: &newsflow_core::Shard,
     ) -> Result<(), Error> {
-        let checkpoint = CheckpointRef {
-            format: Checkpoint::FORMAT,
-            shard,
-            seq,
-            offsets,
-            state,
-        };
+        self.write_checkpoint(&EncodedCheckpoint::encode(shard, seq, offsets, state)?)
+    }
+
+    /// Writes a checkpoint encoded earlier, atomically and durably, and
+    /// removes a format-1 checkpoint it supersedes.
+    pub fn write_checkpoint(&self, checkpoint: &EncodedCheckpoint) -> Result<(), Error> {
+        let shard = checkpoint.shard;
         write_atomically(&self.checkpoint_path(shard), |file| {
-            file.write_all(Checkpoint::MAGIC)?;
-            postcard::to_io(&checkpoint, file).map_err(std::io::Error::other)?;
-            Ok(())
+            file.write_all(&checkpoint.bytes)
         })?;
-        // A format-1 checkpoint is now superseded; it must not be read if
-        // this one is ever removed.
+        // The format-1 file must not be read if this one is ever removed.
         let legacy = self.legacy_checkpoint_path(shard);
         match fs::remove_file(&legacy) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

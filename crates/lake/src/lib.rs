@@ -29,7 +29,7 @@ mod checkpoint;
 mod datasets;
 mod files;
 
-pub use checkpoint::Checkpoint;
+pub use checkpoint::{Checkpoint, EncodedCheckpoint};
 pub use datasets::{Dataset, EventRow, FlushBatch, WriteStats};
 pub use files::Lake;
 
