@@ -13,6 +13,7 @@ use newsflow_core::Micros;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::checkpoint::{Checkpoint, CheckpointV1, EncodedCheckpoint};
 use crate::datasets::{
@@ -21,6 +22,9 @@ use crate::datasets::{
 use crate::Error;
 
 const CHECKPOINT_DIR: &str = "_checkpoints";
+
+/// Columns (of `events/`) whose values are nearly all distinct.
+const UNIQUE_COLUMNS: &[&str] = &["event_id", "offset", "payload"];
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |source| Error::Io {
@@ -147,10 +151,16 @@ impl Lake {
         let tmp = dir.join(format!(".{name}.tmp"));
         let final_path = dir.join(name);
         let file = File::create(&tmp).map_err(io("creating", &tmp))?;
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(3).expect("valid zstd level"),
-            ))
+        let mut props = WriterProperties::builder().set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid zstd level"),
+        ));
+        // Columns where nearly every value is distinct: a dictionary is
+        // built, found too large and thrown away for every page, which
+        // cost a tenth of a flush's CPU.
+        for column in UNIQUE_COLUMNS {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+        }
+        let props = props
             .set_created_by(concat!("newsflow ", env!("CARGO_PKG_VERSION")).to_string())
             .build();
         let encode_error = |e: parquet::errors::ParquetError| Error::Encode {
