@@ -542,7 +542,7 @@ impl Worker {
         match self.cut(now, close_all, only) {
             Ok(jobs) => {
                 let outcomes =
-                    write_jobs(&self.lake, &self.metrics, now, jobs, &Abandoned::default());
+                    write_jobs(&self.lake, &self.metrics, jobs, &Abandoned::default());
                 let settled = self.settle(outcomes);
                 self.settled.merge(settled);
                 self.settled.completed = true;
@@ -569,7 +569,7 @@ impl Worker {
                 let skip = abandoned.clone();
                 let handle = std::thread::Builder::new()
                     .name("newsflow-flush".into())
-                    .spawn(move || write_jobs(&lake, &metrics, now, jobs, &skip))
+                    .spawn(move || write_jobs(&lake, &metrics, jobs, &skip))
                     .expect("spawning the flush thread");
                 self.in_flight = Some(InFlight { handle, abandoned });
             }
@@ -833,7 +833,6 @@ fn cut_slot(
 fn write_jobs(
     lake: &Lake,
     metrics: &Metrics,
-    now: Micros,
     jobs: Vec<ShardJob>,
     abandoned: &Abandoned,
 ) -> Vec<JobOutcome> {
@@ -843,7 +842,7 @@ fn write_jobs(
     let run = |job: ShardJob| JobOutcome {
         shard: job.shard,
         offsets: job.offsets,
-        result: write_job(lake, metrics, now, &job, abandoned),
+        result: write_job(lake, metrics, &job, abandoned),
     };
     if threads <= 1 {
         return jobs.into_iter().map(run).collect();
@@ -872,7 +871,6 @@ fn write_jobs(
 fn write_job(
     lake: &Lake,
     metrics: &Metrics,
-    now: Micros,
     job: &ShardJob,
     abandoned: &Abandoned,
 ) -> anyhow::Result<()> {
@@ -914,7 +912,7 @@ fn write_job(
         .context("writing checkpoint")?;
     metrics.checkpointed(started.elapsed().as_secs_f64());
     // The batch's events are durable now: how long after they happened.
-    let now_seconds = now as f64 / 1e6;
+    let now_seconds = crate::now_micros() as f64 / 1e6;
     metrics.durable(
         job.batch
             .events
