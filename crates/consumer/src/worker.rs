@@ -541,8 +541,7 @@ impl Worker {
         self.wait_for_in_flight();
         match self.cut(now, close_all, only) {
             Ok(jobs) => {
-                let outcomes =
-                    write_jobs(&self.lake, &self.metrics, jobs, &Abandoned::default());
+                let outcomes = write_jobs(&self.lake, &self.metrics, jobs, &Abandoned::default());
                 let settled = self.settle(outcomes);
                 self.settled.merge(settled);
                 self.settled.completed = true;
