@@ -12,7 +12,7 @@ use newsflow_core::ColdArticle;
 use newsflow_core::Micros;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::checkpoint::{Checkpoint, CheckpointV1, EncodedCheckpoint};
@@ -162,6 +162,10 @@ impl Lake {
         for column in UNIQUE_COLUMNS {
             props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
         }
+        // Nobody filters on the raw JSON by range: min/max statistics of
+        // it would only cost comparisons of every payload.
+        props = props
+            .set_column_statistics_enabled(ColumnPath::from("payload"), EnabledStatistics::None);
         let props = props
             .set_created_by(concat!("newsflow ", env!("CARGO_PKG_VERSION")).to_string())
             .build();
