@@ -43,8 +43,9 @@ pub(crate) struct Article {
     /// Earliest and latest event time counted ([`NO_TIME`] before the first).
     pub first_event_at: Micros,
     pub last_event_at: Micros,
-    /// Far below `u32::MAX` for any article: each counted event also holds
-    /// a 9-byte fingerprint for a whole horizon.
+    /// Far below `u32::MAX` for any article (each counted event also holds
+    /// a 9-byte fingerprint for a whole horizon); they saturate rather than
+    /// wrap.
     pub social_comments: u32,
     pub forum_posts: u32,
     /// Version of the last totals row written; 0 before the first.

@@ -316,12 +316,14 @@ impl Shard {
                     delta.sources = 1;
                 }
             }
+            // Saturating: u32 in memory (see `Article`); no input may
+            // make a worker panic or wrap.
             EventBody::SocialComment { .. } => {
-                article.social_comments += 1;
+                article.social_comments = article.social_comments.saturating_add(1);
                 delta.comments = 1;
             }
             EventBody::ForumPost { .. } => {
-                article.forum_posts += 1;
+                article.forum_posts = article.forum_posts.saturating_add(1);
                 delta.posts = 1;
             }
         }
@@ -362,7 +364,7 @@ impl Shard {
                 continue;
             }
             article.changed = false;
-            article.version += 1;
+            article.version = article.version.saturating_add(1);
             out.totals.push(TotalsRow {
                 article_id: article.id().to_owned(),
                 title: article.title().map(str::to_owned),
