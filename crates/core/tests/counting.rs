@@ -3,6 +3,9 @@
 use newsflow_core::time::{parse_rfc3339, DAY, SECOND};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+mod common;
+use common::Rng;
+
 use newsflow_core::{
     Applied, ColdArticle, CountingRules, Drained, Event, EventBody, Micros, Shard, TotalsRow,
 };
@@ -387,23 +390,6 @@ fn idle_articles_leave_memory_and_come_back_exactly() {
     assert_eq!(shard.cold_article_count(), 0);
 }
 
-/// SplitMix64: a small deterministic generator for the randomized test.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// A shard under test together with the cold segments it evicted into, as
 /// the worker keeps them.
 struct Counted {
@@ -430,6 +416,24 @@ impl Counted {
             stored.insert(id.clone(), cold.clone());
         }
         drained
+    }
+}
+
+/// Keeps the latest totals row of each article and adds up its engagement
+/// rows, as an analyst's queries would.
+fn collect(
+    drained: Drained,
+    latest: &mut BTreeMap<String, TotalsRow>,
+    sums: &mut HashMap<String, (i64, i64, i64)>,
+) {
+    for row in drained.totals {
+        latest.insert(row.article_id.clone(), row);
+    }
+    for row in drained.engagement {
+        let sum = sums.entry(row.article_id).or_default();
+        sum.0 += row.confirming_sources;
+        sum.1 += row.social_comments;
+        sum.2 += row.forum_posts;
     }
 }
 
@@ -470,13 +474,13 @@ fn a_long_random_stream_counts_like_a_naive_oracle_through_snapshots_and_evictio
         clock += rng.below(4 * 60) as i64 * SECOND;
         let event = if !recent.is_empty() && rng.below(10) == 0 {
             // A redelivery of one of the last 200 events: within hours.
-            recent[rng.below(recent.len() as u64) as usize].clone()
+            recent[rng.below(recent.len())].clone()
         } else {
             // Articles drift: most events go to the newest 50 articles, some
             // to an old one, which comes back from a cold segment.
             let newest = (clock - start) / (2 * HOUR);
             let article = if rng.below(50) == 0 {
-                rng.below(newest as u64 + 1) as i64
+                rng.below(newest as usize + 1) as i64
             } else {
                 (newest - rng.below(50) as i64).max(0)
             };
@@ -550,15 +554,7 @@ fn a_long_random_stream_counts_like_a_naive_oracle_through_snapshots_and_evictio
             assert_eq!(a.engagement, b.engagement, "drain after event {n}");
             assert_eq!(a.evicted, b.evicted, "drain after event {n}");
             evictions += a.evicted.len();
-            for row in a.totals {
-                latest.insert(row.article_id.clone(), row);
-            }
-            for row in a.engagement {
-                let sum = engagement_sums.entry(row.article_id).or_default();
-                sum.0 += row.confirming_sources;
-                sum.1 += row.social_comments;
-                sum.2 += row.forum_posts;
-            }
+            collect(a, &mut latest, &mut engagement_sums);
         }
         if n % 700 == 699 {
             let json = serde_json::to_string(&snapshotted.shard).unwrap();
@@ -568,15 +564,7 @@ fn a_long_random_stream_counts_like_a_naive_oracle_through_snapshots_and_evictio
     let a = plain.drain(true, 1_000_000);
     let b = snapshotted.drain(true, 1_000_000);
     assert_eq!((&a.totals, &a.engagement), (&b.totals, &b.engagement));
-    for row in a.totals {
-        latest.insert(row.article_id.clone(), row);
-    }
-    for row in a.engagement {
-        let sum = engagement_sums.entry(row.article_id).or_default();
-        sum.0 += row.confirming_sources;
-        sum.1 += row.social_comments;
-        sum.2 += row.forum_posts;
-    }
+    collect(a, &mut latest, &mut engagement_sums);
 
     assert!(evictions > 100, "idle articles left memory ({evictions})");
     assert!(latest.len() > 300, "{} articles", latest.len());
