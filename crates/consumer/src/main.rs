@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::worker::Flushed;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use newsflow_lake::Lake;
@@ -26,7 +25,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use crate::context::WorkerContext;
 use crate::dead_letters::DeadLetters;
 use crate::watchdog::Liveness;
-use crate::worker::Worker;
+use crate::worker::{Flushed, Worker};
 
 // The worker allocates and frees many small strings per record (ids,
 // payloads, rows); mimalloc does that markedly faster than glibc's malloc,
@@ -403,8 +402,6 @@ impl OutputHealth {
     }
 }
 
-/// Flushes every owned shard and commits what the new checkpoints cover.
-/// Returns the problem if some output could not be made durable.
 /// Commits what finished flushes made durable, and tells the output's
 /// health: a failure pauses fetching; a finished flush, with no shard
 /// still re-reading after a failure, proves the output works.

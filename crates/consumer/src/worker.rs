@@ -539,15 +539,10 @@ impl Worker {
     /// match its totals). For rebalances and shutdown.
     pub fn flush(&mut self, now: Micros, close_all: bool, only: Option<&BTreeSet<i32>>) -> Flushed {
         self.wait_for_in_flight();
-        match self.cut(now, close_all, only) {
-            Ok(jobs) => {
-                let outcomes = write_jobs(&self.lake, &self.metrics, jobs, &Abandoned::default());
-                let settled = self.settle(outcomes);
-                self.settled.merge(settled);
-                self.settled.completed = true;
-            }
-            Err(problem) => self.settled.merge(problem),
-        }
+        let jobs = self.cut(now, close_all, only);
+        let outcomes = write_jobs(&self.lake, &self.metrics, jobs, &Abandoned::default());
+        let settled = self.settle(outcomes);
+        self.settled.merge(settled);
         self.take_settled()
     }
 
@@ -559,20 +554,19 @@ impl Worker {
     /// over this one's outcome once it is done.
     pub fn start_flush(&mut self, now: Micros) -> Flushed {
         self.wait_for_in_flight();
-        match self.cut(now, false, None) {
+        let jobs = self.cut(now, false, None);
+        if jobs.is_empty() {
             // Nothing to write: done already.
-            Ok(jobs) if jobs.is_empty() => self.settled.completed = true,
-            Ok(jobs) => {
-                let (lake, metrics) = (self.lake.clone(), self.metrics.clone());
-                let abandoned = Abandoned::default();
-                let skip = abandoned.clone();
-                let handle = std::thread::Builder::new()
-                    .name("newsflow-flush".into())
-                    .spawn(move || write_jobs(&lake, &metrics, jobs, &skip))
-                    .expect("spawning the flush thread");
-                self.in_flight = Some(InFlight { handle, abandoned });
-            }
-            Err(problem) => self.settled.merge(problem),
+            self.settled.completed = true;
+        } else {
+            let (lake, metrics) = (self.lake.clone(), self.metrics.clone());
+            let abandoned = Abandoned::default();
+            let skip = abandoned.clone();
+            let handle = std::thread::Builder::new()
+                .name("newsflow-flush".into())
+                .spawn(move || write_jobs(&lake, &metrics, jobs, &skip))
+                .expect("spawning the flush thread");
+            self.in_flight = Some(InFlight { handle, abandoned });
         }
         self.take_settled()
     }
@@ -620,12 +614,8 @@ impl Worker {
     /// is written describes exactly the records handled so far. Dead
     /// letters are made durable first: a checkpoint must never cover a
     /// rejected record that is not safely in the dead-letter topic.
-    fn cut(
-        &mut self,
-        now: Micros,
-        close_all: bool,
-        only: Option<&BTreeSet<i32>>,
-    ) -> Result<Vec<ShardJob>, Settled> {
+    /// Problems are recorded in `self.settled`.
+    fn cut(&mut self, now: Micros, close_all: bool, only: Option<&BTreeSet<i32>>) -> Vec<ShardJob> {
         let restore_problem = self.retry_restores();
         if let Err(e) = self.dead_letters.make_durable() {
             let problem = format!("dead letters not acknowledged: {e:#}");
@@ -637,12 +627,12 @@ impl Worker {
                     let _ = self.reset(shard);
                 }
             }
-            return Err(Settled {
-                failure: Some(problem),
-                ..Settled::default()
-            });
+            self.settled.failure.get_or_insert(problem);
+            return Vec::new();
         }
-        self.settled.failure = self.settled.failure.take().or(restore_problem);
+        if let Some(problem) = restore_problem {
+            self.settled.failure.get_or_insert(problem);
+        }
         let idle_timeout = self.settings.window.idle_timeout;
         let mut jobs = Vec::new();
         for (shard, slot) in self.slots.iter_mut() {
@@ -661,7 +651,7 @@ impl Worker {
         }
         self.buffered = self.slots.values().map(|s| s.events.len()).sum();
         self.publish_state_size(now);
-        Ok(jobs)
+        jobs
     }
 
     /// Settles finished jobs: offsets to commit for the shards made
@@ -846,11 +836,9 @@ fn write_jobs(
     if threads <= 1 {
         return jobs.into_iter().map(run).collect();
     }
-    let per_thread = jobs.len().div_ceil(threads);
-    let mut jobs = jobs.into_iter().peekable();
-    let mut chunks = Vec::new();
-    while jobs.peek().is_some() {
-        chunks.push(jobs.by_ref().take(per_thread).collect::<Vec<_>>());
+    let mut chunks: Vec<Vec<ShardJob>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, job) in jobs.into_iter().enumerate() {
+        chunks[i % threads].push(job);
     }
     std::thread::scope(|scope| {
         let handles: Vec<_> = chunks

@@ -5,9 +5,9 @@
 //! A checkpoint is written at every flush and holds the whole state of its
 //! shard, so its encoding is compact binary ([postcard], varints). It is
 //! encoded when the flush cuts the shard (a buffer about the size of the
-//! file) and written by the flush's thread while counting goes on. Format 1 was JSON with a
-//! different state layout; it is still read (and replaced at the next
-//! flush), so an upgrade resumes where the old version stopped.
+//! file) and written by the flush's thread while counting goes on. Format 1
+//! was JSON with a different state layout; it is still read (and replaced
+//! at the next flush), so an upgrade resumes where the old version stopped.
 
 use std::collections::BTreeMap;
 
@@ -81,16 +81,6 @@ impl EncodedCheckpoint {
             }
         })?;
         Ok(EncodedCheckpoint { shard, bytes })
-    }
-
-    /// Its size in bytes.
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    /// Whether it is empty (never, once encoded).
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
@@ -204,49 +204,55 @@ impl Lake {
     /// current format, or else in format 1).
     pub fn load_checkpoint(&self, shard: i32) -> Result<Option<Checkpoint>, Error> {
         let path = self.checkpoint_path(shard);
-        let corrupt = |path: &Path, message: String| Error::CorruptCheckpoint {
-            path: path.to_path_buf(),
+        let corrupt = |message: String| Error::CorruptCheckpoint {
+            path: path.clone(),
             message,
         };
         let checkpoint: Checkpoint = match fs::read(&path) {
             Ok(bytes) => {
                 let body = bytes.strip_prefix(Checkpoint::MAGIC).ok_or_else(|| {
-                    corrupt(&path, "it does not start like a newsflow checkpoint".into())
+                    corrupt("it does not start like a newsflow checkpoint".into())
                 })?;
-                postcard::from_bytes(body).map_err(|e| corrupt(&path, e.to_string()))?
+                postcard::from_bytes(body).map_err(|e| corrupt(e.to_string()))?
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let legacy = self.legacy_checkpoint_path(shard);
-                match fs::read(&legacy) {
-                    Ok(bytes) => {
-                        let v1: CheckpointV1 = serde_json::from_slice(&bytes)
-                            .map_err(|e| corrupt(&legacy, e.to_string()))?;
-                        if v1.format != 1 {
-                            return Err(corrupt(
-                                &legacy,
-                                format!("format {} where format 1 was expected", v1.format),
-                            ));
-                        }
-                        v1.into()
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(io("reading checkpoint", &legacy)(e)),
-                }
+                return self.load_legacy_checkpoint(shard);
             }
             Err(e) => return Err(io("reading checkpoint", &path)(e)),
         };
         if checkpoint.format != Checkpoint::FORMAT || checkpoint.shard != shard {
-            return Err(corrupt(
-                &path,
-                format!(
-                    "format {} shard {} where format {} shard {shard} was expected",
-                    checkpoint.format,
-                    checkpoint.shard,
-                    Checkpoint::FORMAT
-                ),
-            ));
+            return Err(corrupt(format!(
+                "format {} shard {} where format {} shard {shard} was expected",
+                checkpoint.format,
+                checkpoint.shard,
+                Checkpoint::FORMAT
+            )));
         }
         Ok(Some(checkpoint))
+    }
+
+    /// Reads a format-1 (JSON) checkpoint of `shard`, if there is one, in
+    /// the current form.
+    fn load_legacy_checkpoint(&self, shard: i32) -> Result<Option<Checkpoint>, Error> {
+        let path = self.legacy_checkpoint_path(shard);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("reading checkpoint", &path)(e)),
+        };
+        let corrupt = |message: String| Error::CorruptCheckpoint {
+            path: path.clone(),
+            message,
+        };
+        let v1: CheckpointV1 =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        if v1.format != 1 || v1.shard != shard {
+            return Err(corrupt(format!(
+                "format {} shard {} where format 1 shard {shard} was expected",
+                v1.format, v1.shard
+            )));
+        }
+        Ok(Some(v1.into()))
     }
 
     /// Replaces the checkpoint of `shard` atomically and durably: after
@@ -265,9 +271,7 @@ impl Lake {
     /// removes a format-1 checkpoint it supersedes.
     pub fn write_checkpoint(&self, checkpoint: &EncodedCheckpoint) -> Result<(), Error> {
         let shard = checkpoint.shard;
-        write_atomically(&self.checkpoint_path(shard), |file| {
-            file.write_all(&checkpoint.bytes)
-        })?;
+        write_atomically(&self.checkpoint_path(shard), &checkpoint.bytes)?;
         // The format-1 file must not be read if this one is ever removed.
         let legacy = self.legacy_checkpoint_path(shard);
         match fs::remove_file(&legacy) {
@@ -378,17 +382,13 @@ fn write_json_atomically<T: serde::Serialize>(
         dataset: what,
         message: e.to_string(),
     })?;
-    write_atomically(path, |file| file.write_all(&bytes))
+    write_atomically(path, &bytes)
 }
 
-/// Writes a file so that readers see the old file or the whole new one,
-/// never a part: `write` fills a hidden temporary file in the same
-/// directory (buffered), which is then synced, renamed into place, and the
-/// directory synced.
-fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
-) -> Result<(), Error> {
+/// Writes `bytes` to `path` so that readers see the old file or the whole
+/// new one, never a part: a hidden temporary file in the same directory,
+/// synced, renamed into place, and the directory synced.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let dir = path.parent().expect("a file path has a parent");
     fs::create_dir_all(dir).map_err(io("creating directory", dir))?;
     let name = path
@@ -396,12 +396,8 @@ fn write_atomically(
         .expect("a file path has a name")
         .to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp"));
-    let file = File::create(&tmp).map_err(io("creating", &tmp))?;
-    let mut buffered = BufWriter::with_capacity(1 << 20, file);
-    write(&mut buffered).map_err(io("writing", &tmp))?;
-    let file = buffered
-        .into_inner()
-        .map_err(|e| io("writing", &tmp)(e.into_error()))?;
+    let mut file = File::create(&tmp).map_err(io("creating", &tmp))?;
+    file.write_all(bytes).map_err(io("writing", &tmp))?;
     file.sync_all().map_err(io("syncing", &tmp))?;
     drop(file);
     fs::rename(&tmp, path).map_err(io("renaming into place", path))?;

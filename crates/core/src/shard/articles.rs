@@ -292,13 +292,12 @@ impl ArticleTable {
         let mut table = ArticleTable::default();
         let mut slots = slots.into_iter();
         loop {
-            let chunk: Vec<Article> = slots.by_ref().take(CHUNK).collect();
+            let mut chunk = Vec::with_capacity(CHUNK);
+            chunk.extend(slots.by_ref().take(CHUNK));
             if chunk.is_empty() {
                 break;
             }
-            let mut full = Vec::with_capacity(CHUNK);
-            full.extend(chunk);
-            table.chunks.push(full);
+            table.chunks.push(chunk);
         }
         let chunks = &table.chunks;
         let mut vacant = Vec::new();

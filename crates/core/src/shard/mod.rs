@@ -227,7 +227,7 @@ impl Shard {
         let (article, seen) = cold.into_article(&article_id, &mut self.sources);
         for (fingerprint, t) in seen {
             let tag = self.generation_tag(t);
-            self.seen.insert(fingerprint ^ article_mix(hash), tag);
+            self.seen.insert(scoped(hash, fingerprint), tag);
         }
         let changed = article.changed;
         let slot = self.articles.insert(hash, article);
@@ -480,7 +480,13 @@ fn article_mix(article_hash: u64) -> u64 {
 /// equals one of the n held: over n events about n²/2⁶⁵, 3·10⁻⁶ for ten
 /// million events of one shard within a horizon.
 fn event_fingerprint(article_hash: u64, event_type: EventType, event_id: &str) -> u64 {
-    unscoped_fingerprint(event_type, event_id) ^ article_mix(article_hash)
+    scoped(article_hash, unscoped_fingerprint(event_type, event_id))
+}
+
+/// Scopes a type-scoped fingerprint (see [`unscoped_fingerprint`]) to its
+/// article.
+fn scoped(article_hash: u64, unscoped: u64) -> u64 {
+    unscoped ^ article_mix(article_hash)
 }
 
 /// The fingerprint of an event id scoped by type only: what checkpoints of

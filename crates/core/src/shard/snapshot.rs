@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::articles::{article_hash, Article, ArticleTable, SourceNames, NO_TIME};
 use super::fingerprints::FingerprintSet;
-use super::{generation_width, CountingRules, Delta, Shard, WindowDeltas};
+use super::{CountingRules, Delta, Shard, WindowDeltas};
 use crate::time::Micros;
 
 /// What remains of an article that has been idle for a whole dedup
@@ -186,10 +186,12 @@ impl<'de> Deserialize<'de> for Shard {
             }
         }
         let articles = ArticleTable::from_slots(snapshot.articles);
+        let slots = articles.all_slots().len();
         for deltas in snapshot.open_windows.values() {
-            if let Some(slot) = deltas.keys().find(|slot| {
-                (**slot as usize) >= articles.all_slots().len() || articles.get(**slot).is_vacant()
-            }) {
+            if let Some(slot) = deltas
+                .keys()
+                .find(|slot| (**slot as usize) >= slots || articles.get(**slot).is_vacant())
+            {
                 return Err(serde::de::Error::custom(format!(
                     "an open window refers to article slot {slot}, which is empty"
                 )));
@@ -243,7 +245,6 @@ struct DeltaV1 {
 impl From<ShardV1> for Shard {
     fn from(v1: ShardV1) -> Self {
         let mut shard = Shard::new(v1.rules);
-        shard.generation_width = generation_width(&v1.rules);
         shard.max_event_time = v1.max_event_time;
         shard.swept_at = v1.swept_at;
         shard.cold = v1.cold;
