@@ -1,13 +1,14 @@
-//! Harness for newsflow's end-to-end tests: a real Kafka broker, the real
-//! binaries, and DuckDB reading the real Parquet output.
+//! Harness for newsflow's end-to-end tests: a real Kafka broker, a real S3
+//! API server (s3proxy), the real binaries, and DuckDB reading the Delta
+//! tables through their logs.
 //!
 //! Nothing here skips: a missing broker, binary or DuckDB is a failure with
 //! a message saying which `make` target provides it.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -51,9 +52,66 @@ pub struct TestEnv {
     pub lake: tempfile::TempDir,
     /// Partitions of each topic.
     pub partitions: i32,
+    /// Where the workers write: the local `lake` folder, or a prefix of the
+    /// local S3 server's bucket.
+    pub lake_uri: String,
 }
 
-static NEXT_PORT: AtomicU32 = AtomicU32::new(0);
+/// The local S3 server the tests use (`make s3-up`, deploy/local/s3.sh).
+pub mod s3 {
+    /// Its endpoint.
+    pub fn endpoint() -> String {
+        std::env::var("NEWSFLOW_TEST_S3_ENDPOINT")
+            .unwrap_or_else(|_| "http://127.0.0.1:9000".into())
+    }
+
+    /// The bucket `make s3-up` creates.
+    pub const BUCKET: &str = "newsflow";
+
+    /// The variables every S3 client here reads: the worker, the readers.
+    pub fn vars() -> Vec<(String, String)> {
+        [
+            ("AWS_ACCESS_KEY_ID", "newsflow".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "newsflow-local-secret".to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+            ("AWS_ENDPOINT_URL", endpoint()),
+            ("AWS_ALLOW_HTTP", "true".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Fails the test, naming the make target, unless the server answers.
+    pub fn assert_answers() {
+        let url = endpoint();
+        let host = url.trim_start_matches("http://");
+        let answered = std::net::TcpStream::connect_timeout(
+            &host.parse().expect("the S3 endpoint is host:port"),
+            std::time::Duration::from_secs(2),
+        );
+        assert!(
+            answered.is_ok(),
+            "no S3 server answers at {url}; start one with `make s3-up`"
+        );
+    }
+}
+
+/// A lake to read: its URI (a folder or `s3://…`).
+#[derive(Clone, Debug)]
+pub struct LakeRef(pub String);
+
+impl From<&Path> for LakeRef {
+    fn from(path: &Path) -> Self {
+        LakeRef(path.display().to_string())
+    }
+}
+
+impl From<&TestEnv> for LakeRef {
+    fn from(env: &TestEnv) -> Self {
+        LakeRef(env.lake_uri.clone())
+    }
+}
 
 impl TestEnv {
     /// Creates names unique to this run; topics are created by the producer.
@@ -67,12 +125,23 @@ impl TestEnv {
                 .unwrap()
                 .as_millis()
         );
+        let lake = tempfile::tempdir().expect("temporary directory");
+        let lake_uri = lake.path().display().to_string();
         TestEnv {
             prefix: format!("test.{name}.{unique}"),
             group: format!("test-{name}-{unique}"),
-            lake: tempfile::tempdir().expect("temporary directory"),
+            lake,
             partitions,
+            lake_uri,
         }
+    }
+
+    /// Like [`TestEnv::new`], with the lake on the local S3 server.
+    pub fn on_s3(name: &str, partitions: i32) -> Self {
+        s3::assert_answers();
+        let mut env = TestEnv::new(name, partitions);
+        env.lake_uri = format!("s3://{}/tests/{}", s3::BUCKET, env.prefix);
+        env
     }
 
     /// Topic names: articles, comments, forum posts, dead letters.
@@ -100,16 +169,16 @@ impl TestEnv {
             ("NEWSFLOW__TOPICS__COMMENTS".into(), c),
             ("NEWSFLOW__TOPICS__FORUM_POSTS".into(), f),
             ("NEWSFLOW__TOPICS__DEAD_LETTERS".into(), d),
-            (
-                "NEWSFLOW__OUTPUT__URI".into(),
-                self.lake_path().display().to_string(),
-            ),
+            ("NEWSFLOW__OUTPUT__URI".into(), self.lake_uri.clone()),
             ("NEWSFLOW__OUTPUT__FLUSH_INTERVAL".into(), "1s".into()),
             (
                 "NEWSFLOW__METRICS__LISTEN".into(),
                 format!("127.0.0.1:{}", free_port()),
             ),
         ]
+        .into_iter()
+        .chain(s3::vars())
+        .collect()
     }
 
     /// A command running one of the binaries with this test's environment.
@@ -299,7 +368,7 @@ impl TestEnv {
     /// published besides the stream itself (e.g. by [`TestEnv::create_topics`]).
     pub fn assert_output_matches(&self, stream: &Stream, extra: u64, after: &str) {
         let (messages, expected) = read_expected(&stream.expected);
-        let got = current_totals(self.lake_path());
+        let got = current_totals(self);
         let wrong: Vec<_> = expected
             .iter()
             .filter(|(id, footer)| got.get(*id) != Some(footer))
@@ -315,7 +384,7 @@ impl TestEnv {
             "after {after}, articles in the output"
         );
         assert_eq!(
-            assert_output_invariants(self.lake_path()) as u64,
+            assert_output_invariants(self) as u64,
             messages + extra,
             "after {after}, every record archived exactly once"
         );
@@ -484,7 +553,6 @@ pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
 pub fn free_port() -> u32 {
     // Ask the OS for a free port; a small per-process offset keeps
     // concurrent tests from being handed the same one twice.
-    let _ = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
     listener.local_addr().unwrap().port() as u32
 }
@@ -503,9 +571,7 @@ pub fn assert_broker_answers() {
     }
 }
 
-/// Runs a DuckDB query through the project's Python environment and returns
-/// its rows as JSON arrays.
-pub fn duckdb(sql: &str) -> Vec<Vec<serde_json::Value>> {
+fn python() -> PathBuf {
     let python = std::env::var_os("NEWSFLOW_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join(".venv/bin/python"));
@@ -514,35 +580,53 @@ pub fn duckdb(sql: &str) -> Vec<Vec<serde_json::Value>> {
         "{} is missing: create the Python environment with `make venv`",
         python.display()
     );
+    python
+}
+
+/// Runs a DuckDB query through the project's Python environment and returns
+/// its rows as JSON arrays.
+pub fn duckdb(sql: &str) -> Vec<Vec<serde_json::Value>> {
     let script = "import duckdb, json, sys\nrows = duckdb.sql(sys.argv[1]).fetchall()\nprint(json.dumps(rows, default=str))";
-    let output = Command::new(&python)
-        .args(["-c", script, sql])
+    run_python(
+        &[OsStr::new("-c"), OsStr::new(script), OsStr::new(sql)],
+        sql,
+    )
+}
+
+/// Runs a DuckDB query over the Delta tables of `lake`, read through their
+/// logs (tests/python/lake_query.py): the SQL names the tables
+/// `article_totals`, `article_engagement` and `events`.
+pub fn lake_sql(lake: impl Into<LakeRef>, sql: &str) -> Vec<Vec<serde_json::Value>> {
+    let lake = lake.into();
+    let script = workspace().join("tests/python/lake_query.py");
+    run_python(
+        &[script.as_os_str(), OsStr::new(&lake.0), OsStr::new(sql)],
+        &format!("{sql} (on {})", lake.0),
+    )
+}
+
+fn run_python(args: &[&OsStr], what: &str) -> Vec<Vec<serde_json::Value>> {
+    let output = Command::new(python())
+        .args(args)
+        .envs(s3::vars())
         .output()
         .expect("running DuckDB");
     assert!(
         output.status.success(),
-        "DuckDB failed on {sql}: {}",
+        "DuckDB failed on {what}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).expect("DuckDB rows as JSON")
 }
 
-/// Whether a dataset has any Parquet file yet (DuckDB refuses a glob that
-/// matches nothing).
+/// Whether a local table has any committed data file yet.
 pub fn has_files(lake: &Path, dataset: &str) -> bool {
-    fn walk(dir: &Path) -> bool {
-        std::fs::read_dir(dir).is_ok_and(|entries| {
-            entries.flatten().any(|e| {
-                let path = e.path();
-                if path.is_dir() {
-                    walk(&path)
-                } else {
-                    path.extension().is_some_and(|x| x == "parquet")
-                }
-            })
-        })
-    }
-    walk(&lake.join(dataset))
+    let log = lake.join(dataset).join("_delta_log");
+    log.is_dir()
+        && lake_sql(lake, &format!("SELECT count(*) FROM {dataset}"))[0][0]
+            .as_i64()
+            .unwrap_or(0)
+            > 0
 }
 
 /// An article's footer as read back from `article_totals/`.
@@ -559,14 +643,11 @@ pub struct Footer {
 }
 
 /// The current footer of every article, with the contract's own query.
-pub fn current_totals(lake: &Path) -> BTreeMap<String, Footer> {
-    let sql = format!(
-        "SELECT article_id, title, confirming_sources, social_comments, forum_posts \
-         FROM read_parquet('{}/article_totals/**/*.parquet', hive_partitioning = true) \
-         QUALIFY row_number() OVER (PARTITION BY article_id ORDER BY version DESC) = 1",
-        lake.display()
-    );
-    duckdb(&sql)
+pub fn current_totals(lake: impl Into<LakeRef>) -> BTreeMap<String, Footer> {
+    let sql = "SELECT article_id, title, confirming_sources, social_comments, forum_posts \
+         FROM article_totals \
+         QUALIFY row_number() OVER (PARTITION BY article_id ORDER BY version DESC) = 1";
+    lake_sql(lake, sql)
         .into_iter()
         .map(|r| {
             (
@@ -583,13 +664,10 @@ pub fn current_totals(lake: &Path) -> BTreeMap<String, Footer> {
 }
 
 /// The SUM over `article_engagement/` of each count, per article.
-pub fn engagement_sums(lake: &Path) -> BTreeMap<String, (i64, i64, i64)> {
-    let sql = format!(
-        "SELECT article_id, sum(confirming_sources)::BIGINT, sum(social_comments)::BIGINT, sum(forum_posts)::BIGINT \
-         FROM read_parquet('{}/article_engagement/**/*.parquet', hive_partitioning = true) GROUP BY article_id",
-        lake.display()
-    );
-    duckdb(&sql)
+pub fn engagement_sums(lake: impl Into<LakeRef>) -> BTreeMap<String, (i64, i64, i64)> {
+    let sql = "SELECT article_id, sum(confirming_sources)::BIGINT, sum(social_comments)::BIGINT, sum(forum_posts)::BIGINT \
+         FROM article_engagement GROUP BY article_id";
+    lake_sql(lake, sql)
         .into_iter()
         .map(|r| {
             (
@@ -608,25 +686,27 @@ pub fn engagement_sums(lake: &Path) -> BTreeMap<String, (i64, i64, i64)> {
 /// no (article_id, version) twice, each (topic, partition, offset) once in
 /// `events/`, and engagement sums equal to the totals. Returns the number
 /// of archived events.
-pub fn assert_output_invariants(lake: &Path) -> i64 {
-    let root = lake.display();
-    let dup_versions = duckdb(&format!(
-        "SELECT count(*) - count(DISTINCT (article_id, version)) FROM read_parquet('{root}/article_totals/**/*.parquet', hive_partitioning = true)"
-    ));
+pub fn assert_output_invariants(lake: impl Into<LakeRef>) -> i64 {
+    let lake = lake.into();
+    let dup_versions = lake_sql(
+        lake.clone(),
+        "SELECT count(*) - count(DISTINCT (article_id, version)) FROM article_totals",
+    );
     assert_eq!(
         dup_versions[0][0].as_i64(),
         Some(0),
         "an (article_id, version) pair appears twice"
     );
-    let events = duckdb(&format!(
-        "SELECT count(*), count(DISTINCT (topic, \"partition\", \"offset\")) FROM read_parquet('{root}/events/**/*.parquet', hive_partitioning = true)"
-    ));
+    let events = lake_sql(
+        lake.clone(),
+        "SELECT count(*), count(DISTINCT (kafka_topic, kafka_partition, kafka_offset)) FROM events",
+    );
     assert_eq!(
         events[0][0], events[0][1],
         "a Kafka record is archived more than once"
     );
-    let totals = current_totals(lake);
-    let sums = engagement_sums(lake);
+    let totals = current_totals(lake.clone());
+    let sums = engagement_sums(lake.clone());
     for (article, footer) in &totals {
         let sum = sums.get(article).copied().unwrap_or_default();
         assert_eq!(

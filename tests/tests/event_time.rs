@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use newsflow_e2e::{brokers, current_totals, duckdb, engagement_sums, has_files, TestEnv};
+use newsflow_e2e::{brokers, current_totals, engagement_sums, has_files, lake_sql, TestEnv};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 
@@ -20,11 +20,13 @@ fn windows(env: &TestEnv, article: &str) -> Vec<(String, i64)> {
     if !has_files(env.lake_path(), "article_engagement") {
         return Vec::new();
     }
-    duckdb(&format!(
-        "SELECT strftime(window_start, '%H:%M'), social_comments FROM read_parquet('{}/article_engagement/**/*.parquet', hive_partitioning = true) \
-         WHERE article_id = '{article}' ORDER BY window_start, emitted_at",
-        env.lake_path().display()
-    ))
+    lake_sql(
+        env,
+        &format!(
+            "SELECT strftime(window_start, '%H:%M'), social_comments FROM article_engagement \
+             WHERE article_id = '{article}' ORDER BY window_start, emitted_at"
+        ),
+    )
     .into_iter()
     .map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_i64().unwrap()))
     .collect()

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use newsflow_e2e::{
-    assert_output_invariants, current_totals, duckdb, engagement_sums, workspace, TestEnv,
+    assert_output_invariants, current_totals, engagement_sums, lake_sql, workspace, TestEnv,
 };
 
 const ARTICLE: &str = "politik.2026-11-01.russland-nordkorea-buendnis";
@@ -41,12 +41,14 @@ fn seed_article_footer_is_exact() {
     assert_eq!(engagement_sums(env.lake_path())[ARTICLE], (16, 166, 37));
 
     // The contract's hourly query works and adds up.
-    let hourly = duckdb(&format!(
-        "SELECT window_start, sum(social_comments) AS comments, sum(forum_posts) AS posts \
-         FROM read_parquet('{}/article_engagement/**/*.parquet', hive_partitioning = true) \
-         WHERE article_id = '{ARTICLE}' GROUP BY window_start ORDER BY window_start",
-        env.lake_path().display()
-    ));
+    let hourly = lake_sql(
+        env.lake_path(),
+        &format!(
+            "SELECT window_start, sum(social_comments) AS comments, sum(forum_posts) AS posts \
+             FROM article_engagement \
+             WHERE article_id = '{ARTICLE}' GROUP BY window_start ORDER BY window_start"
+        ),
+    );
     assert!(
         hourly.len() > 10,
         "comments spread over many hours, got {} windows",

@@ -219,9 +219,10 @@ fn assert_paths_are_ours(lake: &Path) {
                     !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit() || b == b'-')
                 })
         };
-        let date = name
-            .strip_prefix("date=")
-            .is_some_and(|d| d.len() == 10 && d.bytes().all(|b| b.is_ascii_digit() || b == b'-'));
+        let date = ["emitted_date=", "window_date=", "occurred_date="]
+            .iter()
+            .filter_map(|p| name.strip_prefix(p))
+            .any(|d| d.len() == 10 && d.bytes().all(|b| b.is_ascii_digit() || b == b'-'));
         let event_type = name.strip_prefix("event_type=").is_some_and(|t| {
             [
                 "article_published",
@@ -231,20 +232,30 @@ fn assert_paths_are_ours(lake: &Path) {
             ]
             .contains(&t)
         });
+        // The Delta log's own files: numbered commits, CRC files, log
+        // checkpoints, the last-checkpoint hint.
+        let log_file = name == "_last_checkpoint"
+            || name
+                .split('.')
+                .next()
+                .is_some_and(|n| n.len() == 20 && n.bytes().all(|b| b.is_ascii_digit()));
         [
             "article_totals",
             "article_engagement",
             "events",
-            "_checkpoints",
-            "cold",
+            "_delta_log",
+            "_newsflow",
+            "shards",
         ]
         .contains(&name)
             || date
             || event_type
-            || numbered("part-", ".parquet")
-            || numbered("shard-", ".ckpt")
-            || numbered("shard-", "")
-            || numbered("segment-", ".json")
+            || log_file
+            || numbered("part-", ".zstd.parquet")
+            || numbered("claim-", "")
+            || numbered("checkpoint-", "")
+            || numbered("cold-", ".json")
+            || (name.len() == 5 && name.bytes().all(|b| b.is_ascii_digit()))
     }
     fn walk(dir: &Path, root: &Path) {
         for entry in std::fs::read_dir(dir).unwrap().flatten() {

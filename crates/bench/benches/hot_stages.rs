@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use newsflow_core::{decode, CountingRules, DecodeLimits, Shard};
-use newsflow_lake::{EventRow, FlushBatch, Lake};
+use newsflow_lake::{
+    Dataset, EncodedCheckpoint, EventRow, FlushBatch, FlushObserver, Lake, ShardFlush, WriteStats,
+};
 
 const FIXTURE: &str = include_str!("../../../tests/fixtures/seed-article.ndjson");
 
@@ -86,12 +88,14 @@ fn encode(c: &mut Criterion) {
         })
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open(dir.path()).unwrap();
+    let lake = Lake::open(&dir.path().display().to_string(), &Default::default()).unwrap();
+    let restored = lake.restore(0).unwrap();
+    let (mut committed, mut next_seq) = (restored.committed, restored.next_seq);
+    let state = Shard::new(Default::default());
     let mut group = c.benchmark_group("encode");
     group.throughput(Throughput::Elements(rows.len() as u64));
     group.sample_size(20);
-    let mut seq = 0;
-    group.bench_function("events dataset, one flush", |b| {
+    group.bench_function("events table, one flush written and committed", |b| {
         b.iter_batched(
             || FlushBatch {
                 totals: Vec::new(),
@@ -99,13 +103,31 @@ fn encode(c: &mut Criterion) {
                 events: rows.clone(),
             },
             |batch| {
-                seq += 1;
-                lake.write(0, seq, &batch).unwrap()
+                let checkpoint =
+                    EncodedCheckpoint::encode(0, next_seq, committed, &Default::default(), &state)
+                        .unwrap();
+                let job = ShardFlush {
+                    checkpoint,
+                    batch,
+                    evicted: Vec::new(),
+                };
+                let outcome = lake.flush(vec![job], &|_| false, &NoMetrics).remove(0);
+                committed = next_seq;
+                next_seq = outcome.result.unwrap();
             },
             BatchSize::LargeInput,
         )
     });
     group.finish();
+}
+
+/// Flush reports go nowhere here.
+struct NoMetrics;
+
+impl FlushObserver for NoMetrics {
+    fn written(&self, _: Dataset, _: WriteStats, _: f64) {}
+    fn checkpointed(&self, _: f64) {}
+    fn committed(&self, _: Dataset, _: u64, _: u64, _: u64, _: f64) {}
 }
 
 criterion_group!(benches, decode_and_validate, count, encode);

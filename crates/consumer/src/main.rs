@@ -174,7 +174,14 @@ fn run_loop(
 ) -> anyhow::Result<()> {
     newsflow_kafka::verify_connection(settings)?;
     let shards = newsflow_kafka::check_co_partitioned(settings)?;
-    let lake = Lake::open(&settings.output.root)?;
+    let storage = settings
+        .output
+        .storage
+        .iter()
+        .map(|(key, value)| (key.clone(), value.expose().to_string()))
+        .collect();
+    let lake = Lake::open(&settings.output.uri, &storage).context("opening the lake")?;
+    let lake_root = lake.root();
     let dead_letters = DeadLetters::new(settings)?;
     let worker = Arc::new(Mutex::new(Worker::new(
         settings.clone(),
@@ -200,7 +207,7 @@ fn run_loop(
         brokers = %settings.kafka.brokers,
         group = %settings.kafka.group_id,
         shards,
-        output = %settings.output.root.display(),
+        output = %lake_root,
         "worker started"
     );
     health.set_ready();

@@ -2,12 +2,12 @@
 //! records arrive, when it is time to flush, and when the group moves
 //! partitions.
 //!
-//! **Invariant:** for every owned shard, the checkpoint on disk, the files
-//! with sequence numbers up to the checkpoint's, and the group's committed
-//! offsets never get ahead of one another in the wrong order: files first,
-//! then the checkpoint that covers them, then the commit. A restart resumes
-//! from the checkpoint (not the commit), so a crash at any instant neither
-//! loses nor repeats a count.
+//! **Invariant:** a shard resumes from what the Delta tables' logs say was
+//! committed for it (and that flush's checkpoint), never from the group's
+//! offsets: files and checkpoint first, then the fenced commits to the
+//! three tables, then the group commit, which trails for lag tools only. A
+//! crash at any instant, or a pause long enough for the group to hand the
+//! shard to another worker, neither loses nor repeats a count.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -15,7 +15,10 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use newsflow_core::{decode, Applied, ColdArticle, DecodeLimits, EventType, Micros, Shard};
-use newsflow_lake::{EncodedCheckpoint, EventRow, FlushBatch, Lake};
+use newsflow_lake::{
+    Dataset, EncodedCheckpoint, EventRow, FlushBatch, FlushError, FlushObserver, Lake, ShardFlush,
+    WriteStats,
+};
 use newsflow_settings::Settings;
 use newsflow_telemetry::Metrics;
 use rdkafka::consumer::Consumer;
@@ -40,8 +43,10 @@ enum Position {
 /// One owned shard: counting state plus what the last checkpoint covers.
 struct Slot {
     state: Shard,
-    /// Sequence number of the last flush (and checkpoint).
-    seq: u64,
+    /// Sequence number of the shard's last flush committed to the tables.
+    committed: u64,
+    /// Sequence number claimed for its next flush.
+    next_seq: u64,
     /// Per event topic (by index), the next offset to count; `None` when no
     /// checkpoint has seen the topic, meaning "from the beginning".
     next: [Option<i64>; 3],
@@ -138,14 +143,10 @@ impl Settled {
 /// One shard's part of a flush: everything cut from the shard on the run
 /// loop, to be written on a flush thread while counting goes on.
 struct ShardJob {
-    shard: i32,
-    seq: u64,
-    evicted: Vec<(String, ColdArticle)>,
-    batch: FlushBatch,
+    flush: ShardFlush,
     /// Next offset per topic index at the cut: what the checkpoint covers
-    /// and what is committed once it is written.
+    /// and what is committed to the group once the tables hold it.
     offsets: [Option<i64>; 3],
-    checkpoint: EncodedCheckpoint,
 }
 
 /// A flush being written on its own thread.
@@ -159,11 +160,13 @@ struct InFlight {
 /// Shards whose writes a flush must skip from now on.
 type Abandoned = Arc<Mutex<BTreeSet<i32>>>;
 
-/// A shard's job, done: its cut offsets and whether it became durable.
+/// A shard's job, done: its cut offsets and whether the tables hold it
+/// (then the sequence number claimed for its next flush).
 struct JobOutcome {
     shard: i32,
+    seq: u64,
     offsets: [Option<i64>; 3],
-    result: anyhow::Result<()>,
+    result: Result<u64, FlushError>,
 }
 
 impl Worker {
@@ -237,27 +240,28 @@ impl Worker {
 
     fn restore(&self, shard: i32) -> anyhow::Result<Slot> {
         let rules = self.settings.counting_rules();
-        let checkpoint = self.lake.load_checkpoint(shard)?;
-        let (state, seq, next) = match checkpoint {
+        let restored = self.lake.restore(shard)?;
+        let (state, next) = match restored.checkpoint {
             Some(cp) => {
                 let mut state = cp.state;
                 state.set_rules(rules);
                 let next = self.topics.clone().map(|t| cp.offsets.get(&*t).copied());
-                (state, cp.seq, next)
+                (state, next)
             }
-            None => (Shard::new(rules), 0, [None; 3]),
+            None => (Shard::new(rules), [None; 3]),
         };
-        let removed = self.lake.remove_uncheckpointed(shard, seq)?;
         tracing::info!(
             shard,
-            seq,
+            committed = restored.committed,
+            next_seq = restored.next_seq,
             ?next,
-            removed_orphan_files = removed,
-            "restored shard"
+            finished_half_committed_tables = restored.rolled_forward,
+            "restored shard from the tables' logs"
         );
         Ok(Slot {
             state,
-            seq,
+            committed: restored.committed,
+            next_seq: restored.next_seq,
             next,
             position: [Position::Unverified; 3],
             events: Vec::new(),
@@ -666,12 +670,32 @@ impl Worker {
                 continue; // revoked meanwhile; the new owner takes it from here
             }
             match outcome.result {
-                Ok(()) => {
+                Ok(next_seq) => {
+                    let slot = self.slots.get_mut(&outcome.shard).expect("checked above");
+                    slot.committed = outcome.seq;
+                    slot.next_seq = next_seq;
                     for (t, next) in outcome.offsets.iter().enumerate() {
                         if let Some(next) = next {
                             settled.offsets.insert((t, outcome.shard), *next);
                         }
                     }
+                }
+                Err(FlushError::Abandoned) => {}
+                Err(FlushError::Fenced { table, found }) => {
+                    // Another owner committed for this shard: ours is
+                    // stale. Drop it without writing more; if the group
+                    // still gives it to us, it is restored from the logs
+                    // before the next flush (and the consumer rewound).
+                    tracing::warn!(
+                        shard = outcome.shard,
+                        table,
+                        found,
+                        ours = outcome.seq,
+                        "fenced: another owner committed for this shard; dropping it"
+                    );
+                    self.metrics.shard_fenced();
+                    self.slots.remove(&outcome.shard);
+                    self.unrestored.insert(outcome.shard);
                 }
                 Err(e) => {
                     let problem = format!("output not writable: {e:#}");
@@ -772,8 +796,9 @@ fn rehydrate(
 }
 
 /// Cuts one shard for a flush (see [`Worker::cut`]); `None` when it has
-/// nothing to write. The shard's sequence number moves on at once, so the
-/// next cut numbers its files after this one's even before they exist.
+/// nothing to write. The flush takes the sequence number claimed for it;
+/// the next is claimed once this one is committed, and a cut waits for
+/// that (at most one flush is in flight).
 fn cut_slot(
     topics: &[Arc<str>; 3],
     shard: i32,
@@ -786,7 +811,7 @@ fn cut_slot(
     if !slot.dirty && !slot.state.has_pending() {
         return Ok(None);
     }
-    let seq = slot.seq + 1;
+    let seq = slot.next_seq;
     let drained = slot.state.drain(now, close_all || idle, seq);
     let batch = FlushBatch {
         totals: drained.totals,
@@ -801,112 +826,114 @@ fn cut_slot(
         .zip(slot.next)
         .filter_map(|(topic, next)| next.map(|n| (topic.to_string(), n)))
         .collect();
-    let checkpoint = EncodedCheckpoint::encode(shard, seq, &offsets, &slot.state)
+    let checkpoint = EncodedCheckpoint::encode(shard, seq, slot.committed, &offsets, &slot.state)
         .context("encoding checkpoint")?;
-    slot.seq = seq;
     slot.dirty = false;
     Ok(Some(ShardJob {
-        shard,
-        seq,
-        evicted: drained.evicted,
-        batch,
+        flush: ShardFlush {
+            checkpoint,
+            batch,
+            evicted: drained.evicted,
+        },
         offsets: slot.next,
-        checkpoint,
     }))
 }
 
-/// Writes the jobs of one flush on as many threads as there are cores.
-/// Shards share no files and no state, and encoding and compressing
-/// Parquet is most of a flush's work. Each shard's order (cold segment and
-/// files, then checkpoint) holds; the caller commits only what succeeded.
+/// Writes and commits the jobs of one flush (see [`Lake::flush`]: shards'
+/// files in parallel, then one fenced commit per table for all of them).
+/// The caller commits to the group only what the tables now hold.
 fn write_jobs(
     lake: &Lake,
     metrics: &Metrics,
     jobs: Vec<ShardJob>,
     abandoned: &Abandoned,
 ) -> Vec<JobOutcome> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(jobs.len());
-    let run = |job: ShardJob| JobOutcome {
-        shard: job.shard,
-        offsets: job.offsets,
-        result: write_job(lake, metrics, &job, abandoned),
-    };
-    if threads <= 1 {
-        return jobs.into_iter().map(run).collect();
+    /// What the run loop needs of a job once its rows are gone.
+    struct Cut {
+        seq: u64,
+        offsets: [Option<i64>; 3],
+        occurred: Vec<Micros>,
     }
-    let mut chunks: Vec<Vec<ShardJob>> = (0..threads).map(|_| Vec::new()).collect();
-    for (i, job) in jobs.into_iter().enumerate() {
-        chunks[i % threads].push(job);
-    }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| scope.spawn(move || chunk.into_iter().map(run).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a flush thread panicked"))
-            .collect()
-    })
-}
-
-/// Makes one shard's cut durable: cold segment, Parquet files, then the
-/// checkpoint that refers to them. Stops before each step once the shard
-/// is abandoned.
-fn write_job(
-    lake: &Lake,
-    metrics: &Metrics,
-    job: &ShardJob,
-    abandoned: &Abandoned,
-) -> anyhow::Result<()> {
-    let (shard, seq) = (job.shard, job.seq);
-    let check = || {
-        let gone = abandoned
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(&shard);
-        if gone {
-            anyhow::bail!("shard {shard} was taken away during its flush");
-        }
-        Ok(())
-    };
-    check()?;
-    if !job.evicted.is_empty() {
-        // Before the checkpoint that no longer holds them.
-        lake.write_cold_segment(shard, seq, &job.evicted)
-            .context("writing cold segment")?;
-        tracing::debug!(
-            shard,
-            seq,
-            articles = job.evicted.len(),
-            "idle articles left memory"
-        );
-    }
-    check()?;
-    let started = Instant::now();
-    let stats = lake
-        .write(shard, seq, &job.batch)
-        .context("writing Parquet files")?;
-    let seconds = started.elapsed().as_secs_f64();
-    for (dataset, s) in stats {
-        metrics.written(dataset.name(), s.files, s.rows, s.bytes, seconds);
-    }
-    check()?;
-    let started = Instant::now();
-    lake.write_checkpoint(&job.checkpoint)
-        .context("writing checkpoint")?;
-    metrics.checkpointed(started.elapsed().as_secs_f64());
-    // The batch's events are durable now: how long after they happened.
-    let now_seconds = crate::now_micros() as f64 / 1e6;
-    metrics.durable(
-        job.batch
+    let mut cut: BTreeMap<i32, Cut> = BTreeMap::new();
+    let mut flushes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let occurred = job
+            .flush
+            .batch
             .events
             .iter()
-            .map(|e| now_seconds - e.occurred_at as f64 / 1e6),
-    );
-    Ok(())
+            .map(|e| e.occurred_at)
+            .collect();
+        let seq = job.flush.checkpoint.seq();
+        cut.insert(
+            job.flush.shard(),
+            Cut {
+                seq,
+                offsets: job.offsets,
+                occurred,
+            },
+        );
+        flushes.push(job.flush);
+    }
+    let is_abandoned = |shard: i32| {
+        abandoned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&shard)
+    };
+    let outcomes = lake.flush(flushes, &is_abandoned, &MetricsObserver(metrics));
+    let now_seconds = crate::now_micros() as f64 / 1e6;
+    outcomes
+        .into_iter()
+        .map(|outcome| {
+            let Cut {
+                seq,
+                offsets,
+                occurred,
+            } = cut.remove(&outcome.shard).expect("one outcome per job");
+            if outcome.result.is_ok() {
+                // The batch's events are durable now: how long after they happened.
+                metrics.durable(occurred.iter().map(|t| now_seconds - *t as f64 / 1e6));
+            }
+            JobOutcome {
+                shard: outcome.shard,
+                seq,
+                offsets,
+                result: outcome.result,
+            }
+        })
+        .collect()
+}
+
+/// Hands what a flush reports to the metrics.
+struct MetricsObserver<'a>(&'a Metrics);
+
+impl FlushObserver for MetricsObserver<'_> {
+    fn written(&self, dataset: Dataset, stats: WriteStats, seconds: f64) {
+        self.0.written(
+            dataset.name(),
+            stats.files,
+            stats.rows,
+            stats.bytes,
+            seconds,
+        );
+    }
+
+    fn checkpointed(&self, seconds: f64) {
+        self.0.checkpointed(seconds);
+    }
+
+    fn committed(
+        &self,
+        dataset: Dataset,
+        committed: u64,
+        conflicts: u64,
+        fenced: u64,
+        seconds: f64,
+    ) {
+        self.0
+            .lake_committed(dataset.name(), committed, conflicts, fenced, seconds);
+    }
 }
 
 /// Per-batch counts of events read and duplicates, published together.

@@ -1,30 +1,45 @@
-//! Per-shard checkpoints: the counting state and the offsets it covers,
-//! stored beside the data so that whichever worker owns a shard next (on
-//! this pod or another) resumes exactly where the files end.
+//! Shard checkpoints: the counting state and the offsets it covers, plus the
+//! manifest of the data files its flush added to each table.
 //!
-//! A checkpoint is written at every flush and holds the whole state of its
-//! shard, so its encoding is compact binary ([postcard], varints). It is
-//! encoded when the flush cuts the shard (a buffer about the size of the
-//! file) and written by the flush's thread while counting goes on. Format 1
-//! was JSON with a different state layout; it is still read (and replaced
-//! at the next flush), so an upgrade resumes where the old version stopped.
+//! A checkpoint is written once, create-only, under a name fixed by its
+//! shard and flush sequence number (which the writer claimed beforehand, so
+//! no two writers ever hold the same name). It is only *believed* once the
+//! tables' logs say its sequence number was committed (see `crate::lake`):
+//! a checkpoint of a crashed or fenced writer is never loaded.
+//!
+//! The manifest is what lets a restore finish a flush that crashed between
+//! the commits of two tables: the add actions of every table, kept as Arrow
+//! IPC, are committed again to the tables that lack them, without reading or
+//! rewriting a data file.
+//!
+//! Layout: `MAGIC`, the length of the state part (u64, little endian), the
+//! state part (postcard of [`Checkpoint`]'s fields), then the manifest
+//! (postcard of table name → Arrow IPC stream).
 
 use std::collections::BTreeMap;
 
-use newsflow_core::{Shard, ShardV1};
+use arrow::array::RecordBatch;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use newsflow_core::Shard;
 use serde::{Deserialize, Serialize};
+
+use crate::Error;
 
 /// The durable state of one shard after a flush.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Checkpoint {
-    /// Layout version of this file, so a future change can migrate it.
+    /// Layout version, so a future change can migrate it.
     pub format: u32,
     /// The shard (partition number) it belongs to.
     pub shard: i32,
-    /// The flush sequence number of the last files it covers.
+    /// The flush sequence number it was written by.
     pub seq: u64,
+    /// The sequence number of the flush before it (0 for the first): what
+    /// each table's log held for the shard when this flush began.
+    pub prev: u64,
     /// Per event topic, the next offset to read: every record below it is
-    /// reflected in `state` and in files with sequence `≤ seq`.
+    /// reflected in `state` and in the files of flushes `≤ seq`.
     pub offsets: BTreeMap<String, i64>,
     /// The counting state after those records.
     pub state: Shard,
@@ -32,76 +47,167 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// The current layout version.
-    pub const FORMAT: u32 = 2;
+    pub const FORMAT: u32 = 3;
     /// The first bytes of a checkpoint file, so that anything else (a
     /// truncated copy, a file from another tool) is refused by name.
-    pub(crate) const MAGIC: &'static [u8] = b"newsflow checkpoint\n";
+    pub(crate) const MAGIC: &'static [u8] = b"newsflow checkpoint 3\n";
 }
 
-/// The borrowed form written to disk: the same fields as [`Checkpoint`],
-/// so saving does not clone the counting state.
+/// The borrowed form of [`Checkpoint`], so encoding does not clone the state.
 #[derive(Serialize)]
-pub(crate) struct CheckpointRef<'a> {
-    pub format: u32,
-    pub shard: i32,
-    pub seq: u64,
-    pub offsets: &'a BTreeMap<String, i64>,
-    pub state: &'a Shard,
+struct CheckpointRef<'a> {
+    format: u32,
+    shard: i32,
+    seq: u64,
+    prev: u64,
+    offsets: &'a BTreeMap<String, i64>,
+    state: &'a Shard,
 }
 
-/// A checkpoint encoded at the moment a flush cuts its shard, so that the
-/// state can go on changing while the files and the checkpoint are written
-/// (see [`crate::Lake::write_checkpoint`]).
+/// The state part of a checkpoint, encoded at the moment a flush cuts its
+/// shard so that counting can go on while the flush is written.
 #[derive(Debug)]
 pub struct EncodedCheckpoint {
     pub(crate) shard: i32,
-    pub(crate) bytes: Vec<u8>,
+    pub(crate) seq: u64,
+    pub(crate) prev: u64,
+    pub(crate) state: Vec<u8>,
 }
 
 impl EncodedCheckpoint {
-    /// Encodes the checkpoint of `shard` after flush `seq`: `state`
-    /// reflects every record below `offsets`.
+    /// Encodes the checkpoint of `shard` for flush `seq`, which follows
+    /// flush `prev`: `state` reflects every record below `offsets`.
     pub fn encode(
         shard: i32,
         seq: u64,
+        prev: u64,
         offsets: &BTreeMap<String, i64>,
         state: &Shard,
-    ) -> Result<Self, crate::Error> {
+    ) -> Result<Self, Error> {
         let checkpoint = CheckpointRef {
             format: Checkpoint::FORMAT,
             shard,
             seq,
+            prev,
             offsets,
             state,
         };
-        let bytes = postcard::to_extend(&checkpoint, Checkpoint::MAGIC.to_vec()).map_err(|e| {
-            crate::Error::Encode {
-                dataset: "checkpoint",
-                message: e.to_string(),
-            }
+        let state = postcard::to_stdvec(&checkpoint).map_err(|e| Error::Encode {
+            dataset: "checkpoint",
+            message: e.to_string(),
         })?;
-        Ok(EncodedCheckpoint { shard, bytes })
+        Ok(EncodedCheckpoint {
+            shard,
+            seq,
+            prev,
+            state,
+        })
+    }
+
+    /// The shard it belongs to.
+    pub fn shard(&self) -> i32 {
+        self.shard
+    }
+
+    /// The sequence number of the flush it was cut for.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The whole file: this state part and the manifest of the flush.
+    pub(crate) fn file_bytes(&self, manifest: &Manifest) -> Result<Vec<u8>, Error> {
+        let mut bytes = Vec::with_capacity(Checkpoint::MAGIC.len() + 8 + self.state.len() + 4096);
+        bytes.extend_from_slice(Checkpoint::MAGIC);
+        bytes.extend_from_slice(&(self.state.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&self.state);
+        // One IPC stream per file: the statistics' struct differs between
+        // files (a column with no value has no min and max).
+        let tables: Vec<(String, Vec<Vec<u8>>)> = manifest
+            .adds
+            .iter()
+            .map(|(table, batches)| {
+                let streams = batches.iter().map(to_ipc).collect::<Result<_, Error>>()?;
+                Ok((table.clone(), streams))
+            })
+            .collect::<Result<_, Error>>()?;
+        postcard::to_io(&tables, &mut bytes).map_err(|e| Error::Encode {
+            dataset: "checkpoint",
+            message: e.to_string(),
+        })?;
+        Ok(bytes)
     }
 }
 
-/// A checkpoint of format 1, as JSON.
-#[derive(Deserialize)]
-pub(crate) struct CheckpointV1 {
-    pub format: u32,
-    pub shard: i32,
-    pub seq: u64,
-    pub offsets: BTreeMap<String, i64>,
-    pub state: ShardV1,
+/// The add actions (as the kernel's add-file metadata) one flush of one
+/// shard gave each table, by table name.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Manifest {
+    pub adds: BTreeMap<String, Vec<RecordBatch>>,
 }
 
-impl From<CheckpointV1> for Checkpoint {
-    fn from(v1: CheckpointV1) -> Self {
-        Checkpoint {
-            format: Checkpoint::FORMAT,
-            shard: v1.shard,
-            seq: v1.seq,
-            offsets: v1.offsets,
-            state: v1.state.into(),
+/// A checkpoint read back, with the manifest of its flush.
+#[derive(Debug)]
+pub(crate) struct LoadedCheckpoint {
+    pub checkpoint: Checkpoint,
+    pub manifest: Manifest,
+}
+
+/// Decodes a checkpoint file; `what` names it in errors.
+pub(crate) fn decode(bytes: &[u8], what: &str) -> Result<LoadedCheckpoint, Error> {
+    let corrupt = |message: String| Error::CorruptCheckpoint {
+        path: what.to_string(),
+        message,
+    };
+    let body = bytes
+        .strip_prefix(Checkpoint::MAGIC)
+        .ok_or_else(|| corrupt("it does not start like a newsflow checkpoint (format 3)".into()))?;
+    if body.len() < 8 {
+        return Err(corrupt("it is truncated".into()));
+    }
+    let (len, body) = body.split_at(8);
+    let len = u64::from_le_bytes(len.try_into().expect("eight bytes")) as usize;
+    if body.len() < len {
+        return Err(corrupt("it is truncated".into()));
+    }
+    let (state, manifest) = body.split_at(len);
+    let checkpoint: Checkpoint =
+        postcard::from_bytes(state).map_err(|e| corrupt(format!("state: {e}")))?;
+    if checkpoint.format != Checkpoint::FORMAT {
+        return Err(corrupt(format!(
+            "format {} where {} was expected",
+            checkpoint.format,
+            Checkpoint::FORMAT
+        )));
+    }
+    let tables: Vec<(String, Vec<Vec<u8>>)> =
+        postcard::from_bytes(manifest).map_err(|e| corrupt(format!("manifest: {e}")))?;
+    let mut adds = BTreeMap::new();
+    for (table, streams) in tables {
+        let mut batches = Vec::with_capacity(streams.len());
+        for ipc in streams {
+            let reader = StreamReader::try_new(ipc.as_slice(), None)
+                .map_err(|e| corrupt(format!("manifest of {table}: {e}")))?;
+            for batch in reader {
+                batches.push(batch.map_err(|e| corrupt(format!("manifest of {table}: {e}")))?);
+            }
         }
+        adds.insert(table, batches);
     }
+    Ok(LoadedCheckpoint {
+        checkpoint,
+        manifest: Manifest { adds },
+    })
+}
+
+fn to_ipc(batch: &RecordBatch) -> Result<Vec<u8>, Error> {
+    let encode = |e: arrow::error::ArrowError| Error::Encode {
+        dataset: "checkpoint manifest",
+        message: e.to_string(),
+    };
+    let mut bytes = Vec::new();
+    let mut writer = StreamWriter::try_new(&mut bytes, &batch.schema()).map_err(encode)?;
+    writer.write(batch).map_err(encode)?;
+    writer.finish().map_err(encode)?;
+    drop(writer);
+    Ok(bytes)
 }

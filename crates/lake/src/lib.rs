@@ -1,42 +1,38 @@
-//! The Parquet lake: where counts and raw events become files analysts can
-//! query, and where the worker keeps the checkpoints that make the output
-//! exactly-once.
-//!
-//! Layout under the output root (Hive-style directories):
+//! The lake: three Delta Lake tables of zstd Parquet under one output root
+//! (a local path or object storage), written exactly once per shard and
+//! fenced against writers that lost their shard.
 //!
 //! ```text
-//! article_totals/date=YYYY-MM-DD/part-SSSSS-NNNNNNNNNN.parquet
-//! article_engagement/date=YYYY-MM-DD/part-SSSSS-NNNNNNNNNN.parquet
-//! events/event_type=T/date=YYYY-MM-DD/part-SSSSS-NNNNNNNNNN.parquet
-//! _checkpoints/shard-SSSSS.ckpt
-//! _checkpoints/cold/shard-SSSSS/segment-NNNNNNNNNN.json
+//! article_totals/      _delta_log/ + emitted_date=YYYY-MM-DD/part-….parquet
+//! article_engagement/  _delta_log/ + window_date=YYYY-MM-DD/part-….parquet
+//! events/              _delta_log/ + event_type=T/occurred_date=YYYY-MM-DD/part-….parquet
+//! _newsflow/shards/SSSSS/  claims, checkpoints and cold segments of each shard
 //! ```
 //!
-//! `SSSSS` is the shard (the partition number shared by the co-partitioned
-//! event topics) and `NNNNNNNNNN` the shard's flush sequence number. A file's
-//! name is therefore decided by what it holds, not by who wrote it or when,
-//! which is what lets a restarted worker find and remove the files a crashed
-//! run wrote past its last checkpoint.
+//! A table's content is what its transaction log says; the folders can hold
+//! files of crashed or fenced writers that no log entry names. How a flush
+//! becomes part of the three logs, and how a shard resumes from them, is in
+//! [`Lake`]'s module (`lake.rs`); fencing in `delta.rs`.
 //!
-//! **Architecture invariant:** a file is visible under its final name only
-//! once it is complete and synced (write to a hidden temporary name, fsync,
-//! rename, fsync the directory), and a checkpoint with sequence `n` is
-//! written only after every file with sequence `≤ n` of its shard is.
-//!
-//! This crate knows nothing about Kafka clients; offsets are plain numbers.
+//! **Architecture invariant:** nothing in the lake is ever overwritten: every
+//! file is created once, under a name no other writer can hold (its sequence
+//! number was claimed first). This crate knows nothing about Kafka clients;
+//! offsets are plain numbers.
 
 mod checkpoint;
 mod datasets;
-mod files;
+mod delta;
+mod lake;
+mod location;
 
 pub use checkpoint::{Checkpoint, EncodedCheckpoint};
 pub use datasets::{Dataset, EventRow, FlushBatch, WriteStats};
-pub use files::Lake;
+pub use lake::{file_name, FlushError, FlushObserver, Lake, Restored, ShardFlush, ShardOutcome};
 
 /// What can go wrong writing or reading the lake.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A file system operation failed.
+    /// A local file system operation failed (creating the output root).
     #[error("lake: {op} {path}: {source}")]
     Io {
         /// What we tried.
@@ -47,10 +43,36 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The object store failed.
+    #[error("lake: {op} {path}: {message}")]
+    Store {
+        /// What we tried.
+        op: &'static str,
+        /// The object it was about.
+        path: String,
+        /// What the store said.
+        message: String,
+    },
+    /// The Delta kernel refused or failed.
+    #[error("lake: {context}: {message}")]
+    Delta {
+        /// What we were doing.
+        context: &'static str,
+        /// What the kernel said.
+        message: String,
+    },
+    /// A setting is unusable; `key` names it.
+    #[error("{key}: {message}")]
+    Config {
+        /// The configuration key.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// Arrow or Parquet encoding failed.
     #[error("lake: encoding {dataset}: {message}")]
     Encode {
-        /// The dataset being written.
+        /// What was being encoded.
         dataset: &'static str,
         /// The encoder's message.
         message: String,
@@ -58,9 +80,13 @@ pub enum Error {
     /// A checkpoint exists but cannot be read back.
     #[error("lake: checkpoint {path} is unreadable: {message}")]
     CorruptCheckpoint {
-        /// The checkpoint file.
-        path: std::path::PathBuf,
+        /// The checkpoint's path below the root.
+        path: String,
         /// What the decoder said.
         message: String,
     },
+    /// The tables and the shard files disagree in a way the protocol rules
+    /// out (another writer is active, or files were edited by hand).
+    #[error("lake: {0}")]
+    Inconsistent(String),
 }

@@ -276,8 +276,15 @@ impl Topics {
 /// `[output]`
 #[derive(Clone, Debug)]
 pub struct OutputSettings {
-    /// `output.uri`: root of the Parquet datasets, a local path. Default `./var/lake`.
-    pub root: PathBuf,
+    /// `output.uri`: root of the three Delta tables: a local path,
+    /// `file://`, `s3://bucket/prefix`, `gs://`, `az://` (or `abfss://`).
+    /// Default `./var/lake`.
+    pub uri: String,
+    /// `[output.storage]`: object-store options applied on top of the
+    /// environment's (`AWS_*`, `GOOGLE_*`, `AZURE_*`), by the option names
+    /// of `object_store` (for instance `aws_endpoint`, `aws_allow_http`).
+    /// Every value is treated as a secret. Default empty.
+    pub storage: BTreeMap<String, Secret>,
     /// `output.flush_interval`: longest time events wait before their files
     /// are written and their offsets committed. Default `10s`.
     pub flush_interval: Duration,
@@ -552,6 +559,7 @@ mod raw {
     #[serde(deny_unknown_fields, default)]
     struct Output {
         uri: String,
+        storage: BTreeMap<String, String>,
         flush_interval: String,
         flush_max_events: i64,
     }
@@ -560,6 +568,7 @@ mod raw {
         fn default() -> Self {
             Output {
                 uri: "./var/lake".into(),
+                storage: BTreeMap::new(),
                 flush_interval: "10s".into(),
                 flush_max_events: 200_000,
             }
@@ -914,20 +923,29 @@ mod raw {
             }
 
             let uri = non_empty("output.uri", self.output.uri)?;
-            let root = match uri.split_once("://") {
-                None => PathBuf::from(&uri),
-                Some(("file", path)) => PathBuf::from(path),
-                Some((scheme, _)) => {
+            // The scheme is checked here so a typo fails at start-up by
+            // name; the lake checks the rest when it opens the store.
+            if let Some((scheme, _)) = uri.split_once("://") {
+                const SCHEMES: &[&str] =
+                    &["file", "s3", "s3a", "gs", "az", "abfs", "abfss", "azure"];
+                if !SCHEMES.contains(&scheme) {
                     return Err(invalid(
                         "output.uri",
                         format!(
-                            "scheme `{scheme}://` is not supported by this build; use a local path"
+                            "scheme `{scheme}://` is not supported; use a local path, file://, s3://, gs:// or az://"
                         ),
-                    ))
+                    ));
                 }
-            };
+            }
+            let storage = self
+                .output
+                .storage
+                .into_iter()
+                .map(|(key, value)| (key.to_ascii_lowercase(), Secret::new(value)))
+                .collect();
             let output = OutputSettings {
-                root,
+                uri,
+                storage,
                 flush_interval: duration("output.flush_interval", &self.output.flush_interval)?,
                 flush_max_events: in_range(
                     "output.flush_max_events",
@@ -1031,7 +1049,7 @@ mod tests {
             ["news.articles", "news.comments", "news.forum-posts"]
         );
         assert_eq!(s.topics.dead_letters, "news.dead-letters");
-        assert_eq!(s.output.root, PathBuf::from("./var/lake"));
+        assert_eq!(s.output.uri, "./var/lake");
         assert_eq!(s.dedup.horizon, Duration::from_secs(7 * 86_400));
         assert_eq!(s.limits.max_message_bytes, 262_144);
         assert_eq!(s.kafka.partitioner, "murmur2_random");
@@ -1079,7 +1097,7 @@ mod tests {
             (&[("NEWSFLOW__KAFKA__PARTITIONS", "0")], "kafka.partitions"),
             (&[("NEWSFLOW__KAFKA__PARTITIONS", "many")], "partitions"),
             (
-                &[("NEWSFLOW__OUTPUT__URI", "s3://bucket/lake")],
+                &[("NEWSFLOW__OUTPUT__URI", "ftp://host/lake")],
                 "output.uri",
             ),
             (&[("NEWSFLOW__LOG__FORMAT", "xml")], "log.format"),

@@ -44,6 +44,9 @@ pub struct Metrics {
     dedup_memory: IntGauge,
     broker_rtt: GaugeVec,
     fetch_queue: IntGauge,
+    lake_commits: IntCounterVec,
+    lake_commit_duration: HistogramVec,
+    shards_fenced: prometheus::IntCounter,
 }
 
 impl Default for Metrics {
@@ -237,6 +240,31 @@ impl Metrics {
         registry
             .register(Box::new(broker_rtt.clone()))
             .expect("unique metric");
+        let lake_commits = counter(
+            "newsflow_lake_commits_total",
+            "Delta commits by table and outcome: committed, conflict_retried (a race lost to another commit, tried again), fenced (a shard's flush left out because another owner committed for it).",
+            &["table", "outcome"],
+        );
+        let lake_commit_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "newsflow_lake_commit_duration_seconds",
+                "Time to commit one flush to one Delta table, lost races and retries included.",
+            )
+            .buckets(exponential_buckets(0.001, 2.0, 16).expect("valid buckets")),
+            &["table"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(lake_commit_duration.clone()))
+            .expect("unique metric");
+        let shards_fenced = prometheus::IntCounter::new(
+            "newsflow_shards_fenced_total",
+            "Shards this worker dropped because another owner committed for them (it had lost them, for instance while paused).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(shards_fenced.clone()))
+            .expect("unique metric");
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "newsflow_build_info",
@@ -288,6 +316,9 @@ impl Metrics {
             dedup_memory,
             broker_rtt,
             fetch_queue,
+            lake_commits,
+            lake_commit_duration,
+            shards_fenced,
         }
     }
 
@@ -311,6 +342,11 @@ impl Metrics {
         for kind in ["assign", "revoke"] {
             self.rebalances.with_label_values(&[kind]);
         }
+        for table in ["article_totals", "article_engagement", "events"] {
+            for outcome in ["committed", "conflict_retried", "fenced"] {
+                self.lake_commits.with_label_values(&[table, outcome]);
+            }
+        }
         // Lines refused before sending carry a reject reason; events Kafka
         // did not take carry a delivery reason.
         let delivery = [
@@ -324,6 +360,38 @@ impl Metrics {
         for reason in delivery.iter().chain(rejected.iter()) {
             self.produce_errors.with_label_values(&[reason]);
         }
+    }
+
+    /// A flush's commit to the Delta table `table`: commits made, races
+    /// lost and retried, shards left out because they were fenced, and the
+    /// time it all took.
+    pub fn lake_committed(
+        &self,
+        table: &str,
+        committed: u64,
+        conflicts: u64,
+        fenced: u64,
+        seconds: f64,
+    ) {
+        for (outcome, n) in [
+            ("committed", committed),
+            ("conflict_retried", conflicts),
+            ("fenced", fenced),
+        ] {
+            if n > 0 {
+                self.lake_commits
+                    .with_label_values(&[table, outcome])
+                    .inc_by(n);
+            }
+        }
+        self.lake_commit_duration
+            .with_label_values(&[table])
+            .observe(seconds);
+    }
+
+    /// A shard was fenced: another owner committed for it.
+    pub fn shard_fenced(&self) {
+        self.shards_fenced.inc();
     }
 
     /// `n` valid events of `event_type` were read from `topic`.

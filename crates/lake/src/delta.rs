@@ -1,0 +1,331 @@
+//! One Delta table through `delta_kernel`: created if missing, a snapshot
+//! kept fresh incrementally, and commits that carry several shards' flushes
+//! at once, each fenced by its shard's transaction id.
+//!
+//! **Fencing.** Every shard has an application id in every table
+//! (`newsflow-shard-SSSSS`) whose version is the sequence number of the
+//! shard's last flush committed there. A commit for flush `seq` of a shard
+//! is made only while the table's version of the shard's id is still `prev`,
+//! the flush it follows: the check runs on a snapshot, and the commit is
+//! made at exactly that snapshot's version plus one, so any commit in
+//! between makes it conflict (the kernel does not rebase), and the check is
+//! made again on a fresh snapshot. A shard whose id moved on to anything
+//! else was taken over: it is *fenced*, and its files are never committed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use delta_kernel::committer::FileSystemCommitter;
+use delta_kernel::engine::arrow_conversion::TryFromArrow;
+use delta_kernel::engine::arrow_data::ArrowEngineData;
+use delta_kernel::expressions::Scalar;
+use delta_kernel::schema::StructType;
+use delta_kernel::transaction::create_table::create_table;
+use delta_kernel::transaction::data_layout::DataLayout;
+use delta_kernel::transaction::{
+    BoundWriteContext, CommitResult, UpdateTableOperation, WriteState,
+};
+use delta_kernel::{Snapshot, SnapshotRef};
+use delta_kernel_default_engine::executor::tokio::TokioMultiThreadExecutor;
+use delta_kernel_default_engine::DefaultEngine;
+use url::Url;
+
+use crate::datasets::{Dataset, PartitionKey, PartitionValue};
+use crate::Error;
+
+/// The kernel engine the lake uses: the default engine on the lake's own
+/// multi-threaded runtime (the background executor deadlocks in log
+/// checkpoints).
+pub(crate) type Engine = DefaultEngine<TokioMultiThreadExecutor>;
+
+/// Written into every commit's `commitInfo.engineInfo`.
+const ENGINE_INFO: &str = concat!("newsflow/", env!("CARGO_PKG_VERSION"));
+
+/// How often a commit is tried again after losing a race to another
+/// commit (of other shards, usually) before the flush fails.
+const MAX_CONFLICTS: u32 = 200;
+/// How often a commit is tried again after a transient store error.
+const MAX_RETRIES: u32 = 5;
+/// A log checkpoint is written after this many commits, so that opening a
+/// table replays at most this many JSON commits.
+const LOG_CHECKPOINT_EVERY: u64 = 100;
+
+/// The application id of `shard` in the tables' transaction ids.
+pub(crate) fn app_id(shard: i32) -> String {
+    format!("newsflow-shard-{shard:05}")
+}
+
+fn kernel(context: &'static str) -> impl Fn(delta_kernel::KernelError) -> Error {
+    move |e| Error::Delta {
+        context,
+        message: e.to_string(),
+    }
+}
+
+/// A handle on one table.
+pub(crate) struct Table {
+    pub dataset: Dataset,
+    pub url: Url,
+    snapshot: Mutex<SnapshotRef>,
+    write_state: Arc<WriteState>,
+}
+
+/// What one shard wants to commit to a table, and what became of it.
+pub(crate) struct CommitEntry {
+    pub shard: i32,
+    /// The flush sequence number the table must hold for the shard now.
+    pub prev: u64,
+    /// The flush being committed.
+    pub seq: u64,
+    /// The add-file metadata of its files in this table.
+    pub adds: Vec<RecordBatch>,
+    pub status: EntryStatus,
+}
+
+/// Where a [`CommitEntry`] stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EntryStatus {
+    /// Not committed yet.
+    Pending,
+    /// Committed by this call.
+    Committed,
+    /// The table already held `seq` for the shard: someone finished this
+    /// very flush (a restore rolling it forward).
+    AlreadyThere,
+    /// The table holds another sequence number for the shard: another
+    /// owner committed; this flush must never be.
+    Fenced { found: u64 },
+}
+
+/// How one [`Table::commit`] went, for metrics.
+#[derive(Debug, Default)]
+pub(crate) struct CommitReport {
+    /// Commits made (0 or 1).
+    pub committed: u64,
+    /// Races lost to other commits, retried.
+    pub conflicts: u64,
+    /// Time spent, retries included.
+    pub seconds: f64,
+}
+
+impl Table {
+    /// Opens the table at `url`, creating it (empty, partitioned, with the
+    /// minimal protocol) if there is none yet. Several workers may race to
+    /// create it: the log lets one win, and the others open what it made.
+    pub fn open(engine: &Engine, dataset: Dataset, url: Url) -> Result<Table, Error> {
+        let snapshot = match Snapshot::builder_for(url.as_str()).build(engine) {
+            Ok(snapshot) => snapshot,
+            Err(not_there) => {
+                create(engine, dataset, &url).map_err(|e| Error::Delta {
+                    context: "creating table",
+                    message: format!("{}: {e} (opening it said: {not_there})", url),
+                })?;
+                Snapshot::builder_for(url.as_str())
+                    .build(engine)
+                    .map_err(kernel("opening table"))?
+            }
+        };
+        let write_state = snapshot
+            .clone()
+            .update_table(UpdateTableOperation::StreamingUpdate, ENGINE_INFO, true)
+            .build(engine, Box::new(FileSystemCommitter::new()))
+            .and_then(|txn| txn.write_state())
+            .map_err(kernel("preparing writes"))?;
+        Ok(Table {
+            dataset,
+            url,
+            snapshot: Mutex::new(snapshot),
+            write_state,
+        })
+    }
+
+    /// A snapshot at the table's latest version, read incrementally from
+    /// the last one.
+    pub fn refresh(&self, engine: &Engine) -> Result<SnapshotRef, Error> {
+        let old = self.cached();
+        let fresh = Snapshot::builder_from(old)
+            .build(engine)
+            .map_err(kernel("reading table log"))?;
+        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+        Ok(fresh)
+    }
+
+    fn cached(&self) -> SnapshotRef {
+        self.snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The last flush of `shard` committed to this table (0 for none), as
+    /// of `snapshot`.
+    pub fn committed_seq(
+        &self,
+        engine: &Engine,
+        snapshot: &SnapshotRef,
+        shard: i32,
+    ) -> Result<u64, Error> {
+        let version = snapshot
+            .get_app_id_version(&app_id(shard), engine)
+            .map_err(kernel("reading transaction ids"))?;
+        Ok(version.map_or(0, |v| v.max(0) as u64))
+    }
+
+    /// The write context of the partition `key`: where its files go and
+    /// how their add actions are described.
+    pub fn write_context(&self, key: &PartitionKey) -> Result<BoundWriteContext, Error> {
+        let values: HashMap<String, Scalar> = self
+            .dataset
+            .partition_columns()
+            .iter()
+            .zip(key)
+            .map(|(column, value)| {
+                let scalar = match value {
+                    PartitionValue::Date(days) => Scalar::Date(*days),
+                    PartitionValue::Name(name) => Scalar::String((*name).to_string()),
+                };
+                ((*column).to_string(), scalar)
+            })
+            .collect();
+        self.write_state
+            .write_context_builder()
+            .with_partition_values(values)
+            .build()
+            .map_err(kernel("binding partition values"))
+    }
+
+    /// Commits the pending entries together, each with its shard's
+    /// transaction id, as one table version. Entries whose shard was
+    /// taken over are left out (`Fenced`), and so are those already there;
+    /// the rest end `Committed`. Losing a race to another commit is
+    /// retried on a fresh snapshot, where the fencing check runs again.
+    pub fn commit(
+        &self,
+        engine: &Engine,
+        entries: &mut [CommitEntry],
+    ) -> Result<CommitReport, Error> {
+        let started = Instant::now();
+        let mut report = CommitReport::default();
+        let mut transient = 0;
+        loop {
+            let snapshot = self.refresh(engine)?;
+            for entry in entries.iter_mut() {
+                if entry.status != EntryStatus::Pending {
+                    continue;
+                }
+                let found = self.committed_seq(engine, &snapshot, entry.shard)?;
+                if found == entry.seq {
+                    entry.status = EntryStatus::AlreadyThere;
+                } else if found != entry.prev {
+                    entry.status = EntryStatus::Fenced { found };
+                }
+            }
+            let pending: Vec<usize> = (0..entries.len())
+                .filter(|i| entries[*i].status == EntryStatus::Pending)
+                .collect();
+            if pending.is_empty() {
+                report.seconds = started.elapsed().as_secs_f64();
+                return Ok(report);
+            }
+            let mut builder = snapshot.clone().update_table(
+                UpdateTableOperation::StreamingUpdate,
+                ENGINE_INFO,
+                true,
+            );
+            for i in &pending {
+                builder =
+                    builder.with_transaction_id(app_id(entries[*i].shard), entries[*i].seq as i64);
+            }
+            let mut txn = builder
+                .build(engine, Box::new(FileSystemCommitter::new()))
+                .map_err(kernel("starting a commit"))?;
+            for i in &pending {
+                for adds in &entries[*i].adds {
+                    txn.add_files(Box::new(ArrowEngineData::new(adds.clone())));
+                }
+            }
+            match txn.commit(engine).map_err(kernel("committing"))? {
+                CommitResult::Committed(committed) => {
+                    for i in &pending {
+                        entries[*i].status = EntryStatus::Committed;
+                    }
+                    report.committed = 1;
+                    report.seconds = started.elapsed().as_secs_f64();
+                    if let Some(snapshot) = committed.post_commit_snapshot() {
+                        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = snapshot.clone();
+                        if committed.post_commit_stats().commits_since_checkpoint
+                            >= LOG_CHECKPOINT_EVERY
+                        {
+                            self.write_log_checkpoint(engine, snapshot);
+                        }
+                    }
+                    return Ok(report);
+                }
+                CommitResult::Conflicted(conflict) => {
+                    report.conflicts += 1;
+                    tracing::debug!(
+                        table = self.dataset.name(),
+                        version = conflict.conflict_version(),
+                        "lost a commit race; trying again on a fresh snapshot"
+                    );
+                    if report.conflicts >= u64::from(MAX_CONFLICTS) {
+                        return Err(Error::Delta {
+                            context: "committing",
+                            message: format!(
+                                "{}: lost {} commit races in a row",
+                                self.url, report.conflicts
+                            ),
+                        });
+                    }
+                }
+                CommitResult::Retryable(retry) => {
+                    transient += 1;
+                    if transient >= MAX_RETRIES {
+                        return Err(kernel("committing")(retry.error));
+                    }
+                    std::thread::sleep(Duration::from_millis(100 << transient));
+                }
+            }
+        }
+    }
+
+    /// Writes a log checkpoint at `snapshot`, so that opening the table
+    /// stays fast after many flushes. A failure is only logged: the table
+    /// is complete without it.
+    fn write_log_checkpoint(&self, engine: &Engine, snapshot: &SnapshotRef) {
+        match snapshot.checkpoint(engine, None) {
+            Ok(_) => tracing::debug!(
+                table = self.dataset.name(),
+                version = snapshot.version(),
+                "wrote a log checkpoint"
+            ),
+            Err(e) => tracing::warn!(
+                table = self.dataset.name(),
+                error = %e,
+                "could not write a log checkpoint; the log is whole without it"
+            ),
+        }
+    }
+}
+
+/// Creates the empty table: its schema, its partition columns, nothing else.
+fn create(engine: &Engine, dataset: Dataset, url: &Url) -> Result<(), Error> {
+    let schema =
+        StructType::try_from_arrow(dataset.table_schema().as_ref()).map_err(|e| Error::Delta {
+            context: "creating table",
+            message: e.to_string(),
+        })?;
+    let txn = create_table(url.as_str(), Arc::new(schema), ENGINE_INFO, true)
+        .with_data_layout(DataLayout::partitioned(
+            dataset.partition_columns().iter().copied(),
+        ))
+        .build(engine, Box::new(FileSystemCommitter::new()))
+        .map_err(kernel("creating table"))?;
+    match txn.commit(engine).map_err(kernel("creating table"))? {
+        // Another worker created it first: fine, it is the same table.
+        CommitResult::Committed(_) | CommitResult::Conflicted(_) => Ok(()),
+        CommitResult::Retryable(retry) => Err(kernel("creating table")(retry.error)),
+    }
+}

@@ -1,0 +1,154 @@
+//! Where the lake lives: `output.uri` turned into an object store and the
+//! URL of the output root.
+//!
+//! Credentials and endpoints come from the variables every tool of the
+//! ecosystem reads (`AWS_*`, `GOOGLE_*`, `AZURE_*`: the builders' own
+//! `from_env`), so a worker, DuckDB, Polars and Spark share one set; the
+//! `[output.storage]` keys are applied on top, for whatever the environment
+//! cannot say.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::DynObjectStore;
+use url::Url;
+
+use crate::Error;
+
+/// The output root: a store and where in it the lake begins.
+#[derive(Clone, Debug)]
+pub(crate) struct Location {
+    /// The root as a URL, ending in `/`; tables are folders below it.
+    pub root: Url,
+    /// The store that holds it. For buckets the store is the bucket, and
+    /// object paths are the URL's path (as the Delta kernel resolves them).
+    pub store: Arc<DynObjectStore>,
+}
+
+impl Location {
+    /// Parses `uri` (a local path, `file://`, `s3://`, `s3a://`, `gs://`,
+    /// `az://`, `abfs://`, `abfss://`) and builds its store. `options` are
+    /// the `[output.storage]` keys, named in errors as such.
+    pub fn parse(uri: &str, options: &BTreeMap<String, String>) -> Result<Location, Error> {
+        let invalid = |key: String, message: String| Error::Config { key, message };
+        let scheme = uri.split_once("://").map(|(scheme, _)| scheme);
+        let root = match scheme {
+            None | Some("file") => {
+                let path = uri.strip_prefix("file://").unwrap_or(uri);
+                std::fs::create_dir_all(path).map_err(|source| Error::Io {
+                    op: "creating output root",
+                    path: path.into(),
+                    source,
+                })?;
+                let absolute = std::fs::canonicalize(path).map_err(|source| Error::Io {
+                    op: "resolving output root",
+                    path: path.into(),
+                    source,
+                })?;
+                Url::from_directory_path(&absolute).map_err(|()| {
+                    invalid(
+                        "output.uri".into(),
+                        format!("{} is not an absolute path", absolute.display()),
+                    )
+                })?
+            }
+            Some(_) => {
+                let mut url = Url::parse(uri)
+                    .map_err(|e| invalid("output.uri".into(), format!("`{uri}`: {e}")))?;
+                if !url.path().ends_with('/') {
+                    let path = format!("{}/", url.path());
+                    url.set_path(&path);
+                }
+                url
+            }
+        };
+        let option_error = |key: &str, e: object_store::Error| {
+            invalid(format!("output.storage.{key}"), e.to_string())
+        };
+        let store: Arc<DynObjectStore> = match root.scheme() {
+            "file" => {
+                if let Some(key) = options.keys().next() {
+                    return Err(invalid(
+                        format!("output.storage.{key}"),
+                        "a local output takes no storage options".into(),
+                    ));
+                }
+                Arc::new(LocalFileSystem::new())
+            }
+            "s3" | "s3a" => {
+                let mut builder = AmazonS3Builder::from_env().with_url(root.as_str());
+                for (key, value) in options {
+                    let key_type: AmazonS3ConfigKey =
+                        key.parse().map_err(|e| option_error(key, e))?;
+                    builder = builder.with_config(key_type, value);
+                }
+                Arc::new(
+                    builder
+                        .build()
+                        .map_err(|e| invalid("output.uri".into(), e.to_string()))?,
+                )
+            }
+            "gs" => {
+                let mut builder = GoogleCloudStorageBuilder::from_env().with_url(root.as_str());
+                for (key, value) in options {
+                    let key_type: GoogleConfigKey =
+                        key.parse().map_err(|e| option_error(key, e))?;
+                    builder = builder.with_config(key_type, value);
+                }
+                Arc::new(
+                    builder
+                        .build()
+                        .map_err(|e| invalid("output.uri".into(), e.to_string()))?,
+                )
+            }
+            "az" | "abfs" | "abfss" | "azure" => {
+                let mut builder = MicrosoftAzureBuilder::from_env().with_url(root.as_str());
+                for (key, value) in options {
+                    let key_type: AzureConfigKey =
+                        key.parse().map_err(|e| option_error(key, e))?;
+                    builder = builder.with_config(key_type, value);
+                }
+                Arc::new(
+                    builder
+                        .build()
+                        .map_err(|e| invalid("output.uri".into(), e.to_string()))?,
+                )
+            }
+            other => {
+                return Err(invalid(
+                    "output.uri".into(),
+                    format!(
+                        "scheme `{other}://` is not supported; use a local path, file://, s3://, gs:// or az://"
+                    ),
+                ))
+            }
+        };
+        Ok(Location { root, store })
+    }
+
+    /// The URL of a table (or any folder) below the root, ending in `/`.
+    pub fn folder(&self, name: &str) -> Url {
+        self.root
+            .join(&format!("{name}/"))
+            .expect("a folder name joins onto the root")
+    }
+
+    /// The object path of `relative` (below the root) in the store.
+    pub fn object_path(&self, relative: &str) -> ObjectPath {
+        let url = self
+            .root
+            .join(relative)
+            .expect("a relative path joins onto the root");
+        ObjectPath::from_url_path(url.path()).expect("a URL path is a valid object path")
+    }
+
+    /// The root for people: a URL without credentials.
+    pub fn display(&self) -> String {
+        self.root.to_string()
+    }
+}

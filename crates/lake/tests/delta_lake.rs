@@ -1,0 +1,236 @@
+//! The lake's flush and restore protocol on a local root: a shard resumes
+//! from what the tables' logs committed, two writers racing for one shard
+//! leave exactly one of them in the logs (the other is fenced), nothing is
+//! ever overwritten, and a damaged checkpoint is refused by name.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use newsflow_core::event::decode_unkeyed;
+use newsflow_core::{CountingRules, EventType, Shard};
+use newsflow_lake::{
+    Dataset, EncodedCheckpoint, EventRow, FlushBatch, FlushError, FlushObserver, Lake, ShardFlush,
+    WriteStats,
+};
+
+const NOW: i64 = 1_800_000_000_000_000;
+
+/// Counts what a flush reports.
+#[derive(Default)]
+struct Tally(std::sync::Mutex<BTreeMap<String, u64>>);
+
+impl Tally {
+    fn add(&self, key: &str, n: u64) {
+        *self.0.lock().unwrap().entry(key.into()).or_default() += n;
+    }
+    fn get(&self, key: &str) -> u64 {
+        self.0.lock().unwrap().get(key).copied().unwrap_or(0)
+    }
+}
+
+impl FlushObserver for Tally {
+    fn written(&self, dataset: Dataset, stats: WriteStats, _: f64) {
+        self.add(&format!("files.{}", dataset.name()), stats.files);
+    }
+    fn checkpointed(&self, _: f64) {
+        self.add("checkpoints", 1);
+    }
+    fn committed(&self, dataset: Dataset, committed: u64, conflicts: u64, fenced: u64, _: f64) {
+        self.add(&format!("commits.{}", dataset.name()), committed);
+        self.add("conflicts", conflicts);
+        self.add("fenced", fenced);
+    }
+}
+
+/// A worker's view of one shard, counting comments `c-<from>..c-<to>` of
+/// article `a-1` read from offsets `from..to` of topic `t`.
+struct Writer {
+    lake: Lake,
+    shard: Shard,
+    committed: u64,
+    next_seq: u64,
+}
+
+impl Writer {
+    fn restore(lake: &Lake, shard: i32) -> Writer {
+        let restored = lake.restore(shard).expect("restore");
+        let state = restored
+            .checkpoint
+            .map(|c| c.state)
+            .unwrap_or_else(|| Shard::new(CountingRules::default()));
+        assert!(restored.next_seq > restored.committed);
+        Writer {
+            lake: lake.clone(),
+            shard: state,
+            committed: restored.committed,
+            next_seq: restored.next_seq,
+        }
+    }
+
+    /// Counts comments `from..to` and cuts a flush of shard 0.
+    fn cut(&mut self, from: i64, to: i64) -> ShardFlush {
+        let mut events = Vec::new();
+        for i in from..to {
+            let line = format!(
+                r#"{{"schema_version":1,"event_id":"c-{i}","event_type":"social_comment","article_id":"a-1","occurred_at":"2026-11-01T09:{:02}:00Z","platform":"x"}}"#,
+                i % 60
+            );
+            let event = decode_unkeyed(line.as_bytes(), &Default::default()).unwrap();
+            self.shard.apply(&event);
+            events.push(EventRow {
+                event_id: event.event_id.clone(),
+                event_type: EventType::SocialComment,
+                article_id: event.article_id.clone(),
+                occurred_at: event.occurred_at,
+                topic: Arc::from("t"),
+                partition: 0,
+                offset: i,
+                payload: line,
+            });
+        }
+        let drained = self.shard.drain(NOW, true, self.next_seq);
+        let offsets = BTreeMap::from([("t".to_string(), to)]);
+        let checkpoint =
+            EncodedCheckpoint::encode(0, self.next_seq, self.committed, &offsets, &self.shard)
+                .unwrap();
+        ShardFlush {
+            checkpoint,
+            batch: FlushBatch {
+                totals: drained.totals,
+                engagement: drained.engagement,
+                events,
+            },
+            evicted: drained.evicted,
+        }
+    }
+
+    fn flush(&mut self, job: ShardFlush, tally: &Tally) -> Result<(), FlushError> {
+        let seq = job.checkpoint.seq();
+        let mut outcomes = self.lake.flush(vec![job], &|_| false, tally);
+        assert_eq!(outcomes.len(), 1);
+        let next = outcomes.pop().unwrap().result?;
+        self.committed = seq;
+        self.next_seq = next;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_shard_resumes_from_what_the_logs_committed() {
+    let root = tempfile::tempdir().unwrap();
+    let uri = root.path().display().to_string();
+    let lake = Lake::open(&uri, &BTreeMap::new()).unwrap();
+    let tally = Tally::default();
+
+    let mut writer = Writer::restore(&lake, 0);
+    assert_eq!(writer.committed, 0);
+    let job = writer.cut(0, 10);
+    writer.flush(job, &tally).unwrap();
+    let job = writer.cut(10, 25);
+    writer.flush(job, &tally).unwrap();
+    assert_eq!(tally.get("commits.events"), 2);
+    assert_eq!(tally.get("commits.article_totals"), 2);
+    assert_eq!(tally.get("checkpoints"), 2);
+
+    // Another process opening the same root resumes after the second flush.
+    let reopened = Lake::open(&uri, &BTreeMap::new()).unwrap();
+    let restored = reopened.restore(0).unwrap();
+    assert_eq!(restored.committed, writer.committed);
+    assert_eq!(restored.rolled_forward, 0);
+    let checkpoint = restored.checkpoint.unwrap();
+    assert_eq!(checkpoint.offsets["t"], 25);
+    let footer = checkpoint
+        .state
+        .clone()
+        .drain(NOW, true, 99)
+        .totals
+        .into_iter()
+        .find(|r| r.article_id == "a-1");
+    // Nothing changed since the last drain, so no new row: the counts live
+    // in the state, which a further comment shows.
+    assert!(footer.is_none());
+    let mut state = checkpoint.state;
+    let line = r#"{"schema_version":1,"event_id":"c-new","event_type":"social_comment","article_id":"a-1","occurred_at":"2026-11-01T09:59:00Z","platform":"x"}"#;
+    state.apply(&decode_unkeyed(line.as_bytes(), &Default::default()).unwrap());
+    let row = state.drain(NOW, true, 100).totals.remove(0);
+    assert_eq!(row.social_comments, 26);
+
+    // Every table is a Delta table with a log; the shard files are apart.
+    for table in ["article_totals", "article_engagement", "events"] {
+        assert!(
+            root.path().join(table).join("_delta_log").is_dir(),
+            "{table}"
+        );
+    }
+    assert!(root.path().join("_newsflow/shards/00000").is_dir());
+}
+
+#[test]
+fn of_two_writers_racing_for_a_shard_one_is_fenced() {
+    let root = tempfile::tempdir().unwrap();
+    let uri = root.path().display().to_string();
+    let tally = Tally::default();
+    let old = Lake::open(&uri, &BTreeMap::new()).unwrap();
+    let mut paused = Writer::restore(&old, 0);
+    let job = paused.cut(0, 10);
+    paused.flush(job, &tally).unwrap();
+
+    // The old owner cuts its next flush, then pauses; the group gives the
+    // shard to a new owner, which restores from the logs and commits first.
+    let late = paused.cut(10, 20);
+    let new = Lake::open(&uri, &BTreeMap::new()).unwrap();
+    let mut owner = Writer::restore(&new, 0);
+    assert_eq!(owner.committed, 1);
+    assert!(
+        owner.next_seq > paused.next_seq,
+        "the new owner must not reuse the sequence number the old one claimed"
+    );
+    let job = owner.cut(10, 30);
+    owner.flush(job, &tally).unwrap();
+
+    // The old owner thaws and tries to commit: it is fenced, in the first
+    // table it tries, so it adds nothing anywhere.
+    let err = paused.flush(late, &tally).unwrap_err();
+    assert!(
+        matches!(err, FlushError::Fenced { table: "events", found } if found == owner.committed),
+        "{err:?}"
+    );
+    assert_eq!(tally.get("fenced"), 1);
+
+    // The logs hold the new owner's flush, and its checkpoint.
+    let restored = Lake::open(&uri, &BTreeMap::new())
+        .unwrap()
+        .restore(0)
+        .unwrap();
+    assert_eq!(restored.committed, owner.committed);
+    assert_eq!(restored.checkpoint.unwrap().offsets["t"], 30);
+}
+
+#[test]
+fn bad_storage_options_and_schemes_name_their_key() {
+    let root = tempfile::tempdir().unwrap();
+    let uri = root.path().display().to_string();
+    let options = BTreeMap::from([("aws_region".to_string(), "x".to_string())]);
+    let err = Lake::open(&uri, &options).unwrap_err().to_string();
+    assert!(err.contains("output.storage.aws_region"), "{err}");
+    let err = Lake::open("ftp://host/lake", &BTreeMap::new())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("output.uri"), "{err}");
+    let options = BTreeMap::from([("no_such_key".to_string(), "x".to_string())]);
+    let err = Lake::open("s3://bucket/lake", &options)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("output.storage.no_such_key"), "{err}");
+}
+
+#[test]
+fn a_lake_of_contract_v1_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("_checkpoints")).unwrap();
+    std::fs::write(root.path().join("_checkpoints/shard-00000.ckpt"), b"x").unwrap();
+    let err = Lake::open(&root.path().display().to_string(), &BTreeMap::new())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("contract v1"), "{err}");
+}
