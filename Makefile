@@ -4,8 +4,9 @@
 CARGO   ?= cargo
 PYTHON  := $(CURDIR)/.venv/bin/python
 KAFKA   := bash deploy/local/kafka.sh
+S3      := bash deploy/local/s3.sh
 
-.PHONY: help demo test chaos fuzz bench bench-micro build release deps venv kafka-up kafka-down kafka-status check-deploy lint fmt clippy reset clean
+.PHONY: help demo test chaos fuzz bench bench-micro build release deps venv kafka-up kafka-down kafka-status s3-up s3-down s3-status check-deploy lint fmt clippy reset clean
 
 help:
 	@echo "make demo          build, start Kafka, publish the seed article and a synthetic stream, count, print the footer"
@@ -17,6 +18,8 @@ help:
 	@echo "make lint          cargo fmt --check and clippy with warnings denied"
 	@echo "make kafka-up      start the local single-node Kafka (KRaft) on 127.0.0.1:9092"
 	@echo "make kafka-down    stop it;  make kafka-status: does it answer?"
+	@echo "make s3-up         start the local S3 API server (s3proxy) on 127.0.0.1:9000, bucket newsflow"
+	@echo "make s3-down       stop it;  make s3-status: does it answer?"
 	@echo "make reset         stop Kafka and delete var/ (broker data, demo lake)"
 
 deps:
@@ -37,6 +40,15 @@ kafka-down:
 kafka-status:
 	$(KAFKA) status
 
+s3-up: deps
+	$(S3) up
+
+s3-down:
+	$(S3) down
+
+s3-status:
+	$(S3) status
+
 build:
 	$(CARGO) build --workspace --bins
 
@@ -48,14 +60,14 @@ demo: deps venv kafka-up release
 
 # The binaries are built first because the end-to-end tests run them as
 # separate processes (workers are killed, restarted and scaled like pods).
-test: deps venv kafka-up build check-deploy
+test: deps venv kafka-up s3-up build check-deploy
 	NEWSFLOW_PYTHON=$(PYTHON) $(CARGO) test --workspace
 
 # The crash-recovery test with a larger stream and many more kills than CI
 # time allows. It prints each kill and how far the output had got.
 CHAOS_EVENTS ?= 1000000
 CHAOS_KILLS  ?= 30
-chaos: deps venv kafka-up build
+chaos: deps venv kafka-up s3-up build
 	NEWSFLOW_PYTHON=$(PYTHON) NEWSFLOW_CHAOS_EVENTS=$(CHAOS_EVENTS) NEWSFLOW_CHAOS_KILLS=$(CHAOS_KILLS) \
 	  $(CARGO) test -p newsflow-e2e --test crash_recovery -- --nocapture
 
@@ -95,7 +107,7 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-reset: kafka-down
+reset: kafka-down s3-down
 	rm -rf var
 
 clean: reset

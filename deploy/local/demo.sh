@@ -2,7 +2,7 @@
 # `make demo`: the whole job end to end on local defaults. Publishes the
 # seed article's events and a synthetic stream to the local broker, runs one
 # worker until it has caught up, and prints the footer read back from the
-# Parquet output with DuckDB. Run it again: the same events are published
+# Delta tables with DuckDB's delta extension. Run it again: the same events are published
 # again, and because redeliveries count once the footer does not change.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,5 +21,5 @@ step "2/4 publishing ${EVENTS} synthetic events (newsflow-producer generate --se
 step "3/4 counting: one worker of group 'newsflow' until it has caught up"
 "$BIN/newsflow-consumer" run --exit-when-caught-up --progress-every 2s
 
-step "4/4 reading the output back with DuckDB (${NEWSFLOW__OUTPUT__URI})"
+step "4/4 reading the Delta tables back with DuckDB (${NEWSFLOW__OUTPUT__URI})"
 .venv/bin/python deploy/local/report.py "$NEWSFLOW__OUTPUT__URI" tests/fixtures/seed-article.txt

@@ -16,6 +16,7 @@ need pkg-config pkg-config
 need java openjdk-17-jre-headless
 need mvn maven
 need kcat kcat
+need curl curl                    # deploy/local/s3.sh asks s3proxy whether it answers
 need openssl openssl              # certificates for the SASL_SSL test
 need chattr e2fsprogs             # the output-failure test makes the lake immutable
 need promtool prometheus          # validates deploy/prometheus

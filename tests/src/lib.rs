@@ -55,6 +55,8 @@ pub struct TestEnv {
     /// Where the workers write: the local `lake` folder, or a prefix of the
     /// local S3 server's bucket.
     pub lake_uri: String,
+    /// The S3 endpoint the workers and readers use.
+    pub s3_endpoint: String,
 }
 
 /// The local S3 server the tests use (`make s3-up`, deploy/local/s3.sh).
@@ -68,13 +70,14 @@ pub mod s3 {
     /// The bucket `make s3-up` creates.
     pub const BUCKET: &str = "newsflow";
 
-    /// The variables every S3 client here reads: the worker, the readers.
-    pub fn vars() -> Vec<(String, String)> {
+    /// The variables every S3 client here reads (the worker, the
+    /// readers), for the server at `endpoint`.
+    pub fn vars(endpoint: &str) -> Vec<(String, String)> {
         [
             ("AWS_ACCESS_KEY_ID", "newsflow".to_string()),
             ("AWS_SECRET_ACCESS_KEY", "newsflow-local-secret".to_string()),
             ("AWS_REGION", "us-east-1".to_string()),
-            ("AWS_ENDPOINT_URL", endpoint()),
+            ("AWS_ENDPOINT_URL", endpoint.to_string()),
             ("AWS_ALLOW_HTTP", "true".to_string()),
         ]
         .into_iter()
@@ -83,8 +86,7 @@ pub mod s3 {
     }
 
     /// Fails the test, naming the make target, unless the server answers.
-    pub fn assert_answers() {
-        let url = endpoint();
+    pub fn assert_answers(url: &str) {
         let host = url.trim_start_matches("http://");
         let answered = std::net::TcpStream::connect_timeout(
             &host.parse().expect("the S3 endpoint is host:port"),
@@ -97,19 +99,30 @@ pub mod s3 {
     }
 }
 
-/// A lake to read: its URI (a folder or `s3://…`).
+/// A lake to read: its URI (a folder or `s3://…`) and the S3 endpoint.
 #[derive(Clone, Debug)]
-pub struct LakeRef(pub String);
+pub struct LakeRef {
+    /// The output root.
+    pub uri: String,
+    /// The S3 server, for `s3://` roots.
+    pub s3_endpoint: String,
+}
 
 impl From<&Path> for LakeRef {
     fn from(path: &Path) -> Self {
-        LakeRef(path.display().to_string())
+        LakeRef {
+            uri: path.display().to_string(),
+            s3_endpoint: s3::endpoint(),
+        }
     }
 }
 
 impl From<&TestEnv> for LakeRef {
     fn from(env: &TestEnv) -> Self {
-        LakeRef(env.lake_uri.clone())
+        LakeRef {
+            uri: env.lake_uri.clone(),
+            s3_endpoint: env.s3_endpoint.clone(),
+        }
     }
 }
 
@@ -133,14 +146,21 @@ impl TestEnv {
             lake,
             partitions,
             lake_uri,
+            s3_endpoint: s3::endpoint(),
         }
     }
 
     /// Like [`TestEnv::new`], with the lake on the local S3 server.
     pub fn on_s3(name: &str, partitions: i32) -> Self {
-        s3::assert_answers();
+        Self::on_s3_at(name, partitions, &s3::endpoint())
+    }
+
+    /// Like [`TestEnv::on_s3`], on the S3 server at `endpoint`.
+    pub fn on_s3_at(name: &str, partitions: i32, endpoint: &str) -> Self {
+        s3::assert_answers(endpoint);
         let mut env = TestEnv::new(name, partitions);
         env.lake_uri = format!("s3://{}/tests/{}", s3::BUCKET, env.prefix);
+        env.s3_endpoint = endpoint.to_string();
         env
     }
 
@@ -177,7 +197,7 @@ impl TestEnv {
             ),
         ]
         .into_iter()
-        .chain(s3::vars())
+        .chain(s3::vars(&self.s3_endpoint))
         .collect()
     }
 
@@ -590,6 +610,7 @@ pub fn duckdb(sql: &str) -> Vec<Vec<serde_json::Value>> {
     run_python(
         &[OsStr::new("-c"), OsStr::new(script), OsStr::new(sql)],
         sql,
+        &[],
     )
 }
 
@@ -600,15 +621,20 @@ pub fn lake_sql(lake: impl Into<LakeRef>, sql: &str) -> Vec<Vec<serde_json::Valu
     let lake = lake.into();
     let script = workspace().join("tests/python/lake_query.py");
     run_python(
-        &[script.as_os_str(), OsStr::new(&lake.0), OsStr::new(sql)],
-        &format!("{sql} (on {})", lake.0),
+        &[script.as_os_str(), OsStr::new(&lake.uri), OsStr::new(sql)],
+        &format!("{sql} (on {})", lake.uri),
+        &s3::vars(&lake.s3_endpoint),
     )
 }
 
-fn run_python(args: &[&OsStr], what: &str) -> Vec<Vec<serde_json::Value>> {
+fn run_python(
+    args: &[&OsStr],
+    what: &str,
+    vars: &[(String, String)],
+) -> Vec<Vec<serde_json::Value>> {
     let output = Command::new(python())
         .args(args)
-        .envs(s3::vars())
+        .envs(vars.iter().cloned())
         .output()
         .expect("running DuckDB");
     assert!(

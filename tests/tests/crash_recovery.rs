@@ -38,12 +38,23 @@ fn kill_9_at_random_moments_loses_and_repeats_nothing() {
     };
     let events = number("NEWSFLOW_CHAOS_EVENTS", 60_000);
     let kills = number("NEWSFLOW_CHAOS_KILLS", 5);
+
+    kill_9_rounds(&TestEnv::new("crash", 4), 9, events, kills);
+}
+
+/// The same on `s3://`: the lake on the local S3 server, fewer rounds.
+#[test]
+fn kill_9_on_s3_loses_and_repeats_nothing() {
+    kill_9_rounds(&TestEnv::on_s3("crash-s3", 4), 19, 20_000, 3);
+}
+
+/// Publishes `events` generated from `seed` while a worker is killed
+/// `kills` times and restarted, then checks the output against the oracle.
+fn kill_9_rounds(env: &TestEnv, seed: u64, events: u64, kills: u64) {
     // Spread the stream over the workers' lives (four seconds on average).
     let rate = (events * 1000 / (kills * 4000)).max(1000);
-
-    let env = TestEnv::new("crash", 4);
-    env.create_topics(9);
-    let stream = env.stream(9, events, rate);
+    env.create_topics(seed);
+    let stream = env.stream(seed, events, rate);
 
     let mut seed = 0x5EED_u64;
     let mut progress = Vec::new();
@@ -53,7 +64,7 @@ fn kill_9_at_random_moments_loses_and_repeats_nothing() {
         let life = Duration::from_millis(2500 + next(&mut seed) % 3000);
         std::thread::sleep(life);
         worker.kill_9();
-        let committed = committed_records(&env);
+        let committed = committed_records(env);
         eprintln!("kill {round}/{kills} after {life:?}: {committed} records committed so far");
         progress.push(committed);
     }

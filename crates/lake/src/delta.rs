@@ -30,6 +30,8 @@ use delta_kernel::transaction::{
 use delta_kernel::{Snapshot, SnapshotRef};
 use delta_kernel_default_engine::executor::tokio::TokioMultiThreadExecutor;
 use delta_kernel_default_engine::DefaultEngine;
+use object_store::path::Path as ObjectPath;
+use object_store::DynObjectStore;
 use url::Url;
 
 use crate::datasets::{Dataset, PartitionKey, PartitionValue};
@@ -114,19 +116,40 @@ impl Table {
     /// Opens the table at `url`, creating it (empty, partitioned, with the
     /// minimal protocol) if there is none yet. Several workers may race to
     /// create it: the log lets one win, and the others open what it made.
-    pub fn open(engine: &Engine, dataset: Dataset, url: Url) -> Result<Table, Error> {
-        let snapshot = match Snapshot::builder_for(url.as_str()).build(engine) {
-            Ok(snapshot) => snapshot,
-            Err(not_there) => {
-                create(engine, dataset, &url).map_err(|e| Error::Delta {
-                    context: "creating table",
-                    message: format!("{}: {e} (opening it said: {not_there})", url),
-                })?;
-                Snapshot::builder_for(url.as_str())
-                    .build(engine)
-                    .map_err(kernel("opening table"))?
+    pub fn open(
+        engine: &Engine,
+        store: &DynObjectStore,
+        handle: &tokio::runtime::Handle,
+        dataset: Dataset,
+        url: Url,
+    ) -> Result<Table, Error> {
+        // Asked first, so that opening a new lake logs no kernel error.
+        let log = ObjectPath::from_url_path(format!("{}_delta_log/", url.path())).map_err(|e| {
+            Error::Store {
+                op: "naming",
+                path: url.to_string(),
+                message: e.to_string(),
             }
-        };
+        })?;
+        let exists = handle
+            .block_on(store.list_with_delimiter(Some(&log)))
+            .map_err(|e| Error::Store {
+                op: "listing",
+                path: log.to_string(),
+                message: e.to_string(),
+            })?
+            .objects
+            .iter()
+            .any(|o| o.location.as_ref().ends_with(".json"));
+        if !exists {
+            // Several workers may race to create it; the log lets one win.
+            if let Err(e) = create(engine, dataset, &url) {
+                tracing::debug!(table = dataset.name(), error = %e, "did not create the table; another worker may have");
+            }
+        }
+        let snapshot = Snapshot::builder_for(url.as_str())
+            .build(engine)
+            .map_err(kernel("opening table"))?;
         let write_state = snapshot
             .clone()
             .update_table(UpdateTableOperation::StreamingUpdate, ENGINE_INFO, true)

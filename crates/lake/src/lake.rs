@@ -82,6 +82,39 @@ struct Inner {
     engine: Engine,
     /// In [`COMMIT_ORDER`].
     tables: Vec<Table>,
+    /// A fault injected for the tests of the protocol
+    /// (`NEWSFLOW_FAILPOINT`); never set in production.
+    failpoint: Option<Failpoint>,
+}
+
+/// Faults the end-to-end tests inject through `NEWSFLOW_FAILPOINT`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Failpoint {
+    /// `crash_after_commit:<table>`: abort the process right after the
+    /// first commit to that table, leaving the tables after it in
+    /// [`COMMIT_ORDER`] without that flush.
+    CrashAfterCommit(Dataset),
+    /// `stall_before_commit:<ms>`: wait before every flush's first commit,
+    /// so that a freeze of the process catches a flush in flight.
+    StallBeforeCommit(std::time::Duration),
+}
+
+impl Failpoint {
+    fn from_env() -> Option<Failpoint> {
+        let value = std::env::var("NEWSFLOW_FAILPOINT").ok()?;
+        let (name, argument) = value.split_once(':')?;
+        match name {
+            "crash_after_commit" => Dataset::ALL
+                .into_iter()
+                .find(|d| d.name() == argument)
+                .map(Failpoint::CrashAfterCommit),
+            "stall_before_commit" => argument
+                .parse()
+                .ok()
+                .map(|ms| Failpoint::StallBeforeCommit(std::time::Duration::from_millis(ms))),
+            _ => None,
+        }
+    }
 }
 
 impl Drop for Inner {
@@ -213,12 +246,17 @@ impl Lake {
         let engine = DefaultEngineBuilder::new(location.store.clone())
             .with_task_executor(executor)
             .build();
+        let failpoint = Failpoint::from_env();
+        if let Some(failpoint) = failpoint {
+            tracing::warn!(?failpoint, "a test fault is injected (NEWSFLOW_FAILPOINT)");
+        }
         let mut inner = Inner {
             location,
             runtime: Some(runtime),
             handle,
             engine,
             tables: Vec::new(),
+            failpoint,
         };
         inner.refuse_v1_lake()?;
         for dataset in COMMIT_ORDER {
@@ -231,7 +269,13 @@ impl Lake {
                     source,
                 })?;
             }
-            inner.tables.push(Table::open(&inner.engine, dataset, url)?);
+            inner.tables.push(Table::open(
+                &inner.engine,
+                inner.location.store.as_ref(),
+                &inner.handle,
+                dataset,
+                url,
+            )?);
         }
         Ok(Lake {
             inner: Arc::new(inner),
@@ -339,6 +383,11 @@ impl Lake {
             }
         }
         let mut failed: BTreeMap<i32, FlushError> = BTreeMap::new();
+        if let Some(Failpoint::StallBeforeCommit(pause)) = inner.failpoint {
+            if !committing.is_empty() {
+                std::thread::sleep(pause);
+            }
+        }
         for table in &inner.tables {
             for (job, _) in &committing {
                 if !failed.contains_key(&job.shard) && abandoned(job.shard) {
@@ -385,6 +434,15 @@ impl Lake {
                         fenced,
                         report.seconds,
                     );
+                    if report.committed > 0
+                        && inner.failpoint == Some(Failpoint::CrashAfterCommit(table.dataset))
+                    {
+                        eprintln!(
+                            "NEWSFLOW_FAILPOINT: crashing after a commit to {}",
+                            table.dataset.name()
+                        );
+                        std::process::abort();
+                    }
                 }
                 Err(e) => {
                     let message = format!("committing to {}: {e}", table.dataset.name());
