@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use newsflow_e2e::{
     assert_output_invariants, current_totals, engagement_sums, free_port, lake_sql, metric_value,
-    wait_for, workspace, TestEnv,
+    read_expected, wait_for, workspace, TestEnv,
 };
 
 const ARTICLE: &str = "politik.2026-11-01.russland-nordkorea-buendnis";
@@ -164,9 +164,14 @@ fn workers_frozen_past_their_session_never_corrupt_the_output() {
     for worker in workers {
         worker.terminate();
     }
+    // The archive must hold exactly the records the topics hold (the
+    // stream, and the first event `create_topics` published).
+    let (messages, _) = read_expected(&stream.expected);
+    let in_topics = env.events_in_topics() as u64;
+    assert_eq!(in_topics, messages + 1, "records in the topics");
     env.assert_output_matches(
         &stream,
-        0,
+        1,
         &format!("{rounds} freezes past the session timeout"),
     );
 }
