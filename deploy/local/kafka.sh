@@ -34,6 +34,9 @@ TLS_DIR="${KAFKA_TLS_DIR:-}"
 SCRAM_USERS="${KAFKA_SCRAM_USERS:-}"
 PID_FILE="$STATE_DIR/kafka.pid"
 
+# shellcheck source=deploy/local/service.sh
+. "$(dirname "${BASH_SOURCE[0]}")/service.sh"
+
 log() { printf '[kafka] %s\n' "$*" >&2; }
 
 fetch() {
@@ -78,11 +81,6 @@ answers() {
   fi
 }
 
-running_pid() {
-  [ -f "$PID_FILE" ] || return 1
-  local pid; pid="$(cat "$PID_FILE")"
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
-}
 
 write_config() {
   mkdir -p "$STATE_DIR/data" "$STATE_DIR/logs"
@@ -189,18 +187,7 @@ up() {
   log "ready on 127.0.0.1:$PORT${SASL_SSL_PORT:+ (SASL_SSL on 127.0.0.1:$SASL_SSL_PORT)}"
 }
 
-down() {
-  local pid
-  if pid="$(running_pid)"; then
-    log "stopping broker (pid $pid)"
-    kill "$pid"
-    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-    kill -9 "$pid" 2>/dev/null || true
-  else
-    log "not running"
-  fi
-  rm -f "$PID_FILE"
-}
+down() { stop_service 60 broker; }
 
 status() {
   if answers; then log "answering on 127.0.0.1:$PORT${pid:+ (pid $pid)}"; else log "not answering on 127.0.0.1:$PORT"; return 1; fi

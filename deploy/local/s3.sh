@@ -26,6 +26,9 @@ ACCESS_KEY="${S3_ACCESS_KEY:-newsflow}"
 SECRET_KEY="${S3_SECRET_KEY:-newsflow-local-secret}"
 PID_FILE="$STATE_DIR/s3proxy.pid"
 
+# shellcheck source=deploy/local/service.sh
+. "$(dirname "${BASH_SOURCE[0]}")/service.sh"
+
 log() { printf '[s3] %s\n' "$*" >&2; }
 
 fetch() {
@@ -44,11 +47,6 @@ answers() {
   curl -s -o /dev/null -m 2 "http://127.0.0.1:$PORT/" 2>/dev/null
 }
 
-running_pid() {
-  [ -f "$PID_FILE" ] || return 1
-  local pid; pid="$(cat "$PID_FILE")"
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
-}
 
 up() {
   fetch
@@ -79,18 +77,7 @@ PROPS
   log "ready on 127.0.0.1:$PORT"
 }
 
-down() {
-  local pid
-  if pid="$(running_pid)"; then
-    log "stopping s3proxy (pid $pid)"
-    kill "$pid"
-    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -9 "$pid" 2>/dev/null || true
-  else
-    log "not running"
-  fi
-  rm -f "$PID_FILE"
-}
+down() { stop_service 15 s3proxy; }
 
 print_env() {
   cat <<VARS

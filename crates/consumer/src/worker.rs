@@ -699,7 +699,7 @@ impl Worker {
                 }
                 Err(e) => {
                     let problem = format!("output not writable: {e:#}");
-                    tracing::error!(shard = outcome.shard, error = %problem, "flush failed; the shard restarts from its checkpoint");
+                    tracing::error!(shard = outcome.shard, error = %problem, "flush failed; the shard restarts from its last commit");
                     self.metrics.flush_failed("output");
                     settled.failure.get_or_insert(problem);
                     // A failed restore is logged and retried before the next flush.
@@ -850,7 +850,6 @@ fn write_jobs(
 ) -> Vec<JobOutcome> {
     /// What the run loop needs of a job once its rows are gone.
     struct Cut {
-        seq: u64,
         offsets: [Option<i64>; 3],
         occurred: Vec<Micros>,
     }
@@ -864,11 +863,9 @@ fn write_jobs(
             .iter()
             .map(|e| e.occurred_at)
             .collect();
-        let seq = job.flush.checkpoint.seq();
         cut.insert(
             job.flush.shard(),
             Cut {
-                seq,
                 offsets: job.offsets,
                 occurred,
             },
@@ -886,18 +883,15 @@ fn write_jobs(
     outcomes
         .into_iter()
         .map(|outcome| {
-            let Cut {
-                seq,
-                offsets,
-                occurred,
-            } = cut.remove(&outcome.shard).expect("one outcome per job");
+            let Cut { offsets, occurred } =
+                cut.remove(&outcome.shard).expect("one outcome per job");
             if outcome.result.is_ok() {
                 // The batch's events are durable now: how long after they happened.
                 metrics.durable(occurred.iter().map(|t| now_seconds - *t as f64 / 1e6));
             }
             JobOutcome {
                 shard: outcome.shard,
-                seq,
+                seq: outcome.seq,
                 offsets,
                 result: outcome.result,
             }

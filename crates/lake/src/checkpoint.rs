@@ -145,6 +145,13 @@ pub(crate) struct Manifest {
     pub adds: BTreeMap<String, Vec<RecordBatch>>,
 }
 
+impl Manifest {
+    /// The add-file metadata of `dataset`'s files (none if it got none).
+    pub fn adds_of(&self, dataset: crate::Dataset) -> Vec<RecordBatch> {
+        self.adds.get(dataset.name()).cloned().unwrap_or_default()
+    }
+}
+
 /// A checkpoint read back, with the manifest of its flush.
 #[derive(Debug)]
 pub(crate) struct LoadedCheckpoint {

@@ -30,11 +30,10 @@ use delta_kernel::transaction::{
 use delta_kernel::{Snapshot, SnapshotRef};
 use delta_kernel_default_engine::executor::tokio::TokioMultiThreadExecutor;
 use delta_kernel_default_engine::DefaultEngine;
-use object_store::path::Path as ObjectPath;
-use object_store::DynObjectStore;
 use url::Url;
 
 use crate::datasets::{Dataset, PartitionKey, PartitionValue};
+use crate::store::Store;
 use crate::Error;
 
 /// The kernel engine the lake uses: the default engine on the lake's own
@@ -116,32 +115,19 @@ impl Table {
     /// Opens the table at `url`, creating it (empty, partitioned, with the
     /// minimal protocol) if there is none yet. Several workers may race to
     /// create it: the log lets one win, and the others open what it made.
-    pub fn open(
-        engine: &Engine,
-        store: &DynObjectStore,
-        handle: &tokio::runtime::Handle,
-        dataset: Dataset,
-        url: Url,
-    ) -> Result<Table, Error> {
+    pub fn open(engine: &Engine, store: &Store, dataset: Dataset) -> Result<Table, Error> {
+        let url = store.location.folder(dataset.name());
+        if let Ok(path) = url.to_file_path() {
+            // The kernel wants a local table's folder to exist.
+            std::fs::create_dir_all(&path).map_err(|source| Error::Io {
+                op: "creating table folder",
+                path,
+                source,
+            })?;
+        }
         // Asked first, so that opening a new lake logs no kernel error.
-        let log = ObjectPath::from_url_path(format!("{}_delta_log/", url.path())).map_err(|e| {
-            Error::Store {
-                op: "naming",
-                path: url.to_string(),
-                message: e.to_string(),
-            }
-        })?;
-        let exists = handle
-            .block_on(store.list_with_delimiter(Some(&log)))
-            .map_err(|e| Error::Store {
-                op: "listing",
-                path: log.to_string(),
-                message: e.to_string(),
-            })?
-            .objects
-            .iter()
-            .any(|o| o.location.as_ref().ends_with(".json"));
-        if !exists {
+        let (log_files, _) = store.list(store.path(&format!("{}/_delta_log/", dataset.name())))?;
+        if !log_files.iter().any(|name| name.ends_with(".json")) {
             // Several workers may race to create it; the log lets one win.
             if let Err(e) = create(engine, dataset, &url) {
                 tracing::debug!(table = dataset.name(), error = %e, "did not create the table; another worker may have");

@@ -20,14 +20,18 @@
 //! offsets are plain numbers.
 
 mod checkpoint;
+mod data_files;
 mod datasets;
 mod delta;
+mod failpoint;
 mod lake;
 mod location;
+mod shard_files;
+mod store;
 
 pub use checkpoint::{Checkpoint, EncodedCheckpoint};
 pub use datasets::{Dataset, EventRow, FlushBatch, WriteStats};
-pub use lake::{file_name, FlushError, FlushObserver, Lake, Restored, ShardFlush, ShardOutcome};
+pub use lake::{FlushError, FlushObserver, Lake, Restored, ShardFlush, ShardOutcome};
 
 /// What can go wrong writing or reading the lake.
 #[derive(Debug, thiserror::Error)]

@@ -30,6 +30,34 @@ pub(crate) struct Location {
     pub store: Arc<DynObjectStore>,
 }
 
+/// Applies `[output.storage]` `options` to a store `builder` (each key
+/// parsed as the store's config key, an unknown one named in the error),
+/// then builds the store.
+fn build<B, K, S>(
+    builder: B,
+    options: &BTreeMap<String, String>,
+    with_config: impl Fn(B, K, &str) -> B,
+    finish: impl FnOnce(B) -> object_store::Result<S>,
+) -> Result<S, Error>
+where
+    K: std::str::FromStr<Err = object_store::Error>,
+{
+    let mut builder = builder;
+    for (key, value) in options {
+        let parsed: K = key
+            .parse()
+            .map_err(|e: object_store::Error| Error::Config {
+                key: format!("output.storage.{key}"),
+                message: e.to_string(),
+            })?;
+        builder = with_config(builder, parsed, value);
+    }
+    finish(builder).map_err(|e| Error::Config {
+        key: "output.uri".into(),
+        message: e.to_string(),
+    })
+}
+
 impl Location {
     /// Parses `uri` (a local path, `file://`, `s3://`, `s3a://`, `gs://`,
     /// `az://`, `abfs://`, `abfss://`) and builds its store. `options` are
@@ -67,9 +95,6 @@ impl Location {
                 url
             }
         };
-        let option_error = |key: &str, e: object_store::Error| {
-            invalid(format!("output.storage.{key}"), e.to_string())
-        };
         let store: Arc<DynObjectStore> = match root.scheme() {
             "file" => {
                 if let Some(key) = options.keys().next() {
@@ -80,45 +105,24 @@ impl Location {
                 }
                 Arc::new(LocalFileSystem::new())
             }
-            "s3" | "s3a" => {
-                let mut builder = AmazonS3Builder::from_env().with_url(root.as_str());
-                for (key, value) in options {
-                    let key_type: AmazonS3ConfigKey =
-                        key.parse().map_err(|e| option_error(key, e))?;
-                    builder = builder.with_config(key_type, value);
-                }
-                Arc::new(
-                    builder
-                        .build()
-                        .map_err(|e| invalid("output.uri".into(), e.to_string()))?,
-                )
-            }
-            "gs" => {
-                let mut builder = GoogleCloudStorageBuilder::from_env().with_url(root.as_str());
-                for (key, value) in options {
-                    let key_type: GoogleConfigKey =
-                        key.parse().map_err(|e| option_error(key, e))?;
-                    builder = builder.with_config(key_type, value);
-                }
-                Arc::new(
-                    builder
-                        .build()
-                        .map_err(|e| invalid("output.uri".into(), e.to_string()))?,
-                )
-            }
-            "az" | "abfs" | "abfss" | "azure" => {
-                let mut builder = MicrosoftAzureBuilder::from_env().with_url(root.as_str());
-                for (key, value) in options {
-                    let key_type: AzureConfigKey =
-                        key.parse().map_err(|e| option_error(key, e))?;
-                    builder = builder.with_config(key_type, value);
-                }
-                Arc::new(
-                    builder
-                        .build()
-                        .map_err(|e| invalid("output.uri".into(), e.to_string()))?,
-                )
-            }
+            "s3" | "s3a" => Arc::new(build(
+                AmazonS3Builder::from_env().with_url(root.as_str()),
+                options,
+                |b, key: AmazonS3ConfigKey, value| b.with_config(key, value),
+                AmazonS3Builder::build,
+            )?),
+            "gs" => Arc::new(build(
+                GoogleCloudStorageBuilder::from_env().with_url(root.as_str()),
+                options,
+                |b, key: GoogleConfigKey, value| b.with_config(key, value),
+                GoogleCloudStorageBuilder::build,
+            )?),
+            "az" | "abfs" | "abfss" | "azure" => Arc::new(build(
+                MicrosoftAzureBuilder::from_env().with_url(root.as_str()),
+                options,
+                |b, key: AzureConfigKey, value| b.with_config(key, value),
+                MicrosoftAzureBuilder::build,
+            )?),
             other => {
                 return Err(invalid(
                     "output.uri".into(),

@@ -1,0 +1,108 @@
+//! The tables' data files: zstd Parquet encoded here (the kernel's own
+//! writer takes no writer properties and buffers the whole file anyway),
+//! stored create-only, and described to the kernel as add-file metadata
+//! with statistics.
+
+use arrow::array::RecordBatch;
+use delta_kernel::engine::arrow_data::ArrowEngineData;
+use delta_kernel::FileMeta;
+use delta_kernel_default_engine::build_add_file_metadata;
+use delta_kernel_default_engine::parquet::DataFileMetadata;
+use delta_kernel_default_engine::stats::collect_stats;
+use object_store::path::Path as ObjectPath;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use crate::datasets::{Dataset, PartitionKey};
+use crate::delta::Table;
+use crate::store::Store;
+use crate::Error;
+
+/// Columns (of `events/`) whose values are nearly all distinct.
+const UNIQUE_COLUMNS: &[&str] = &["event_id", "kafka_offset", "payload"];
+
+/// The name of a data file of `shard` written by flush `seq` (one per
+/// partition folder and flush).
+fn file_name(shard: i32, seq: u64) -> String {
+    format!("part-{shard:05}-{seq:020}.zstd.parquet")
+}
+
+/// A data file written: its add-file metadata and its size.
+pub(crate) struct DataFile {
+    pub add: RecordBatch,
+    pub bytes: u64,
+}
+
+/// Encodes `batch` (one partition `key` of `table`) as one data file of
+/// flush `seq` of `shard`, stores it create-only, and describes it.
+pub(crate) fn write_data_file(
+    store: &Store,
+    table: &Table,
+    shard: i32,
+    seq: u64,
+    key: &PartitionKey,
+    batch: &RecordBatch,
+) -> Result<DataFile, Error> {
+    let dataset = table.dataset;
+    let encode_error = |message: String| Error::Encode {
+        dataset: dataset.name(),
+        message,
+    };
+    let context = table.write_context(key)?;
+    let url = context
+        .write_dir()
+        .join(&file_name(shard, seq))
+        .map_err(|e| encode_error(e.to_string()))?;
+    let bytes = encode_parquet(dataset, batch)?;
+    let size = bytes.len() as u64;
+    let path = ObjectPath::from_url_path(url.path()).map_err(|e| encode_error(e.to_string()))?;
+    store.create_claimed(path, bytes)?;
+    let stats = collect_stats(
+        batch,
+        context.stats_columns(),
+        context.physical_data_schema().as_ref(),
+    )
+    .map_err(|e| encode_error(format!("statistics: {e}")))?;
+    let modified = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let meta = DataFileMetadata::new(FileMeta::new(url, modified, size), stats);
+    let add = build_add_file_metadata(meta, &context)
+        .and_then(ArrowEngineData::try_from_engine_data)
+        .map_err(|e| encode_error(format!("add action: {e}")))?
+        .record_batch()
+        .clone();
+    Ok(DataFile { add, bytes: size })
+}
+
+/// Encodes `batch` as zstd Parquet.
+fn encode_parquet(dataset: Dataset, batch: &RecordBatch) -> Result<Vec<u8>, Error> {
+    // Level 1: in alternating 2M-event drains it was a little faster than
+    // level 3 (14.8 s against 15.6 s), and the events came out no larger.
+    let mut props = WriterProperties::builder().set_compression(Compression::ZSTD(
+        ZstdLevel::try_new(1).expect("valid zstd level"),
+    ));
+    // Columns where nearly every value is distinct: a dictionary is built
+    // for every page only to be thrown away.
+    for column in UNIQUE_COLUMNS {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+    }
+    // Nobody filters on the raw JSON by range.
+    props =
+        props.set_column_statistics_enabled(ColumnPath::from("payload"), EnabledStatistics::None);
+    let props = props
+        .set_created_by(concat!("newsflow ", env!("CARGO_PKG_VERSION")).to_string())
+        .build();
+    let encode_error = |e: parquet::errors::ParquetError| Error::Encode {
+        dataset: dataset.name(),
+        message: e.to_string(),
+    };
+    let mut bytes = Vec::new();
+    let mut writer =
+        ArrowWriter::try_new(&mut bytes, batch.schema(), Some(props)).map_err(encode_error)?;
+    writer.write(batch).map_err(encode_error)?;
+    writer.close().map_err(encode_error)?;
+    Ok(bytes)
+}

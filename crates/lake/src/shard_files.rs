@@ -1,0 +1,115 @@
+//! What the lake keeps per shard beside the tables, under
+//! `_newsflow/shards/SSSSS/` (never overwritten, never read unless the
+//! tables' logs point at it):
+//!
+//! ```text
+//! claim-QQQQQQQQQQQQQQQQQQQQ       a sequence number, taken
+//! checkpoint-QQQQQQQQQQQQQQQQQQQQ  state, offsets, manifest of the flush
+//! cold-QQQQQQQQQQQQQQQQQQQQ.json   articles that left memory in the flush
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+
+use newsflow_core::ColdArticle;
+
+use crate::checkpoint::{self, LoadedCheckpoint};
+use crate::store::{CreateError, Store};
+use crate::Error;
+
+fn shard_dir(shard: i32) -> String {
+    format!("_newsflow/shards/{shard:05}")
+}
+
+fn claim_path(shard: i32, seq: u64) -> String {
+    format!("{}/claim-{seq:020}", shard_dir(shard))
+}
+
+fn checkpoint_path(shard: i32, seq: u64) -> String {
+    format!("{}/checkpoint-{seq:020}", shard_dir(shard))
+}
+
+fn cold_path(shard: i32, seq: u64) -> String {
+    format!("{}/cold-{seq:020}.json", shard_dir(shard))
+}
+
+/// How many taken numbers a claim steps over before it gives up: a guard
+/// against a runaway loop, far above what crashes and races leave.
+const MAX_CLAIM_STEPS: u64 = 10_000;
+
+/// Claims the first free sequence number of `shard` from `from` on.
+/// Numbers are skipped only when another writer (or a crashed run of
+/// ours) claimed them.
+pub(crate) fn claim(store: &Store, shard: i32, from: u64) -> Result<u64, Error> {
+    for seq in from..from + MAX_CLAIM_STEPS {
+        match store.create(store.path(&claim_path(shard, seq)), Vec::new()) {
+            Ok(()) => return Ok(seq),
+            Err(CreateError::Exists) => continue,
+            Err(CreateError::Store(e)) => return Err(e),
+        }
+    }
+    Err(Error::Inconsistent(format!(
+        "shard {shard}: {MAX_CLAIM_STEPS} sequence numbers from {from} on are claimed already"
+    )))
+}
+
+/// Stores the checkpoint of flush `seq` of `shard` (whole file bytes).
+pub(crate) fn write_checkpoint(
+    store: &Store,
+    shard: i32,
+    seq: u64,
+    bytes: Vec<u8>,
+) -> Result<(), Error> {
+    store.create_claimed(store.path(&checkpoint_path(shard, seq)), bytes)
+}
+
+/// Reads the checkpoint of flush `seq` of `shard`, checking it is that one.
+pub(crate) fn load_checkpoint(
+    store: &Store,
+    shard: i32,
+    seq: u64,
+) -> Result<LoadedCheckpoint, Error> {
+    let relative = checkpoint_path(shard, seq);
+    let bytes = store.get(store.path(&relative))?;
+    let loaded = checkpoint::decode(&bytes, &relative)?;
+    if loaded.checkpoint.shard != shard || loaded.checkpoint.seq != seq {
+        return Err(Error::CorruptCheckpoint {
+            path: relative,
+            message: format!(
+                "it holds shard {} flush {} where shard {shard} flush {seq} was expected",
+                loaded.checkpoint.shard, loaded.checkpoint.seq
+            ),
+        });
+    }
+    Ok(loaded)
+}
+
+/// Stores the articles that left memory in flush `seq` of `shard`. It is
+/// written before the checkpoint, whose state no longer holds them.
+pub(crate) fn write_cold_segment(
+    store: &Store,
+    shard: i32,
+    seq: u64,
+    articles: &[(String, ColdArticle)],
+) -> Result<(), Error> {
+    let map: BTreeMap<&str, &ColdArticle> =
+        articles.iter().map(|(id, a)| (id.as_str(), a)).collect();
+    let bytes = serde_json::to_vec(&map).map_err(|e| Error::Encode {
+        dataset: "cold segment",
+        message: e.to_string(),
+    })?;
+    store.create_claimed(store.path(&cold_path(shard, seq)), bytes)
+}
+
+/// Reads a cold segment back: article id → what remained of it.
+pub(crate) fn load_cold_segment(
+    store: &Store,
+    shard: i32,
+    seq: u64,
+) -> Result<HashMap<String, ColdArticle>, Error> {
+    let relative = cold_path(shard, seq);
+    let bytes = store.get(store.path(&relative))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::CorruptCheckpoint {
+        path: relative,
+        message: e.to_string(),
+    })
+}

@@ -1,0 +1,106 @@
+//! The object store as the lake uses it: blocking calls from the flush
+//! threads and the run loop onto the lake's own runtime, and create-only
+//! writes (nothing in the lake is ever overwritten).
+
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use crate::location::Location;
+use crate::Error;
+
+/// The output root's store, with the runtime its calls run on.
+pub(crate) struct Store {
+    pub location: Location,
+    handle: tokio::runtime::Handle,
+}
+
+/// Why a create-only write did not happen.
+pub(crate) enum CreateError {
+    /// Something is there already.
+    Exists,
+    /// The store failed.
+    Store(Error),
+}
+
+impl Store {
+    pub fn new(location: Location, handle: tokio::runtime::Handle) -> Store {
+        Store { location, handle }
+    }
+
+    /// The object path of `relative` (below the root).
+    pub fn path(&self, relative: &str) -> ObjectPath {
+        self.location.object_path(relative)
+    }
+
+    /// Creates `path` with `bytes`, failing if it exists.
+    pub fn create(&self, path: ObjectPath, bytes: Vec<u8>) -> Result<(), CreateError> {
+        let shown = path.to_string();
+        let store = self.location.store.clone();
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        let result = self.handle.block_on(async move {
+            store
+                .put_opts(&path, PutPayload::from(bytes), options)
+                .await
+        });
+        match result {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(CreateError::Exists),
+            Err(e) => Err(CreateError::Store(Error::Store {
+                op: "writing",
+                path: shown,
+                message: e.to_string(),
+            })),
+        }
+    }
+
+    /// Creates a file named for a sequence number its writer claimed: that
+    /// it exists already breaks the claim protocol, and is reported so.
+    pub fn create_claimed(&self, path: ObjectPath, bytes: Vec<u8>) -> Result<(), Error> {
+        let shown = path.to_string();
+        self.create(path, bytes).map_err(|e| match e {
+            CreateError::Exists => Error::Inconsistent(format!(
+                "{shown} exists already although its sequence number was claimed by this writer"
+            )),
+            CreateError::Store(e) => e,
+        })
+    }
+
+    /// Reads `path` whole.
+    pub fn get(&self, path: ObjectPath) -> Result<Vec<u8>, Error> {
+        let shown = path.to_string();
+        let store = self.location.store.clone();
+        let result = self.handle.block_on(async move {
+            let got = store.get(&path).await?;
+            got.bytes().await
+        });
+        result.map(|b| b.to_vec()).map_err(|e| Error::Store {
+            op: "reading",
+            path: shown,
+            message: e.to_string(),
+        })
+    }
+
+    /// The names of the objects directly below `prefix`, and whether it
+    /// has sub-folders.
+    pub fn list(&self, prefix: ObjectPath) -> Result<(Vec<String>, bool), Error> {
+        let shown = prefix.to_string();
+        let store = self.location.store.clone();
+        let listing = self
+            .handle
+            .block_on(async move { store.list_with_delimiter(Some(&prefix)).await })
+            .map_err(|e| Error::Store {
+                op: "listing",
+                path: shown,
+                message: e.to_string(),
+            })?;
+        let names = listing
+            .objects
+            .iter()
+            .filter_map(|o| o.location.filename().map(String::from))
+            .collect();
+        Ok((names, !listing.common_prefixes.is_empty()))
+    }
+}
