@@ -203,6 +203,28 @@ def check(objects: list[dict]) -> list[str]:
             if security.get("allowPrivilegeEscalation", True):
                 problems.append(f"{cwhere}: privilege escalation allowed")
 
+    # The lake: a local output.uri must be a mounted volume in every
+    # consumer; an object-store one needs no volume, and the pods' service
+    # account, if named, must be rendered.
+    uri = settings.get("output", {}).get("uri", "./var/lake")
+    local = "://" not in uri or uri.startswith("file://")
+    lake_path = uri.removeprefix("file://")
+    accounts = set(by_kind.get("ServiceAccount", {}))
+    for name, deployment in by_kind.get("Deployment", {}).items():
+        pod = deployment["spec"]["template"]["spec"]
+        account = pod.get("serviceAccountName")
+        if account and account not in accounts:
+            problems.append(f"Deployment/{name}: ServiceAccount {account} is not rendered")
+        for source in (s for c in pod["containers"] for s in c.get("envFrom", [])):
+            secret = source.get("secretRef", {})
+            if secret and secret["name"] not in secrets and not secret.get("optional"):
+                problems.append(f"Deployment/{name}: Secret {secret['name']} is unknown")
+        if deployment["metadata"].get("labels", {}).get("app.kubernetes.io/component") != "consumer":
+            continue
+        mounts = [m["mountPath"] for c in pod["containers"] for m in c.get("volumeMounts", [])]
+        if local and not any(lake_path.startswith(m) for m in mounts):
+            problems.append(f"Deployment/{name}: output.uri {uri} is local but no volume is mounted there")
+
     deployments = by_kind.get("Deployment", {})
     for name, scaled in by_kind.get("ScaledObject", {}).items():
         target = scaled["spec"]["scaleTargetRef"]["name"]

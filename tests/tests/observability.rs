@@ -164,7 +164,7 @@ fn prometheus_sees_the_truth_and_every_dashboard_panel_has_data() {
             ("worker-2", workers[1].port),
         ],
     );
-    assert_eq!(prometheus.rules_loaded(), 6, "the alert rules load");
+    assert_eq!(prometheus.rules_loaded(), 9, "the alert rules load");
 
     // Dead letters first, straight into the comments topic.
     let [_, comments, _, _] = env.topics();
