@@ -6,13 +6,14 @@ PYTHON  := $(CURDIR)/.venv/bin/python
 KAFKA   := bash deploy/local/kafka.sh
 S3      := bash deploy/local/s3.sh
 
-.PHONY: help demo test chaos fuzz bench bench-micro build release deps venv kafka-up kafka-down kafka-status s3-up s3-down s3-status check-deploy lint fmt clippy reset clean
+.PHONY: help demo test chaos fuzz bench bench-lake bench-micro build release deps venv kafka-up kafka-down kafka-status s3-up s3-down s3-status check-deploy lint fmt clippy reset clean
 
 help:
 	@echo "make demo          build, start Kafka, publish the seed article and a synthetic stream, count, print the footer"
 	@echo "make test          every test, against a real Kafka broker (started if none runs)"
-	@echo "make chaos         the crash test at scale: CHAOS_EVENTS (1000000) events, CHAOS_KILLS (30) SIGKILLs"
+	@echo "make chaos         crash tests at scale, local and s3:// (CHAOS_EVENTS 1000000, CHAOS_KILLS 30), CHAOS_FREEZES (10) frozen workers"
 	@echo "make bench         throughput, CPU and memory on this machine (BENCH_EVENTS, BENCH_RUNS); see docs/benchmarks.md"
+	@echo "make bench-lake    flush and commit latency of one worker, local path against s3:// (LAKE_RATE, LAKE_SECONDS)"
 	@echo "make bench-micro   Criterion micro-benchmarks of decoding, counting and Parquet encoding"
 	@echo "make fuzz          fuzz decoding and validation with cargo-fuzz for FUZZ_SECONDS (300)"
 	@echo "make lint          cargo fmt --check and clippy with warnings denied"
@@ -63,13 +64,17 @@ demo: deps venv kafka-up release
 test: deps venv kafka-up s3-up build check-deploy
 	NEWSFLOW_PYTHON=$(PYTHON) $(CARGO) test --workspace
 
-# The crash-recovery test with a larger stream and many more kills than CI
-# time allows. It prints each kill and how far the output had got.
-CHAOS_EVENTS ?= 1000000
-CHAOS_KILLS  ?= 30
+# The crash-recovery tests (local and s3://) with a larger stream and many
+# more kills than CI time allows, and the frozen-worker test with more
+# freezes. They print each kill or freeze and how far the output had got.
+CHAOS_EVENTS  ?= 1000000
+CHAOS_KILLS   ?= 30
+CHAOS_FREEZES ?= 10
 chaos: deps venv kafka-up s3-up build
 	NEWSFLOW_PYTHON=$(PYTHON) NEWSFLOW_CHAOS_EVENTS=$(CHAOS_EVENTS) NEWSFLOW_CHAOS_KILLS=$(CHAOS_KILLS) \
-	  $(CARGO) test -p newsflow-e2e --test crash_recovery -- --nocapture
+	  NEWSFLOW_CHAOS_FREEZES=$(CHAOS_FREEZES) \
+	  $(CARGO) test -p newsflow-e2e --test crash_recovery --test delta_lake -- \
+	  --nocapture --test-threads 1 kill_9 workers_frozen
 
 # Benchmarks: release binaries against the local broker, medians of
 # BENCH_RUNS runs, figures in var/bench/results.json. Not part of `make test`:
@@ -78,6 +83,13 @@ BENCH_EVENTS ?= 5000000
 BENCH_RUNS   ?= 3
 bench: deps venv kafka-up release
 	$(PYTHON) deploy/bench/bench.py --events $(BENCH_EVENTS) --runs $(BENCH_RUNS)
+
+# Flush and commit latency of one worker on a local path against s3:// (the
+# local s3proxy), under a steady stream; figures in var/bench/lake_latency.json.
+LAKE_RATE    ?= 5000
+LAKE_SECONDS ?= 60
+bench-lake: deps venv kafka-up s3-up release
+	$(PYTHON) deploy/bench/lake_latency.py --rate $(LAKE_RATE) --seconds $(LAKE_SECONDS)
 
 bench-micro:
 	$(CARGO) bench -p newsflow-bench
