@@ -450,6 +450,23 @@ impl Stream {
     }
 }
 
+/// A failed test keeps its local lake for a post-mortem (it says where);
+/// a passing one leaves nothing behind.
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let dir = std::mem::replace(
+                &mut self.lake,
+                tempfile::TempDir::new().expect("temporary directory"),
+            );
+            eprintln!(
+                "the lake of this failed test is kept at {}",
+                dir.keep().display()
+            );
+        }
+    }
+}
+
 impl Drop for Stream {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
@@ -625,6 +642,37 @@ pub fn lake_sql(lake: impl Into<LakeRef>, sql: &str) -> Vec<Vec<serde_json::Valu
         &format!("{sql} (on {})", lake.uri),
         &s3::vars(&lake.s3_endpoint),
     )
+}
+
+/// One article's current footer as every Python reader of the README reads
+/// it (tests/python/readers.py): reader name → (sources, comments, posts).
+pub fn footers_by_reader(
+    lake: impl Into<LakeRef>,
+    article: &str,
+) -> BTreeMap<String, (i64, i64, i64)> {
+    let lake = lake.into();
+    let script = workspace().join("tests/python/readers.py");
+    let output = Command::new(python())
+        .args([
+            script.as_os_str(),
+            OsStr::new(&lake.uri),
+            OsStr::new(article),
+        ])
+        .envs(s3::vars(&lake.s3_endpoint))
+        .output()
+        .expect("running the readers");
+    assert!(
+        output.status.success(),
+        "the readers failed on {}: {}",
+        lake.uri,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let parsed: BTreeMap<String, [i64; 3]> =
+        serde_json::from_slice(&output.stdout).expect("footers as JSON");
+    parsed
+        .into_iter()
+        .map(|(k, [a, b, c])| (k, (a, b, c)))
+        .collect()
 }
 
 fn run_python(

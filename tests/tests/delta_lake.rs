@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use newsflow_e2e::{
-    assert_output_invariants, current_totals, engagement_sums, free_port, lake_sql, metric_value,
-    read_expected, wait_for, workspace, TestEnv,
+    assert_output_invariants, current_totals, engagement_sums, footers_by_reader, free_port,
+    lake_sql, metric_value, read_expected, wait_for, workspace, TestEnv,
 };
 
 const ARTICLE: &str = "politik.2026-11-01.russland-nordkorea-buendnis";
@@ -38,6 +38,13 @@ fn the_seed_footer_is_exact_on_s3() {
     );
     assert_eq!(engagement_sums(&env)[ARTICLE], (16, 166, 37));
     assert_eq!(assert_output_invariants(&env), 234);
+    for (reader, footer) in footers_by_reader(&env, ARTICLE) {
+        assert_eq!(
+            footer,
+            (16, 166, 37),
+            "the footer as {reader} reads it from s3://"
+        );
+    }
     // Nothing was written to the local disk instead.
     assert!(std::fs::read_dir(env.lake_path()).unwrap().next().is_none());
 }
@@ -123,16 +130,22 @@ fn workers_frozen_past_their_session_never_corrupt_the_output() {
         ("NEWSFLOW_FAILPOINT", "stall_before_commit:1500"),
         ("RUST_LOG", "warn"),
     ];
+    // `make chaos` asks for more freezes; the suite keeps three.
+    let rounds: usize = std::env::var("NEWSFLOW_CHAOS_FREEZES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let env = TestEnv::new("paused", 4);
     env.create_topics(31);
-    let stream = env.stream(31, 40_000, 1_500);
+    // Events keep streaming through every freeze (15 s a round).
+    let events = 1_500 * (15 * rounds as u64 + 12);
+    let stream = env.stream(31, events, 1_500);
     let workers = [env.spawn_worker_with(WORKER), env.spawn_worker_with(WORKER)];
     std::thread::sleep(Duration::from_secs(4));
 
-    let rounds = 3;
     for round in 0..rounds {
         let frozen = &workers[round % 2];
-        std::thread::sleep(Duration::from_millis(150 * round as u64));
+        std::thread::sleep(Duration::from_millis(150 * (round % 4) as u64));
         signal(frozen.child.id(), "STOP");
         std::thread::sleep(Duration::from_secs(10));
         signal(frozen.child.id(), "CONT");
@@ -203,22 +216,22 @@ impl OwnS3 {
         command
     }
 
-    fn up(&self) {
-        let output = self.script("up").output().unwrap();
+    /// Runs `s3.sh verb` for this server and asserts it succeeded.
+    fn run(&self, verb: &str) {
+        let output = self.script(verb).output().unwrap();
         assert!(
             output.status.success(),
-            "{}",
+            "s3.sh {verb}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
     }
 
+    fn up(&self) {
+        self.run("up");
+    }
+
     fn down(&self) {
-        let output = self.script("down").output().unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        self.run("down");
     }
 
     fn endpoint(&self) -> String {
@@ -243,7 +256,7 @@ fn an_object_store_that_fails_for_a_while_holds_commits_back() {
     let env = TestEnv::on_s3("s3-outage", 2);
     env.create_topics(41);
     let stream = env.stream(41, 20_000, 2_000);
-    let worker = env.spawn_worker_with(&[("AWS_ENDPOINT_URL", s3.endpoint().as_str())]);
+    let worker = env.spawn_worker();
     wait_for("first commits", Duration::from_secs(60), || {
         env.committed_total() > 0
     });

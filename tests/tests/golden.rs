@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use newsflow_e2e::{
-    assert_output_invariants, current_totals, engagement_sums, lake_sql, workspace, TestEnv,
+    assert_output_invariants, current_totals, engagement_sums, footers_by_reader, lake_sql,
+    workspace, TestEnv,
 };
 
 const ARTICLE: &str = "politik.2026-11-01.russland-nordkorea-buendnis";
@@ -56,6 +57,13 @@ fn seed_article_footer_is_exact() {
     );
     let comments: f64 = hourly.iter().map(|r| r[1].as_f64().unwrap()).sum();
     assert_eq!(comments, 166.0);
+
+    // Polars, pandas, pyarrow and DuckDB over deltalake read the same.
+    let readers = footers_by_reader(env.lake_path(), ARTICLE);
+    assert_eq!(readers.len(), 4, "{readers:?}");
+    for (reader, footer) in &readers {
+        assert_eq!(*footer, (16, 166, 37), "the footer as {reader} reads it");
+    }
 
     // Every one of the 234 records (redeliveries included) is archived once.
     assert_eq!(assert_output_invariants(env.lake_path()), 234);
