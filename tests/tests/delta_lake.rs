@@ -104,6 +104,41 @@ fn a_crash_after_the_engagement_commit_recovers_exactly() {
     crash_after_commit_to("article_engagement", 22);
 }
 
+/// The lag gauge exists for every owned partition from the worker's first
+/// seconds, before its first commit, so an alert on lag fires for a worker
+/// that never manages to write.
+#[test]
+fn lag_is_reported_before_the_first_commit() {
+    let env = TestEnv::new("lag-first", 2);
+    env.create_topics(51);
+    let _stream = env.stream(51, 2_000, 20_000).finish();
+    let worker = env.spawn_worker_with(&[("NEWSFLOW__OUTPUT__FLUSH_INTERVAL", "10m")]);
+    wait_for(
+        "lag gauges of all six partitions",
+        Duration::from_secs(60),
+        || {
+            worker
+                .metrics()
+                .lines()
+                .filter(|l| l.starts_with("newsflow_consumer_lag_messages{"))
+                .count()
+                == 6
+        },
+    );
+    assert_eq!(env.committed_total(), 0, "nothing was committed yet");
+    let lag: f64 = worker
+        .metrics()
+        .lines()
+        .filter(|l| l.starts_with("newsflow_consumer_lag_messages{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(
+        lag as i64,
+        env.events_in_topics(),
+        "all records are lag before the first commit"
+    );
+}
+
 /// Freezes a process (SIGSTOP) or thaws it (SIGCONT).
 fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")

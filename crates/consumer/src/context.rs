@@ -27,6 +27,22 @@ pub struct WorkerContext {
     pub liveness: Arc<Liveness>,
 }
 
+/// A partition's lag as the group sees it. librdkafka reports
+/// `consumer_lag` as -1 until the group has committed an offset; before
+/// that, every retained record is still to be consumed as far as the group
+/// (and any lag tool) knows, so the lag is counted from the low watermark.
+/// Without that, a worker that never manages to write its output would show
+/// no lag at all, and the lag alert would not fire for it.
+fn group_lag(p: &rdkafka::statistics::Partition) -> Option<i64> {
+    if p.consumer_lag >= 0 {
+        Some(p.consumer_lag)
+    } else if p.hi_offset >= 0 {
+        Some(p.hi_offset - p.committed_offset.max(p.lo_offset).max(0))
+    } else {
+        None
+    }
+}
+
 impl WorkerContext {
     pub fn lock(&self) -> std::sync::MutexGuard<'_, Worker> {
         // A panic while holding the lock would already have stopped the
@@ -58,10 +74,9 @@ impl ClientContext for WorkerContext {
                     continue;
                 }
                 fetch_queue += p.fetchq_cnt;
-                // librdkafka reports -1 until it knows both ends.
-                if p.consumer_lag >= 0 {
-                    self.metrics.lag(topic, *partition, p.consumer_lag);
-                    total += p.consumer_lag;
+                if let Some(lag) = group_lag(p) {
+                    self.metrics.lag(topic, *partition, lag);
+                    total += lag;
                 }
             }
         }
