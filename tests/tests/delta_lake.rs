@@ -286,9 +286,8 @@ impl Drop for OwnS3 {
 #[test]
 fn an_object_store_that_fails_for_a_while_holds_commits_back() {
     let s3 = OwnS3::start();
-    // The harness's readers and workers take the endpoint from here.
-    std::env::set_var("NEWSFLOW_TEST_S3_ENDPOINT", s3.endpoint());
-    let env = TestEnv::on_s3("s3-outage", 2);
+    // The workers and the readers of this test use this server only.
+    let env = TestEnv::on_s3_at("s3-outage", 2, &s3.endpoint());
     env.create_topics(41);
     let stream = env.stream(41, 20_000, 2_000);
     let worker = env.spawn_worker();
