@@ -112,9 +112,8 @@ pub(crate) struct CommitReport {
 }
 
 impl Table {
-    /// Opens the table at `url`, creating it (empty, partitioned, with the
-    /// minimal protocol) if there is none yet. Several workers may race to
-    /// create it: the log lets one win, and the others open what it made.
+    /// Opens the table of `dataset` below the store's root, creating it
+    /// (empty, partitioned, with the minimal protocol) if there is none yet.
     pub fn open(engine: &Engine, store: &Store, dataset: Dataset) -> Result<Table, Error> {
         let url = store.location.folder(dataset.name());
         if let Ok(path) = url.to_file_path() {
