@@ -25,9 +25,9 @@ use tracing_subscriber::EnvFilter;
 /// filtered by `log.level` (overridable with `RUST_LOG`). Binaries call it
 /// once; libraries only emit.
 pub fn init_logging(settings: &LogSettings) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| settings.level.clone());
+    let filter = EnvFilter::try_new(quiet_libraries(&directives))
+        .unwrap_or_else(|_| EnvFilter::new(quiet_libraries("info")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -36,6 +36,25 @@ pub fn init_logging(settings: &LogSettings) {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.compact().init(),
     }
+}
+
+/// Libraries that log every step of routine work at `info`: the Delta
+/// kernel writes several lines per commit. They are held at `warn` unless
+/// the filter names them itself.
+const CHATTY: &[&str] = &["delta_kernel", "delta_kernel_default_engine"];
+
+/// `directives` with [`CHATTY`] libraries at `warn` unless they are named.
+fn quiet_libraries(directives: &str) -> String {
+    let mut filter = directives.to_string();
+    for library in CHATTY {
+        let named = directives
+            .split(',')
+            .any(|d| d.trim().split('=').next() == Some(*library));
+        if !named {
+            filter.push_str(&format!(",{library}=warn"));
+        }
+    }
+    filter
 }
 
 /// Resolves on the first SIGTERM or SIGINT (Ctrl-C): how Kubernetes and a
@@ -53,4 +72,21 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quiet_libraries;
+
+    #[test]
+    fn chatty_libraries_are_held_at_warn_unless_named() {
+        assert_eq!(
+            quiet_libraries("info"),
+            "info,delta_kernel=warn,delta_kernel_default_engine=warn"
+        );
+        assert_eq!(
+            quiet_libraries("warn,delta_kernel=debug"),
+            "warn,delta_kernel=debug,delta_kernel_default_engine=warn"
+        );
+    }
 }
