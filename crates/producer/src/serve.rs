@@ -32,7 +32,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -214,6 +214,57 @@ async fn post_events(
     response
 }
 
+/// What reading a request body came to.
+enum BodyRead {
+    /// The whole body, within the limit.
+    Complete(Vec<u8>),
+    /// More than the limit.
+    TooLarge,
+    /// The connection failed mid-body.
+    Failed(axum::Error),
+}
+
+/// How much of an oversized body is still read (and dropped) before the
+/// 413 goes out.
+const DRAIN_LIMIT: usize = 1 << 20;
+
+/// Reads a body of at most `limit` bytes. Past the limit the rest is read
+/// and dropped (up to [`DRAIN_LIMIT`] more, never kept): a server that
+/// answers and closes while request bytes are still unread makes the kernel
+/// reset the connection, and the client sees a broken connection instead of
+/// the 413.
+async fn read_body(mut body: Body, limit: usize) -> BodyRead {
+    let mut bytes = Vec::new();
+    let mut dropped: Option<usize> = None;
+    while let Some(frame) = body.frame().await {
+        let data = match frame {
+            Ok(frame) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => continue, // trailers
+            },
+            Err(_) if dropped.is_some() => break,
+            Err(e) => return BodyRead::Failed(e),
+        };
+        match dropped.as_mut() {
+            Some(n) => {
+                *n += data.len();
+                if *n > DRAIN_LIMIT {
+                    break;
+                }
+            }
+            None if bytes.len() + data.len() > limit => {
+                dropped = Some(data.len());
+                bytes = Vec::new();
+            }
+            None => bytes.extend_from_slice(&data),
+        }
+    }
+    match dropped {
+        Some(_) => BodyRead::TooLarge,
+        None => BodyRead::Complete(bytes),
+    }
+}
+
 fn problem(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Response {
     let body = serde_json::json!({ "error": error, "detail": detail.into() });
     (status, Json(body)).into_response()
@@ -239,7 +290,7 @@ impl Ingest {
         if declared.is_some_and(|n| n > self.max_body_bytes as u64) {
             return self.too_large();
         }
-        let reading = Limited::new(body, self.max_body_bytes).collect();
+        let reading = read_body(body, self.max_body_bytes);
         let bytes = match tokio::time::timeout(self.request_timeout, reading).await {
             Err(_) => {
                 return problem(
@@ -251,17 +302,15 @@ impl Ingest {
                     ),
                 )
             }
-            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                return self.too_large()
-            }
-            Ok(Err(e)) => {
+            Ok(BodyRead::TooLarge) => return self.too_large(),
+            Ok(BodyRead::Failed(e)) => {
                 return problem(
                     StatusCode::BAD_REQUEST,
                     "unreadable_body",
                     format!("reading the body failed: {e}"),
                 )
             }
-            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(BodyRead::Complete(bytes)) => bytes,
         };
         let items = match split_events(&bytes) {
             Ok(items) if items.is_empty() => {
