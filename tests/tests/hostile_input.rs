@@ -71,6 +71,12 @@ fn catalogue() -> Vec<Case> {
             "invalid_utf8",
         ),
         case("not JSON", ok, "this is not json", "invalid_json"),
+        case(
+            "a lone UTF-16 surrogate escaped in article_id",
+            ok,
+            event("bad", r"ok\ud800"),
+            "lone_surrogate",
+        ),
         case("a JSON array", ok, "[1,2,3]", "not_an_object"),
         case("a JSON number", ok, "42", "not_an_object"),
         case("a JSON string", ok, "\"event\"", "not_an_object"),

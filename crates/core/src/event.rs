@@ -137,6 +137,9 @@ pub enum RejectReason {
     MissingField,
     /// A field has the wrong JSON type.
     WrongType,
+    /// A string field escapes a lone UTF-16 surrogate (`"\ud800"`): valid
+    /// JSON syntax, but no Unicode text, so no reader could store it.
+    LoneSurrogate,
     /// A field has the right type but a value outside its rule.
     InvalidField,
     /// `schema_version` is not one this build understands.
@@ -157,7 +160,7 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// Every reason, for pre-registering metric label values.
-    pub const ALL: [RejectReason; 16] = [
+    pub const ALL: [RejectReason; 17] = [
         RejectReason::TooLarge,
         RejectReason::EmptyMessage,
         RejectReason::InvalidUtf8,
@@ -166,6 +169,7 @@ impl RejectReason {
         RejectReason::DuplicateField,
         RejectReason::MissingField,
         RejectReason::WrongType,
+        RejectReason::LoneSurrogate,
         RejectReason::InvalidField,
         RejectReason::UnsupportedSchemaVersion,
         RejectReason::UnknownEventType,
@@ -187,6 +191,7 @@ impl RejectReason {
             RejectReason::DuplicateField => "duplicate_field",
             RejectReason::MissingField => "missing_field",
             RejectReason::WrongType => "wrong_type",
+            RejectReason::LoneSurrogate => "lone_surrogate",
             RejectReason::InvalidField => "invalid_field",
             RejectReason::UnsupportedSchemaVersion => "unsupported_schema_version",
             RejectReason::UnknownEventType => "unknown_event_type",
@@ -512,19 +517,33 @@ fn required<'a>(raw: Option<&'a RawValue>, field: &str) -> Result<&'a RawValue, 
 }
 
 fn required_string(raw: Option<&RawValue>, field: &str) -> Result<String, Rejection> {
-    let raw = required(raw, field)?;
-    serde_json::from_str::<String>(raw.get()).map_err(|_| wrong_type(field, "a string", raw))
+    string(required(raw, field)?, field)
+}
+
+/// The string a field holds. A JSON string that still fails to decode has
+/// passed the syntax check, so what is left is an escaped UTF-16 surrogate
+/// without its pair: no Unicode character at all.
+fn string(raw: &RawValue, field: &str) -> Result<String, Rejection> {
+    serde_json::from_str::<String>(raw.get()).map_err(|e| {
+        if raw.get().starts_with('"') {
+            Rejection::new(
+                RejectReason::LoneSurrogate,
+                format!(
+                    "field `{field}` escapes a lone UTF-16 surrogate (like \\ud800 without \\udc00..\\udfff after it), which is no Unicode character: {}",
+                    e.to_string().split(" at line").next().unwrap_or_default()
+                ),
+            )
+        } else {
+            wrong_type(field, "a string", raw)
+        }
+    })
 }
 
 fn optional_string(raw: Option<&RawValue>, field: &str) -> Result<Option<String>, Rejection> {
     match raw {
         None => Ok(None),
         Some(v) if v.get() == "null" => Ok(None),
-        Some(v) => {
-            let s = serde_json::from_str::<String>(v.get())
-                .map_err(|_| wrong_type(field, "a string", v))?;
-            bounded(s, field, 0, MAX_TEXT_CHARS).map(Some)
-        }
+        Some(v) => bounded(string(v, field)?, field, 0, MAX_TEXT_CHARS).map(Some),
     }
 }
 

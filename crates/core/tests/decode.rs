@@ -1,6 +1,7 @@
 //! Decoding and validation: every rule of the contract's section 2, with the
 //! stable reason code each breach gets.
 
+use newsflow_core::event::decode_unkeyed;
 use newsflow_core::{decode, DecodeLimits, EventBody, EventType, RejectReason};
 
 fn valid(event_type: &str, extra: &str) -> String {
@@ -114,6 +115,21 @@ fn rejects_each_breach_with_its_reason() {
             Some(b"a-1"),
             valid("social_comment", r#","platform":"""#).into_bytes(),
             RejectReason::InvalidField,
+        ),
+        (
+            Some(b"a-1"),
+            valid("social_comment", r#","platform":"x\ud800""#).into_bytes(),
+            RejectReason::LoneSurrogate,
+        ),
+        (
+            Some(b"a-1"),
+            valid("social_comment", r#","platform":"x","author_id":"\udc00""#).into_bytes(),
+            RejectReason::LoneSurrogate,
+        ),
+        (
+            Some(b"a-1"),
+            valid("social_comment", r#","platform":"\ud800\u0041""#).into_bytes(),
+            RejectReason::LoneSurrogate,
         ),
         (
             Some(b"a-1"),
@@ -297,6 +313,18 @@ fn details_name_the_field_and_stay_short() {
     let rejection = decode(Some(b"a-1"), text.as_bytes(), &DecodeLimits::default()).unwrap_err();
     assert!(
         rejection.detail.contains("`platform`"),
+        "{}",
+        rejection.detail
+    );
+    // A lone surrogate in the article id is neither a wrong type nor a
+    // string "that must be a string".
+    let text = valid("social_comment", r#","platform":"x""#).replace("a-1", r"a\ud800");
+    let rejection = decode_unkeyed(text.as_bytes(), &DecodeLimits::default()).unwrap_err();
+    assert_eq!(rejection.reason, RejectReason::LoneSurrogate);
+    assert!(
+        rejection.detail.contains("`article_id`")
+            && rejection.detail.contains("surrogate")
+            && !rejection.detail.contains("must be a string"),
         "{}",
         rejection.detail
     );
