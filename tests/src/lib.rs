@@ -261,6 +261,11 @@ impl TestEnv {
     /// Starts `newsflow-producer serve` with extra environment variables and
     /// waits until it is ready; the guard stops it when dropped.
     pub fn spawn_ingest(&self, extra_env: &[(&str, &str)]) -> Ingest {
+        self.spawn_ingest_logging(extra_env, Stdio::inherit())
+    }
+
+    /// [`TestEnv::spawn_ingest`] with its log (stderr) sent to `log`.
+    pub fn spawn_ingest_logging(&self, extra_env: &[(&str, &str)], log: Stdio) -> Ingest {
         let port = free_port();
         let metrics_port = free_port();
         let child = self
@@ -273,7 +278,7 @@ impl TestEnv {
             )
             .envs(extra_env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("starting newsflow-producer serve");
         let ingest = Ingest {
@@ -495,6 +500,47 @@ impl Ingest {
     /// The endpoint's /metrics text.
     pub fn metrics(&self) -> String {
         http_get(self.metrics_port, "/metrics").unwrap_or_default()
+    }
+
+    /// Whether `/readyz` answers 200.
+    pub fn ready(&self) -> bool {
+        http_get(self.metrics_port, "/readyz").is_ok_and(|r| r.starts_with("HTTP/1.1 200"))
+    }
+
+    /// The most memory the process has held (VmHWM), in MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("reading the process status");
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status");
+        kib / 1024.0
+    }
+
+    /// Sends SIGTERM.
+    pub fn sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits up to `within` for the process to exit, and returns how.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for serve") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not exit within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

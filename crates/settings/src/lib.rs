@@ -82,9 +82,25 @@ pub struct IngestSettings {
     pub allow_unauthenticated: bool,
     /// `ingest.max_body_bytes`: larger request bodies get 413. Default 16 MiB.
     pub max_body_bytes: usize,
-    /// `ingest.request_timeout`: a request (its body included) that takes
-    /// longer gets 408, so slow clients cannot hold connections. Default `30s`.
+    /// `ingest.request_timeout`: one deadline for a whole request, from its
+    /// first byte to the end of its body; a request that misses it gets 408,
+    /// so slow clients cannot hold connections. Default `30s`.
     pub request_timeout: Duration,
+    /// `ingest.header_timeout`: the first byte and all headers of a request
+    /// must arrive within it after the connection opened (or the previous
+    /// answer went out), so idle sockets are let go in seconds. Default `5s`.
+    pub header_timeout: Duration,
+    /// `ingest.max_connections`: connections held at once. At the cap, the
+    /// connection idle the longest is closed for a new one; only when every
+    /// connection is mid-request is a new one refused. Default 1024.
+    pub max_connections: usize,
+    /// `ingest.max_rejected_details`: rejected lines listed one by one in an
+    /// answer; the rest are only counted by reason. Default 100.
+    pub max_rejected_details: usize,
+    /// `ingest.shutdown_delay`: after SIGTERM, `/readyz` turns red at once
+    /// but requests are still accepted this long, so a load balancer stops
+    /// routing before the port closes. Default `5s`.
+    pub shutdown_delay: Duration,
     /// `ingest.max_queued_events`: events waiting for Kafka's
     /// acknowledgement; beyond it requests get 503 with Retry-After instead
     /// of buffering without bound. Default 100000.
@@ -434,6 +450,10 @@ mod raw {
         allow_unauthenticated: bool,
         max_body_bytes: i64,
         request_timeout: String,
+        header_timeout: String,
+        max_connections: i64,
+        max_rejected_details: i64,
+        shutdown_delay: String,
         max_queued_events: i64,
     }
 
@@ -446,6 +466,10 @@ mod raw {
                 allow_unauthenticated: false,
                 max_body_bytes: 16 * 1024 * 1024,
                 request_timeout: "30s".into(),
+                header_timeout: "5s".into(),
+                max_connections: 1024,
+                max_rejected_details: 100,
+                shutdown_delay: "5s".into(),
                 max_queued_events: 100_000,
             }
         }
@@ -659,16 +683,21 @@ mod raw {
     }
 
     fn duration(key: &'static str, value: &str) -> Result<Duration, SettingsError> {
-        let d = humantime::parse_duration(value).map_err(|e| {
-            invalid(
-                key,
-                format!("`{value}` is not a duration like `10s` or `1h`: {e}"),
-            )
-        })?;
+        let d = duration_or_zero(key, value)?;
         if d.is_zero() {
             return Err(invalid(key, "must be longer than zero"));
         }
         Ok(d)
+    }
+
+    /// A duration that may be zero (`0s` turns a delay off).
+    fn duration_or_zero(key: &'static str, value: &str) -> Result<Duration, SettingsError> {
+        humantime::parse_duration(value).map_err(|e| {
+            invalid(
+                key,
+                format!("`{value}` is not a duration like `10s` or `1h`: {e}"),
+            )
+        })
     }
 
     fn in_range(key: &'static str, value: i64, min: i64, max: i64) -> Result<i64, SettingsError> {
@@ -855,6 +884,16 @@ mod raw {
                 1024 * 1024 * 1024,
             )? as usize,
             request_timeout: duration("ingest.request_timeout", &raw.request_timeout)?,
+            header_timeout: duration("ingest.header_timeout", &raw.header_timeout)?,
+            max_connections: in_range("ingest.max_connections", raw.max_connections, 1, 1_000_000)?
+                as usize,
+            max_rejected_details: in_range(
+                "ingest.max_rejected_details",
+                raw.max_rejected_details,
+                0,
+                100_000,
+            )? as usize,
+            shutdown_delay: duration_or_zero("ingest.shutdown_delay", &raw.shutdown_delay)?,
             max_queued_events: in_range(
                 "ingest.max_queued_events",
                 raw.max_queued_events,

@@ -15,7 +15,7 @@
 mod metrics;
 mod server;
 
-pub use metrics::Metrics;
+pub use metrics::{ConnectionClose, Metrics};
 pub use server::{bind, Health};
 
 use newsflow_settings::{LogFormat, LogSettings};

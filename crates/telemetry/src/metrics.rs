@@ -13,6 +13,36 @@ const LATENCY_BUCKETS: [f64; 17] = [
     86_400.0, 604_800.0,
 ];
 
+/// Why the ingest endpoint closed a connection itself: the `reason` of
+/// `newsflow_ingest_connections_closed_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionClose {
+    /// An idle connection let go for a new one at `ingest.max_connections`.
+    Evicted,
+    /// A new connection refused because every connection was mid-request.
+    Refused,
+    /// A connection whose request headers missed `ingest.header_timeout`.
+    HeaderTimeout,
+}
+
+impl ConnectionClose {
+    /// Every reason, for pre-registering the series.
+    pub const ALL: [ConnectionClose; 3] = [
+        ConnectionClose::Evicted,
+        ConnectionClose::Refused,
+        ConnectionClose::HeaderTimeout,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionClose::Evicted => "evicted",
+            ConnectionClose::Refused => "refused",
+            ConnectionClose::HeaderTimeout => "header_timeout",
+        }
+    }
+}
+
 /// Every metric newsflow exports, registered in its own registry.
 pub struct Metrics {
     registry: Registry,
@@ -38,6 +68,7 @@ pub struct Metrics {
     flush_failures: IntCounterVec,
     ingest_requests: IntCounterVec,
     ingest_events: IntCounterVec,
+    ingest_connections_closed: IntCounterVec,
     checkpoint_duration: Histogram,
     commit_duration: Histogram,
     end_to_end_latency: Histogram,
@@ -131,6 +162,11 @@ impl Metrics {
             "newsflow_ingest_events_total",
             "Events received over HTTP, by outcome (accepted, rejected, unpublished).",
             &["outcome"],
+        );
+        let ingest_connections_closed = counter(
+            "newsflow_ingest_connections_closed_total",
+            "HTTP ingest connections the server closed before the client did: idle ones let go for a new one at ingest.max_connections (evicted), new ones refused because every connection was mid-request (refused), and ones whose headers missed ingest.header_timeout (header_timeout).",
+            &["reason"],
         );
         let consumer_lag = IntGaugeVec::new(
             Opts::new(
@@ -310,6 +346,7 @@ impl Metrics {
             flush_failures,
             ingest_requests,
             ingest_events,
+            ingest_connections_closed,
             checkpoint_duration,
             commit_duration,
             end_to_end_latency,
@@ -359,6 +396,10 @@ impl Metrics {
         let rejected = newsflow_core::RejectReason::ALL.map(|r| r.code());
         for reason in delivery.iter().chain(rejected.iter()) {
             self.produce_errors.with_label_values(&[reason]);
+        }
+        for reason in ConnectionClose::ALL {
+            self.ingest_connections_closed
+                .with_label_values(&[reason.as_str()]);
         }
     }
 
@@ -456,7 +497,12 @@ impl Metrics {
 
     /// An event could not be produced, for `reason` (a stable code).
     pub fn produce_error(&self, reason: &str) {
-        self.produce_errors.with_label_values(&[reason]).inc();
+        self.produce_errors(reason, 1);
+    }
+
+    /// `n` events could not be produced, all for `reason`.
+    pub fn produce_errors(&self, reason: &str, n: u64) {
+        self.produce_errors.with_label_values(&[reason]).inc_by(n);
     }
 
     /// The group assigned (`assign`) or revoked (`revoke`) partitions.
@@ -537,6 +583,13 @@ impl Metrics {
     /// `n` events received over HTTP ended as `outcome`.
     pub fn ingest_events(&self, outcome: &'static str, n: u64) {
         self.ingest_events.with_label_values(&[outcome]).inc_by(n);
+    }
+
+    /// The ingest endpoint closed a connection for `reason`.
+    pub fn ingest_connection_closed(&self, reason: ConnectionClose) {
+        self.ingest_connections_closed
+            .with_label_values(&[reason.as_str()])
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -1,0 +1,423 @@
+//! The ingest endpoint's connections: how many are held, how long a client
+//! may take, and which one goes when the cap is reached.
+//!
+//! Three rules keep a client without the token from locking out those
+//! with one:
+//! - **Head deadline.** The first byte and all headers of a request must
+//!   arrive within `ingest.header_timeout` after the connection opened or
+//!   the previous answer went out. An idle socket is closed silently; one
+//!   that sent part of a request gets a 408 first.
+//! - **One request deadline.** The body must be complete by
+//!   `ingest.request_timeout` after the request's first byte (the handler
+//!   enforces this with the instant recorded here), else 408.
+//! - **Idle first.** At `ingest.max_connections`, the connection that has
+//!   waited longest (at least a second) without a request in the handler
+//!   is closed to make room. A new connection is refused only when every
+//!   connection is mid-request or just opened, and those refusals are
+//!   logged at most every 10 s.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use newsflow_telemetry::{ConnectionClose, Metrics};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, Sleep};
+
+/// What a connection may hold and for how long.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// `ingest.header_timeout`.
+    pub header_timeout: Duration,
+    /// `ingest.request_timeout`.
+    pub request_timeout: Duration,
+    /// `ingest.max_connections`.
+    pub max_connections: usize,
+}
+
+/// When the request being served on a connection sent its first byte; the
+/// handler's body deadline counts from it. Put into each request's
+/// extensions.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestStarted(pub Instant);
+
+/// How long a connection has waited before it may be closed to make room:
+/// long enough for a client's request head to arrive and be read.
+const EVICTABLE_AFTER: Duration = Duration::from_secs(1);
+
+/// How often refusals at the cap are logged, at most.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The body of the 408 written straight to the socket when a request's
+/// head misses its deadline (hyper has no request to answer yet).
+const HEAD_TIMEOUT_BODY: &str = r#"{"error":"request_timeout","detail":"the request headers did not arrive within ingest.header_timeout"}"#;
+
+fn head_timeout_answer() -> String {
+    format!(
+        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{HEAD_TIMEOUT_BODY}",
+        HEAD_TIMEOUT_BODY.len()
+    )
+}
+
+/// Where one connection stands, shared by its socket wrapper, its service
+/// and the accept loop.
+#[derive(Debug)]
+struct ConnectionState {
+    /// When the connection opened or last finished answering.
+    waiting_since: Instant,
+    /// The first byte of the request being read, if one has begun.
+    first_byte: Option<Instant>,
+    /// A request is in the handler.
+    in_request: bool,
+}
+
+#[derive(Debug)]
+struct Connection {
+    state: Mutex<ConnectionState>,
+    /// Asks the connection's task to close it to make room.
+    evict: Notify,
+}
+
+impl Connection {
+    fn new() -> Self {
+        Connection {
+            state: Mutex::new(ConnectionState {
+                waiting_since: Instant::now(),
+                first_byte: None,
+                in_request: false,
+            }),
+            evict: Notify::new(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ConnectionState> {
+        // The state is plain data, valid whatever a panicking holder did.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The head of a request is complete and goes to the handler: returns
+    /// when its first byte arrived.
+    fn request_started(&self) -> Instant {
+        let mut state = self.state();
+        state.in_request = true;
+        state.first_byte.unwrap_or_else(Instant::now)
+    }
+
+    /// The handler answered; the next request's clock starts now.
+    fn request_answered(&self) {
+        let mut state = self.state();
+        state.in_request = false;
+        state.first_byte = None;
+        state.waiting_since = Instant::now();
+    }
+
+    fn saw_bytes(&self) {
+        let mut state = self.state();
+        if !state.in_request && state.first_byte.is_none() {
+            state.first_byte = Some(Instant::now());
+        }
+    }
+
+    /// When the head being awaited must be complete, and whether part of a
+    /// request has arrived; `None` while a request is in the handler.
+    fn head_deadline(&self, limits: &ConnectionLimits) -> Option<(Instant, bool)> {
+        let state = self.state();
+        if state.in_request {
+            return None;
+        }
+        let mut deadline = state.waiting_since + limits.header_timeout;
+        if let Some(first) = state.first_byte {
+            deadline = deadline.min(first + limits.request_timeout);
+        }
+        Some((deadline, state.first_byte.is_some()))
+    }
+
+    /// Since when the connection has been without a request in the
+    /// handler; `None` while one is.
+    fn waiting_since(&self) -> Option<Instant> {
+        let state = self.state();
+        (!state.in_request).then_some(state.waiting_since)
+    }
+}
+
+/// The socket as hyper sees it: reads end (EOF) once the head deadline has
+/// passed, after a 408 if part of a request had arrived.
+struct DeadlineIo {
+    socket: TcpStream,
+    connection: Arc<Connection>,
+    limits: ConnectionLimits,
+    timer: Pin<Box<Sleep>>,
+    metrics: Arc<Metrics>,
+    timed_out: bool,
+}
+
+impl DeadlineIo {
+    fn head_timed_out(&mut self, partial: bool) {
+        self.timed_out = true;
+        if partial {
+            // Best effort: the socket's buffer is empty while a head is
+            // being read, and a client that does not read it loses nothing.
+            let _ = self.socket.try_write(head_timeout_answer().as_bytes());
+        }
+        self.metrics
+            .ingest_connection_closed(ConnectionClose::HeaderTimeout);
+    }
+}
+
+impl AsyncRead for DeadlineIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.timed_out {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some((deadline, partial)) = this.connection.head_deadline(&this.limits) {
+            if this.timer.deadline() != deadline {
+                this.timer.as_mut().reset(deadline);
+            }
+            if this.timer.as_mut().poll(cx).is_ready() {
+                this.head_timed_out(partial);
+                return Poll::Ready(Ok(())); // EOF: hyper closes the connection
+            }
+        }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.socket).poll_read(cx, buf))?;
+        if buf.filled().len() > before {
+            this.connection.saw_bytes();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for DeadlineIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.socket).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.socket).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.socket).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.socket).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.socket.is_write_vectored()
+    }
+}
+
+/// The open connections, by id.
+#[derive(Default)]
+struct Registry {
+    open: Mutex<HashMap<u64, Arc<Connection>>>,
+}
+
+impl Registry {
+    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Connection>>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes room for one more connection: below the cap there is room;
+    /// at it, the connection waiting longest without a request in the
+    /// handler is asked to close (it leaves the registry at once, so it is
+    /// not chosen twice). Connections younger than [`EVICTABLE_AFTER`] are
+    /// spared, so a burst of new ones cannot push out a client whose head
+    /// is on its way. `false` when no connection can go.
+    fn make_room(&self, cap: usize) -> bool {
+        let mut open = self.open();
+        if open.len() < cap {
+            return true;
+        }
+        let now = Instant::now();
+        let oldest = open
+            .iter()
+            .filter_map(|(id, c)| c.waiting_since().map(|since| (since, *id)))
+            .filter(|(since, _)| now.duration_since(*since) >= EVICTABLE_AFTER)
+            .min();
+        match oldest.and_then(|(_, id)| open.remove(&id)) {
+            Some(victim) => {
+                victim.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Logs refused connections at most every [`REFUSAL_LOG_EVERY`], with how
+/// many were refused since the last line, so a flood cannot flood the log.
+struct RefusalLog {
+    last: Option<Instant>,
+    unreported: u64,
+}
+
+impl RefusalLog {
+    fn refused(&mut self, cap: usize) {
+        self.unreported += 1;
+        if self.last.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY) {
+            tracing::warn!(
+                refused = self.unreported,
+                max_connections = cap,
+                "every connection is mid-request at ingest.max_connections; refusing new ones \
+                 (logged at most every 10 s)"
+            );
+            self.last = Some(Instant::now());
+            self.unreported = 0;
+        }
+    }
+}
+
+/// Accepts connections until `stop_accepting` resolves, then closes idle
+/// connections, lets requests in flight finish for up to
+/// `ingest.request_timeout`, and returns.
+pub async fn accept_until(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    metrics: Arc<Metrics>,
+    stop_accepting: impl Future<Output = ()>,
+) {
+    let registry = Arc::new(Registry::default());
+    let (closing, closing_seen) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let mut refusals = RefusalLog {
+        last: None,
+        unreported: 0,
+    };
+    let mut next_id = 0u64;
+    tokio::pin!(stop_accepting);
+    loop {
+        let socket = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, _peer)) => socket,
+                Err(e) => {
+                    // Typically EMFILE; back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop_accepting => break,
+        };
+        while tasks.try_join_next().is_some() {}
+        if !registry.make_room(limits.max_connections) {
+            metrics.ingest_connection_closed(ConnectionClose::Refused);
+            refusals.refused(limits.max_connections);
+            continue;
+        }
+        next_id += 1;
+        let id = next_id;
+        let connection = Arc::new(Connection::new());
+        registry.open().insert(id, connection.clone());
+        let served = serve_connection(
+            socket,
+            connection,
+            app.clone(),
+            limits,
+            metrics.clone(),
+            closing_seen.clone(),
+        );
+        let registry = registry.clone();
+        tasks.spawn(async move {
+            served.await;
+            registry.open().remove(&id);
+        });
+    }
+    drop(listener);
+    tracing::info!("no longer accepting; finishing requests in flight");
+    let _ = closing.send(true);
+    let drained = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(limits.request_timeout, drained)
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still open after ingest.request_timeout; closing them");
+        tasks.abort_all();
+    }
+}
+
+/// Serves one connection until it ends, is evicted, or the server closes.
+async fn serve_connection(
+    socket: TcpStream,
+    connection: Arc<Connection>,
+    app: Router,
+    limits: ConnectionLimits,
+    metrics: Arc<Metrics>,
+    mut closing: watch::Receiver<bool>,
+) {
+    let io = DeadlineIo {
+        socket,
+        connection: connection.clone(),
+        limits,
+        timer: Box::pin(tokio::time::sleep(limits.header_timeout)),
+        metrics: metrics.clone(),
+        timed_out: false,
+    };
+    let app = TowerToHyperService::new(app);
+    let service = {
+        let connection = connection.clone();
+        hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            let started = connection.request_started();
+            request.extensions_mut().insert(RequestStarted(started));
+            let answered = hyper::service::Service::call(&app, request);
+            let connection = connection.clone();
+            async move {
+                let response = answered.await;
+                connection.request_answered();
+                response
+            }
+        })
+    };
+    let served = hyper::server::conn::http1::Builder::new()
+        .header_read_timeout(None) // the head deadline lives in DeadlineIo
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(served);
+    let evicted = tokio::select! {
+        result = served.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            return;
+        }
+        () = connection.evict.notified() => true,
+        _ = closing.wait_for(|closing| *closing) => false,
+    };
+    if evicted {
+        metrics.ingest_connection_closed(ConnectionClose::Evicted);
+        if connection.waiting_since().is_some() {
+            return; // dropping the connection closes the socket
+        }
+    }
+    // Finish the request in the handler (if any), then close.
+    served.as_mut().graceful_shutdown();
+    let _ = served.await;
+}

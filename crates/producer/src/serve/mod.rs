@@ -1,0 +1,354 @@
+//! `newsflow-producer serve`: HTTP ingest for crawlers and scrapers that
+//! cannot speak Kafka.
+//!
+//! `POST /v1/events` takes NDJSON (one event per line) or a JSON array of
+//! events, validates every event against the contract, and publishes the
+//! valid ones keyed by `article_id`. The response is sent only after Kafka
+//! acknowledged every accepted event (`acks=all`, idempotent producer), and
+//! lists the first rejected lines with their numbers and reasons (see
+//! [`answer`]), counting all of them by reason:
+//!
+//! ```text
+//! 200 {"accepted": 998, "rejected": [{"line": 3, "reason": "invalid_json", "detail": "..."}],
+//!      "rejected_count": 2, "rejected_by_reason": {"invalid_json": 2}}
+//! ```
+//!
+//! When the producer's queue is full (`ingest.max_queued_events`) or Kafka
+//! does not acknowledge, the answer is 503 with `Retry-After`. Resending the
+//! whole request is safe: events already published carry their `event_id`,
+//! and the workers count a redelivered event once.
+//!
+//! The endpoint is guarded by a bearer token compared in constant time, a
+//! body limit (413), and the deadlines and connection cap of
+//! [`connections`], so neither a slow client nor a crowd of idle sockets
+//! can hold the endpoint.
+//!
+//! On SIGTERM, `/readyz` turns red first; requests are still taken for
+//! `ingest.shutdown_delay`, so load balancers stop routing before the port
+//! closes; then the requests in flight finish and Kafka acknowledges.
+
+mod answer;
+mod body;
+mod connections;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Extension, Json, Router};
+use newsflow_core::DecodeLimits;
+use newsflow_settings::{Secret, Settings, Topics};
+use newsflow_telemetry::{Health, Metrics};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::publisher::delivery_failure_reason;
+use answer::{Outcome, Rejections};
+use body::{for_each_event, read_body, BodyRead};
+use connections::{accept_until, ConnectionLimits, RequestStarted};
+
+/// What `Retry-After` asks a client to wait when the queue is full.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+/// The ingest endpoint's shared state.
+struct Ingest {
+    producer: FutureProducer,
+    topics: Topics,
+    limits: DecodeLimits,
+    token: Option<Secret>,
+    max_body_bytes: usize,
+    max_rejected_details: usize,
+    request_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+/// Serves `POST /v1/events` on `ingest.listen` until `shutdown` resolves,
+/// then shuts down in the order a load balancer needs (see the module
+/// documentation) and waits for Kafka's acknowledgements.
+pub async fn serve(
+    settings: Arc<Settings>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let ingest_settings = &settings.ingest;
+    let token = ingest_settings.required_token()?.cloned();
+    let listen = ingest_settings.listen;
+    if token.is_none() {
+        tracing::warn!(%listen, "ingest.allow_unauthenticated is set: anyone who reaches the endpoint can publish");
+    }
+    let producer: FutureProducer = ingest_producer_config(&settings)
+        .create()
+        .context("creating the Kafka producer")?;
+    let ingest = Arc::new(Ingest {
+        producer,
+        topics: settings.topics.clone(),
+        limits: settings.decode_limits(),
+        token,
+        max_body_bytes: ingest_settings.max_body_bytes,
+        max_rejected_details: ingest_settings.max_rejected_details,
+        request_timeout: ingest_settings.request_timeout,
+        metrics: metrics.clone(),
+    });
+    let app = Router::new()
+        .route("/v1/events", post(post_events))
+        .with_state(ingest.clone());
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding ingest.listen {listen}"))?;
+    tracing::info!(listen = %listener.local_addr()?, "accepting events on POST /v1/events");
+    health.set_ready();
+
+    let limits = ConnectionLimits {
+        header_timeout: ingest_settings.header_timeout,
+        request_timeout: ingest_settings.request_timeout,
+        max_connections: ingest_settings.max_connections,
+    };
+    let delay = ingest_settings.shutdown_delay;
+    let stop_accepting = {
+        let health = health.clone();
+        async move {
+            shutdown.await;
+            health.set_not_ready("shutting down");
+            tracing::info!(
+                "shutdown requested: /readyz is red; still accepting for {delay:?} \
+                 (ingest.shutdown_delay) while load balancers stop routing here"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    };
+    accept_until(listener, app, limits, metrics, stop_accepting).await;
+
+    let producer = ingest.producer.clone();
+    tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(30)))
+        .await
+        .context("flushing the producer")?
+        .context("waiting for Kafka to acknowledge queued events")?;
+    tracing::info!("ingest stopped");
+    Ok(())
+}
+
+/// The event producer's configuration with the ingest queue bound, and a
+/// delivery timeout no longer than a request may take.
+fn ingest_producer_config(settings: &Settings) -> rdkafka::ClientConfig {
+    let ingest = &settings.ingest;
+    newsflow_kafka::producer_config_with(
+        settings,
+        &[
+            (
+                "queue.buffering.max.messages",
+                ingest.max_queued_events.to_string(),
+            ),
+            ("linger.ms", "5".to_string()),
+            (
+                "message.timeout.ms",
+                ingest.request_timeout.as_millis().max(1000).to_string(),
+            ),
+        ],
+    )
+}
+
+async fn post_events(
+    State(ingest): State<Arc<Ingest>>,
+    started: Option<Extension<RequestStarted>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = started.map_or_else(tokio::time::Instant::now, |Extension(s)| s.0);
+    let response = ingest.handle(started, &headers, body).await;
+    ingest.metrics.ingest_request(response.status().as_u16());
+    response
+}
+
+fn problem(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Response {
+    let body = serde_json::json!({ "error": error, "detail": detail.into() });
+    (status, Json(body)).into_response()
+}
+
+/// What queueing the valid events of a body came to.
+struct Queued<'t> {
+    in_flight: Vec<(&'t str, DeliveryFuture)>,
+    unpublished: usize,
+    queue_full: bool,
+}
+
+impl Ingest {
+    async fn handle(
+        &self,
+        started: tokio::time::Instant,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Response {
+        if !self.authorized(headers) {
+            let mut response = problem(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send a valid `Authorization: Bearer <token>` header",
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body_bytes as u64) {
+            return self.too_large();
+        }
+        // One deadline for the whole request, counted from its first byte.
+        let reading = read_body(body, self.max_body_bytes, declared.map(|n| n as usize));
+        let bytes = match tokio::time::timeout_at(started + self.request_timeout, reading).await {
+            Err(_) => {
+                return problem(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!(
+                        "the request did not arrive within {:?} of its first byte (ingest.request_timeout)",
+                        self.request_timeout
+                    ),
+                )
+            }
+            Ok(BodyRead::TooLarge) => return self.too_large(),
+            Ok(BodyRead::Failed(e)) => {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "unreadable_body",
+                    format!("reading the body failed: {e}"),
+                )
+            }
+            Ok(BodyRead::Complete(bytes)) => bytes,
+        };
+        self.publish(&bytes).await
+    }
+
+    fn too_large(&self) -> Response {
+        problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "the body exceeds {} bytes (ingest.max_body_bytes); send smaller batches",
+                self.max_body_bytes
+            ),
+        )
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
+            .is_some_and(|presented| token.matches(presented))
+    }
+
+    /// Validates each event of the body, queues the valid ones, waits for
+    /// Kafka, and answers.
+    async fn publish(&self, body: &[u8]) -> Response {
+        let mut rejections = Rejections::new(self.max_rejected_details);
+        let mut queued = Queued {
+            in_flight: Vec::new(),
+            unpublished: 0,
+            queue_full: false,
+        };
+        let events = for_each_event(
+            body,
+            |line, raw| match newsflow_core::event::decode_unkeyed(raw, &self.limits) {
+                Ok(event) => self.queue(&event, raw, &mut queued),
+                Err(rejection) => rejections.add(line, rejection),
+            },
+        );
+        match events {
+            Ok(0) => return problem(StatusCode::BAD_REQUEST, "empty", "the body holds no events"),
+            Ok(_) => {}
+            Err(detail) => return problem(StatusCode::BAD_REQUEST, "malformed_body", detail),
+        }
+        // Counted once per reason, not once per line: a body of a million
+        // bad lines should not cost a million metric updates.
+        for (reason, n) in rejections.by_reason() {
+            self.metrics.produce_errors(reason, n as u64);
+        }
+        self.metrics
+            .ingest_events("rejected", rejections.total() as u64);
+
+        let Queued {
+            in_flight,
+            mut unpublished,
+            queue_full,
+        } = queued;
+        let mut accepted = 0usize;
+        for (topic, delivery) in in_flight {
+            match delivery.await {
+                Ok(Ok(_)) => {
+                    accepted += 1;
+                    self.metrics.produced(topic, 1);
+                }
+                Ok(Err((error, _))) => {
+                    self.metrics.produce_error(delivery_failure_reason(&error));
+                    unpublished += 1;
+                }
+                Err(_cancelled) => unpublished += 1,
+            }
+        }
+        self.metrics.ingest_events("accepted", accepted as u64);
+        if queue_full {
+            self.metrics.produce_error("queue_full");
+        }
+        if unpublished > 0 {
+            self.metrics
+                .ingest_events("unpublished", unpublished as u64);
+        }
+        let mut outcome = Outcome::new(accepted, rejections);
+        if unpublished == 0 {
+            return (StatusCode::OK, Json(outcome)).into_response();
+        }
+        outcome.unpublished = Some(unpublished);
+        outcome.error = Some(if queue_full {
+            "queue_full"
+        } else {
+            "kafka_unavailable"
+        });
+        outcome.hint = Some(
+            "retry the whole request after Retry-After; events already accepted are counted once by event_id",
+        );
+        let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(outcome)).into_response();
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECONDS),
+        );
+        response
+    }
+
+    /// Hands one valid event to the producer. Once the queue is full, the
+    /// rest of the body is only counted as unpublished.
+    fn queue<'t>(&'t self, event: &newsflow_core::Event, raw: &[u8], queued: &mut Queued<'t>) {
+        if queued.queue_full {
+            queued.unpublished += 1;
+            return;
+        }
+        let topic = self.topics.for_event_type(event.event_type());
+        let record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic)
+            .key(event.article_id.as_str())
+            .payload(raw);
+        match self.producer.send_result(record) {
+            Ok(delivery) => queued.in_flight.push((topic, delivery)),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                queued.queue_full = true;
+                queued.unpublished += 1;
+            }
+            Err((error, _)) => {
+                self.metrics.produce_error(delivery_failure_reason(&error));
+                queued.unpublished += 1;
+            }
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! `newsflow-producer serve` against hostile and broken clients, on
+//! loopback against the real broker: answers bounded whatever the body
+//! holds, no lock-out of the token holders by sockets that send nothing,
+//! one deadline per request, readiness red before the port closes on
+//! SIGTERM, and a catalogue of attacks that must keep failing.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use newsflow_e2e::{metric_value, wait_for, TestEnv};
+use reqwest::blocking::Client;
+use reqwest::StatusCode;
+
+const TOKEN: &str = "hostile-token-8d1e7b";
+
+fn comment(id: &str, article: &str) -> String {
+    format!(
+        r#"{{"schema_version":1,"event_id":"{id}","event_type":"social_comment","article_id":"{article}","occurred_at":"2026-11-01T10:00:00Z","platform":"x"}}"#
+    )
+}
+
+/// A client that opens a new connection per request, as the crowd of
+/// scrapers behind a NAT would.
+fn fresh_client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+fn post(ingest_url: &str, body: impl Into<reqwest::blocking::Body>) -> (StatusCode, String) {
+    let response = fresh_client()
+        .post(ingest_url)
+        .bearer_auth(TOKEN)
+        .body(body)
+        .send()
+        .unwrap();
+    (response.status(), response.text().unwrap())
+}
+
+/// Sends raw bytes on a new connection and returns everything the server
+/// writes before it closes (or `within` passes).
+fn raw_exchange(port: u32, request: &[u8], within: Duration) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port as u16)).unwrap();
+    stream.write_all(request).unwrap();
+    read_until_closed(&mut stream, within)
+}
+
+fn read_until_closed(stream: &mut TcpStream, within: Duration) -> String {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 8192];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => return String::from_utf8_lossy(&answer).into_owned(),
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+        }
+    }
+}
+
+#[test]
+fn the_worst_bodies_get_bounded_answers_in_bounded_memory() {
+    let env = TestEnv::new("hostile-worst-body", 1);
+    let ingest = env.spawn_ingest(&[("NEWSFLOW__INGEST__AUTH_TOKEN", TOKEN)]);
+
+    // 16 MiB (the default limit) of one-byte lines, every one rejected.
+    let lines = 8 * 1024 * 1024;
+    let (status, answer) = post(&ingest.url(), b"x\n".repeat(lines));
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        answer.len() < 64 * 1024,
+        "the answer to 16 MiB of bad lines is {} bytes",
+        answer.len()
+    );
+    let outcome: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(outcome["accepted"], 0);
+    assert_eq!(outcome["rejected_count"], lines);
+    assert_eq!(outcome["rejected_by_reason"]["invalid_json"], lines);
+    let listed = outcome["rejected"].as_array().unwrap();
+    assert_eq!(listed.len(), 100, "ingest.max_rejected_details by default");
+    assert_eq!(listed[99]["line"], 100);
+
+    // Two million array elements that are not events, and good events
+    // after them still counted.
+    let mut array = "1,".repeat(2_000_000);
+    array.push_str(&comment("after-the-ones", "a1"));
+    let (status, answer) = post(&ingest.url(), format!("[{array}]"));
+    assert_eq!(status, StatusCode::OK);
+    let outcome: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(outcome["accepted"], 1);
+    assert_eq!(outcome["rejected_by_reason"]["not_an_object"], 2_000_000);
+    assert!(answer.len() < 64 * 1024, "{} bytes", answer.len());
+
+    let peak = ingest.peak_rss_mib();
+    assert!(
+        peak < 100.0,
+        "serve peaked at {peak:.0} MiB for 16 MiB requests; it must stay a small multiple of the body"
+    );
+    assert_eq!(env.events_in_topics(), 1);
+    let metrics = ingest.metrics();
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "newsflow_produce_errors_total{reason=\"invalid_json\"}"
+        ),
+        Some(lines as f64)
+    );
+}
+
+#[test]
+fn idle_sockets_beyond_the_cap_do_not_lock_out_the_token_holders() {
+    let env = TestEnv::new("hostile-idle", 1);
+    let cap = 40;
+    let ingest = env.spawn_ingest(&[
+        ("NEWSFLOW__INGEST__AUTH_TOKEN", TOKEN),
+        ("NEWSFLOW__INGEST__MAX_CONNECTIONS", &cap.to_string()),
+        // Long enough that only eviction, not the head deadline, can make
+        // room while the test runs.
+        ("NEWSFLOW__INGEST__HEADER_TIMEOUT", "5m"),
+        ("NEWSFLOW__INGEST__REQUEST_TIMEOUT", "5m"),
+    ]);
+    let address = ("127.0.0.1", ingest.port as u16);
+
+    // Anyone who can connect, no token needed: 2.5 times the cap, in
+    // waves. A connection that just opened is spared for a second (its
+    // head may be on its way), so the waves are that far apart.
+    let open = |n: usize| -> Vec<TcpStream> {
+        let sockets = (0..n)
+            .map(|_| TcpStream::connect(address).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(1500));
+        sockets
+    };
+    let mut idle = open(cap);
+    idle.extend(open(cap));
+    idle.extend(open(100 - 2 * cap));
+    let mut served = 0;
+    for i in 0..20 {
+        let (status, _) = post(&ingest.url(), comment(&format!("held-{i}"), "a1"));
+        served += usize::from(status == StatusCode::OK);
+    }
+    assert_eq!(served, 20, "every authorised request is served");
+    assert_eq!(
+        read_until_closed(&mut idle[0], Duration::from_secs(10)),
+        "",
+        "the longest-idle socket was closed, silently, to make room"
+    );
+
+    // When every connection is mid-request, a new one is refused instead.
+    let mut mid_request: Vec<TcpStream> = (0..cap)
+        .map(|_| {
+            let mut s = TcpStream::connect(address).unwrap();
+            write!(
+                s,
+                "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+                 Content-Length: 100\r\n\r\n{{"
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    wait_for(
+        "every connection to be mid-request",
+        Duration::from_secs(30),
+        || {
+            let request = format!(
+                "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+                 Connection: close\r\nContent-Length: 0\r\n\r\n"
+            );
+            let answer = raw_exchange(ingest.port, request.as_bytes(), Duration::from_secs(5));
+            answer.is_empty()
+        },
+    );
+    let metrics = ingest.metrics();
+    let count = |reason: &str| {
+        metric_value(
+            &metrics,
+            &format!("newsflow_ingest_connections_closed_total{{reason=\"{reason}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    // 60 for the later waves, at least one for the authorised requests,
+    // and 39 or 40 for the requests below.
+    assert!(count("evicted") >= 99.0, "{metrics}");
+    assert!(count("refused") >= 1.0, "{metrics}");
+    // The requests in the handler were not cut short: each still gets its
+    // answer once its body is complete.
+    let rest = format!("{}}}", " ".repeat(98));
+    mid_request[0].write_all(rest.as_bytes()).unwrap();
+    let answer = read_until_closed(&mut mid_request[0], Duration::from_secs(2));
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("missing_field"),
+        "{answer}"
+    );
+    drop(idle);
+}
+
+#[test]
+fn a_request_has_one_deadline_from_its_first_byte_and_idle_sockets_go_quickly() {
+    let env = TestEnv::new("hostile-deadline", 1);
+    let ingest = env.spawn_ingest(&[
+        ("NEWSFLOW__INGEST__AUTH_TOKEN", TOKEN),
+        ("NEWSFLOW__INGEST__HEADER_TIMEOUT", "3s"),
+        ("NEWSFLOW__INGEST__REQUEST_TIMEOUT", "4s"),
+    ]);
+    let address = ("127.0.0.1", ingest.port as u16);
+
+    // A socket that never sends a byte is let go at the head deadline,
+    // without an answer (there is no request to answer).
+    let mut silent = TcpStream::connect(address).unwrap();
+    let opened = Instant::now();
+
+    // Headers trickled over 2.5 s (within the 3 s head deadline), then a
+    // body trickled after them: with separate timers this took 2.5 + 4 s.
+    let mut slow = TcpStream::connect(address).unwrap();
+    let first_byte = Instant::now();
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 1000\r\n\r\n"
+    );
+    for chunk in head.as_bytes().chunks(head.len() / 5 + 1) {
+        slow.write_all(chunk).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    slow.set_nonblocking(true).unwrap();
+    let mut answer = Vec::new();
+    while first_byte.elapsed() < Duration::from_secs(20) {
+        let _ = slow.write_all(b" ");
+        let mut buffer = [0u8; 4096];
+        match slow.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => break,
+        }
+        if answer.ends_with(b"}") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let answered_after = first_byte.elapsed();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("of its first byte"), "{answer}");
+    assert!(
+        answered_after < Duration::from_millis(6_000),
+        "the 408 came {answered_after:?} after the first byte; the deadline is 4 s from it"
+    );
+
+    assert_eq!(read_until_closed(&mut silent, Duration::from_secs(10)), "");
+    assert!(
+        opened.elapsed() < Duration::from_secs(10),
+        "the silent socket was closed near the 3 s head deadline"
+    );
+    let metrics = ingest.metrics();
+    assert!(
+        metric_value(
+            &metrics,
+            "newsflow_ingest_connections_closed_total{reason=\"header_timeout\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn on_sigterm_readiness_turns_red_before_the_port_closes() {
+    let env = TestEnv::new("hostile-shutdown", 1);
+    let mut ingest = env.spawn_ingest(&[
+        ("NEWSFLOW__INGEST__AUTH_TOKEN", TOKEN),
+        ("NEWSFLOW__INGEST__SHUTDOWN_DELAY", "3s"),
+    ]);
+    assert!(ingest.ready());
+    ingest.sigterm();
+    wait_for("/readyz to turn red", Duration::from_secs(10), || {
+        !ingest.ready()
+    });
+    // Red, and still serving: the load balancer has time to notice.
+    let (status, answer) = post(&ingest.url(), comment("during-delay", "a1"));
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    wait_for(
+        "the ingest port to refuse connections",
+        Duration::from_secs(30),
+        || TcpStream::connect(("127.0.0.1", ingest.port as u16)).is_err(),
+    );
+    let status = ingest.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "serve exited with {status}");
+    assert_eq!(env.events_in_topics(), 1);
+}
+
+/// Attacks that were tried and held; each must keep holding.
+#[test]
+fn the_catalogue_of_attacks_that_held_keeps_holding() {
+    let env = TestEnv::new("hostile-catalogue", 1);
+    let log_dir = tempfile::tempdir().unwrap();
+    let log_path = log_dir.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let ingest = env.spawn_ingest_logging(
+        &[
+            ("NEWSFLOW__INGEST__AUTH_TOKEN", TOKEN),
+            ("NEWSFLOW__INGEST__HEADER_TIMEOUT", "2s"),
+            ("RUST_LOG", "trace"),
+        ],
+        Stdio::from(log),
+    );
+    let port = ingest.port;
+    let event = comment("catalogue", "a1");
+    let request = |method: &str, path: &str, headers: &str, body: &str| {
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
+    let cases: Vec<(&str, String, &str)> = vec![
+        // No way in without the exact token.
+        ("no token", request("POST", "/v1/events", "", &event), "401"),
+        (
+            "lower-case scheme with a wrong token",
+            request("POST", "/v1/events", "Authorization: bearer nope\r\n", &event),
+            "401",
+        ),
+        (
+            "token with a character too many",
+            request(
+                "POST",
+                "/v1/events",
+                &format!("Authorization: Bearer {TOKEN}0\r\n"),
+                &event,
+            ),
+            "401",
+        ),
+        (
+            "token in the query string",
+            request("POST", &format!("/v1/events?access_token={TOKEN}"), "", &event),
+            "401",
+        ),
+        (
+            "two Authorization headers, the first wrong",
+            request(
+                "POST",
+                "/v1/events",
+                &format!("Authorization: Bearer nope\r\n{bearer}"),
+                &event,
+            ),
+            "401",
+        ),
+        // Path tricks reach nothing.
+        ("trailing slash", request("POST", "/v1/events/", &bearer, &event), "404"),
+        ("dot segments", request("POST", "/v1/x/../events", &bearer, &event), "404"),
+        ("double slash", request("POST", "//v1/events", &bearer, &event), "404"),
+        ("upper case", request("POST", "/V1/EVENTS", &bearer, &event), "404"),
+        ("encoded slash", request("POST", "/v1%2Fevents", &bearer, &event), "404"),
+        ("GET", request("GET", "/v1/events", &bearer, ""), "405"),
+        // Request smuggling shapes are refused, not reinterpreted.
+        (
+            "two different Content-Lengths",
+            format!(
+                "POST /v1/events HTTP/1.1\r\nHost: x\r\n{bearer}Content-Length: 3\r\nContent-Length: {}\r\n\r\n{event}",
+                event.len()
+            ),
+            "400",
+        ),
+        (
+            "Content-Length and chunked together",
+            format!(
+                "POST /v1/events HTTP/1.1\r\nHost: x\r\n{bearer}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nPOST /v1/events HTTP/1.1\r\nHost: x\r\n{bearer}Content-Length: {}\r\n\r\n{event}",
+                event.len()
+            ),
+            "400",
+        ),
+        // Deep nesting is refused before anything recurses on it.
+        (
+            "an array nested 100,000 deep",
+            request(
+                "POST",
+                "/v1/events",
+                &bearer,
+                &format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)),
+            ),
+            "200",
+        ),
+        // A lone surrogate gets its own reason (see the body check below).
+        (
+            "a lone surrogate in article_id",
+            request(
+                "POST",
+                "/v1/events",
+                &bearer,
+                &comment("surrogate", r"a\ud800"),
+            ),
+            "200",
+        ),
+    ];
+    for (name, request, status) in &cases {
+        let answer = raw_exchange(port, request.as_bytes(), Duration::from_secs(10));
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{name}: expected {status}, got {answer:?}"
+        );
+        assert!(
+            !answer.contains(TOKEN),
+            "{name}: the answer holds the token"
+        );
+        if *name == "an array nested 100,000 deep" {
+            assert!(answer.contains("nests deeper than 64 levels"), "{answer}");
+        }
+        if *name == "a lone surrogate in article_id" {
+            assert!(
+                answer.contains(r#""reason":"lone_surrogate""#)
+                    && answer.contains("`article_id` escapes a lone UTF-16 surrogate"),
+                "{answer}"
+            );
+        }
+    }
+
+    // A gzip bomb is not inflated: the bytes are read as sent (and
+    // rejected), so the answer and the memory stay small.
+    let zeros = std::process::Command::new("sh")
+        .args(["-c", "head -c 50000000 /dev/zero | gzip -9"])
+        .output()
+        .unwrap()
+        .stdout;
+    assert!(zeros.len() < 100_000);
+    let response = fresh_client()
+        .post(ingest.url())
+        .bearer_auth(TOKEN)
+        .header("Content-Encoding", "gzip")
+        .body(zeros)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let outcome: serde_json::Value = response.json().unwrap();
+    assert_eq!(outcome["accepted"], 0);
+    assert!(ingest.peak_rss_mib() < 100.0);
+
+    // Slowloris: 200 connections trickling a header each; authorised
+    // requests are served meanwhile, and every trickler gets a 408 at the
+    // head deadline.
+    let mut tricklers: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", port as u16)).unwrap();
+            s.write_all(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    for round in 0..3 {
+        for s in &mut tricklers {
+            let _ = s.write_all(b"X-Slow: 1\r\n");
+        }
+        let (status, _) = post(&ingest.url(), comment(&format!("loris-{round}"), "a1"));
+        assert_eq!(status, StatusCode::OK);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for s in &mut tricklers {
+        let answer = read_until_closed(s, Duration::from_secs(10));
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    }
+    assert_eq!(env.events_in_topics(), 3);
+
+    // Even at trace level the token never reaches the log.
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("TRACE"), "the log is at trace level");
+    assert!(!log.contains(TOKEN), "the token appears in the trace log");
+}
