@@ -6,7 +6,7 @@ PYTHON  := $(CURDIR)/.venv/bin/python
 KAFKA   := bash deploy/local/kafka.sh
 S3      := bash deploy/local/s3.sh
 
-.PHONY: help demo test chaos fuzz bench bench-lake bench-micro build release deps venv kafka-up kafka-down kafka-status s3-up s3-down s3-status check-deploy lint fmt clippy reset clean
+.PHONY: help demo test chaos fuzz bench bench-lake bench-ingest bench-micro build release deps venv kafka-up kafka-down kafka-status s3-up s3-down s3-status check-deploy lint fmt clippy reset clean
 
 help:
 	@echo "make demo          build, start Kafka, publish the seed article and a synthetic stream, count, print the footer"
@@ -14,6 +14,7 @@ help:
 	@echo "make chaos         crash tests at scale, local and s3:// (CHAOS_EVENTS 1000000, CHAOS_KILLS 30), CHAOS_FREEZES (10) frozen workers"
 	@echo "make bench         throughput, CPU and memory on this machine (BENCH_EVENTS, BENCH_RUNS); see docs/benchmarks.md"
 	@echo "make bench-lake    flush and commit latency of one worker, local path against s3:// (LAKE_RATE, LAKE_SECONDS)"
+	@echo "make bench-ingest  HTTP ingest against hostile clients: worst body, idle-socket flood, shutdown order"
 	@echo "make bench-micro   Criterion micro-benchmarks of decoding, counting and Parquet encoding"
 	@echo "make fuzz          fuzz decoding and validation with cargo-fuzz for FUZZ_SECONDS (300)"
 	@echo "make lint          cargo fmt --check and clippy with warnings denied"
@@ -90,6 +91,12 @@ LAKE_RATE    ?= 5000
 LAKE_SECONDS ?= 60
 bench-lake: deps venv kafka-up s3-up release
 	$(PYTHON) deploy/bench/lake_latency.py --rate $(LAKE_RATE) --seconds $(LAKE_SECONDS)
+
+# HTTP ingest probed as a hostile client would (release build, local broker):
+# the 16 MiB worst body, 1,100 idle sockets against token holders, and the
+# shutdown order. Figures as JSON on stdout.
+bench-ingest: deps venv kafka-up release
+	$(PYTHON) deploy/bench/ingest_probe.py --binary target/release/newsflow-producer
 
 bench-micro:
 	$(CARGO) bench -p newsflow-bench

@@ -178,6 +178,16 @@ def check(objects: list[dict]) -> list[str]:
         grace = pod.get("terminationGracePeriodSeconds", 30)
         if grace <= drain:
             problems.append(f"{where}: terminationGracePeriodSeconds {grace} is not longer than shutdown.grace_period {drain:g}s")
+        if any("serve" in c.get("args", []) for c in pod["containers"]):
+            ingest = settings.get("ingest", {})
+            # SIGTERM: readiness red, accept for shutdown_delay, then drain
+            # requests for up to request_timeout before Kafka's last acks.
+            ingest_drain = seconds(ingest.get("shutdown_delay", "5s")) + seconds(ingest.get("request_timeout", "30s"))
+            if grace <= ingest_drain:
+                problems.append(
+                    f"{where}: terminationGracePeriodSeconds {grace} is not longer than "
+                    f"ingest.shutdown_delay + ingest.request_timeout ({ingest_drain:g}s)"
+                )
         if not pod.get("securityContext", {}).get("runAsNonRoot"):
             problems.append(f"{where}: pod does not set runAsNonRoot")
         for volume in pod.get("volumes", []):
