@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub use newsflow_core::Footer;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::Deserialize;
@@ -747,19 +748,6 @@ pub fn has_files(lake: &Path, dataset: &str) -> bool {
             .as_i64()
             .unwrap_or(0)
             > 0
-}
-
-/// An article's footer as read back from `article_totals/`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-pub struct Footer {
-    /// Title, if known.
-    pub title: Option<String>,
-    /// Distinct sources.
-    pub confirming_sources: i64,
-    /// Distinct comments.
-    pub social_comments: i64,
-    /// Distinct forum posts.
-    pub forum_posts: i64,
 }
 
 /// The current footer of every article, with the contract's own query.

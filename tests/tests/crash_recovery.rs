@@ -8,15 +8,6 @@ use std::time::{Duration, Instant};
 
 use newsflow_e2e::{lake_sql, metric_value, wait_for, TestEnv};
 
-/// A few bits of SplitMix64, so the kill moments are fixed by the seed.
-fn next(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// The worker's settings for this test: a short session timeout and, as a
 /// StatefulSet pod has, the same static identity on every restart, so the
 /// restarted worker takes its partitions back at once.
@@ -59,12 +50,12 @@ fn kill_9_rounds(env: &TestEnv, seed: u64, events: u64, kills: u64) {
     env.create_topics(seed);
     let stream = env.stream(seed, events, rate);
 
-    let mut seed = 0x5EED_u64;
+    let mut kill_moments = newsflow_core::SplitMix64::new(0x5EED);
     let mut progress = Vec::new();
     for round in 1..=kills {
         let worker = env.spawn_worker_with(WORKER);
         // Between 2.5 and 5.5 s: after the group join, mid-stream, often mid-flush.
-        let life = Duration::from_millis(2500 + next(&mut seed) % 3000);
+        let life = Duration::from_millis(2500 + kill_moments.below(3000));
         std::thread::sleep(life);
         worker.kill_9();
         let committed = committed_records(env);

@@ -392,14 +392,9 @@ fn a_dead_letter_topic_that_refuses_writes_holds_the_partition_back_until_it_rec
     let producer = raw_producer();
     // Incompressible, so the producer's compression cannot shrink it
     // under the limit.
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rng = newsflow_core::SplitMix64::new(0x9E37_79B9_7F4A_7C15);
     let big_garbage: String = (0..4000)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            char::from(b'a' + (state % 26) as u8)
-        })
+        .map(|_| char::from(b'a' + rng.below(26) as u8))
         .collect();
     send(&producer, &comments, Some("ok"), big_garbage.as_bytes()); // offset 1
     for i in 1..=5 {

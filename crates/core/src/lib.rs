@@ -30,11 +30,13 @@
 //! - [`time`]: event time as microseconds since the Unix epoch.
 
 pub mod event;
+pub mod rng;
 pub mod rows;
 pub mod shard;
 pub mod time;
 
 pub use event::{decode, DecodeLimits, Event, EventBody, EventType, RejectReason, Rejection};
-pub use rows::{EngagementRow, TotalsRow};
+pub use rng::SplitMix64;
+pub use rows::{EngagementRow, Footer, TotalsRow};
 pub use shard::{Applied, ColdArticle, CountingRules, Drained, Shard, ShardV1};
 pub use time::Micros;

@@ -2,7 +2,23 @@
 //! plain structs. The lake crate turns them into Arrow columns; the core only
 //! decides what they say.
 
+use serde::{Deserialize, Serialize};
+
 use crate::time::Micros;
+
+/// The footer under a news story, as a reader sees it: what the current
+/// row of `article_totals/` says, and what the generator's oracle expects.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Footer {
+    /// The title, once its `article_published` event has arrived.
+    pub title: Option<String>,
+    /// Distinct confirming sources, compared case-insensitively.
+    pub confirming_sources: i64,
+    /// Distinct social-media comments.
+    pub social_comments: i64,
+    /// Distinct forum posts.
+    pub forum_posts: i64,
+}
 
 /// One snapshot of an article's footer (a row of `article_totals/`).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -450,7 +450,7 @@ fn a_long_random_stream_counts_like_a_naive_oracle_through_snapshots_and_evictio
         window_size: HOUR,
         max_out_of_orderness: 10 * 60 * SECOND,
     };
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     let mut plain = Counted {
         shard: Shard::new(rules),
         segments: HashMap::new(),

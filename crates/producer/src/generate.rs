@@ -2,7 +2,7 @@
 //! implies.
 //!
 //! The same `--seed` and `--count` give the same events in the same order,
-//! on any machine, forever: the random numbers come from SplitMix64 below,
+//! on any machine, forever: the random numbers come from SplitMix64,
 //! not from a library whose algorithm may change.
 //!
 //! The stream is built to exercise the counting rules: engagement is skewed
@@ -17,54 +17,25 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use newsflow_core::EventType;
-use serde::Serialize;
+use newsflow_core::{EventType, Footer, SplitMix64};
 
-/// SplitMix64: tiny, fast, and its output is fixed by its definition.
-pub struct Rng(u64);
+/// The stream's generator for `seed` (mixed first, so that seed 0 does
+/// not start from state 0).
+fn stream_rng(seed: u64) -> SplitMix64 {
+    SplitMix64::new(seed ^ 0x5DEE_CE66_D1CE_4E5B)
+}
 
-impl Rng {
-    /// A generator seeded with `seed`.
-    pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x5DEE_CE66_D1CE_4E5B)
-    }
+/// A Pareto-distributed count with minimum `min`, shape `alpha`, capped.
+fn pareto(rng: &mut SplitMix64, min: f64, alpha: f64, cap: u64) -> u64 {
+    let u = 1.0 - rng.unit(); // (0, 1]
+    ((min / u.powf(1.0 / alpha)) as u64).min(cap)
+}
 
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A uniform number in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// A uniform integer in `[0, n)`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
-        self.unit() < p
-    }
-
-    /// A Pareto-distributed count with minimum `min`, shape `alpha`, capped.
-    pub fn pareto(&mut self, min: f64, alpha: f64, cap: u64) -> u64 {
-        let u = 1.0 - self.unit(); // (0, 1]
-        ((min / u.powf(1.0 / alpha)) as u64).min(cap)
-    }
-
-    /// Shuffles `items` in place (Fisher–Yates).
-    pub fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            items.swap(i, j);
-        }
+/// Shuffles `items` in place (Fisher–Yates).
+fn shuffle<T>(rng: &mut SplitMix64, items: &mut [T]) {
+    for i in (1..items.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        items.swap(i, j);
     }
 }
 
@@ -167,19 +138,6 @@ fn rfc3339(seconds: i64, micros: u32) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-/// The expected footer of one article.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct ExpectedTotals {
-    /// Title, when its `article_published` event was sent.
-    pub title: Option<String>,
-    /// Distinct sources, case-insensitive.
-    pub confirming_sources: i64,
-    /// Distinct comment ids.
-    pub social_comments: i64,
-    /// Distinct forum post ids.
-    pub forum_posts: i64,
-}
-
 /// What the oracle remembers of one article: plain sets, nothing clever.
 #[derive(Default)]
 struct Seen {
@@ -234,13 +192,13 @@ impl Oracle {
     }
 
     /// The expected totals of every article.
-    pub fn totals(&self) -> BTreeMap<String, ExpectedTotals> {
+    pub fn totals(&self) -> BTreeMap<String, Footer> {
         self.articles
             .iter()
             .map(|(id, seen)| {
                 (
                     id.clone(),
-                    ExpectedTotals {
+                    Footer {
                         title: seen.title.as_ref().map(|(_, t)| t.clone()),
                         confirming_sources: seen.sources.len() as i64,
                         social_comments: seen.comments.len() as i64,
@@ -306,7 +264,7 @@ impl JsonObject {
 
 /// Produces the stream, a block of interleaved articles at a time.
 pub struct Generator {
-    rng: Rng,
+    rng: SplitMix64,
     seed: u64,
     next_article: u64,
     pending: Vec<GeneratedEvent>,
@@ -321,7 +279,7 @@ impl Generator {
     /// A generator for `seed`.
     pub fn new(seed: u64) -> Self {
         Generator {
-            rng: Rng::new(seed),
+            rng: stream_rng(seed),
             seed,
             next_article: 0,
             pending: Vec::new(),
@@ -384,7 +342,7 @@ impl Generator {
                 ],
             );
         }
-        let sources = rng.pareto(1.0, 1.3, SOURCES.len() as u64).max(1) as usize;
+        let sources = pareto(rng, 1.0, 1.3, SOURCES.len() as u64).max(1) as usize;
         let first = rng.below(SOURCES.len() as u64) as usize;
         for i in 0..sources {
             let source = SOURCES[(first + i * 7) % SOURCES.len()];
@@ -409,7 +367,7 @@ impl Generator {
                 );
             }
         }
-        let comments = rng.pareto(2.0, 1.1, 3000);
+        let comments = pareto(rng, 2.0, 1.1, 3000);
         for _ in 0..comments {
             let at = published + rng.below(30 * 3600) as i64;
             let platform = PLATFORMS[rng.below(PLATFORMS.len() as u64) as usize];
@@ -422,7 +380,7 @@ impl Generator {
                 &[("platform", platform, false), ("author_id", &author, false)],
             );
         }
-        let posts = rng.pareto(0.7, 1.2, 800);
+        let posts = pareto(rng, 0.7, 1.2, 800);
         for _ in 0..posts {
             let at = published + rng.below(48 * 3600) as i64;
             let forum = FORUMS[rng.below(FORUMS.len() as u64) as usize];
@@ -459,7 +417,7 @@ impl Generator {
             }
             // Redeliveries of earlier blocks arrive mixed into this one.
             block.append(&mut self.redeliveries);
-            self.rng.shuffle(&mut block);
+            shuffle(&mut self.rng, &mut block);
             self.pending = block;
         }
     }

@@ -11,6 +11,7 @@
 //! idempotent `acks=all` producer.
 
 mod generate;
+mod ndjson;
 mod publisher;
 mod serve;
 
@@ -185,19 +186,16 @@ fn replay(settings: &Settings, metrics: Arc<Metrics>, file: &str) -> anyhow::Res
     let mut queued = 0u64;
     for (index, line) in reader.split(b'\n').enumerate() {
         let line_number = index + 1;
-        let mut line = line.with_context(|| format!("reading {file}"))?;
-        if line.last() == Some(&b'\r') {
-            line.pop();
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
+        let line = line.with_context(|| format!("reading {file}"))?;
+        let Some(line) = ndjson::event_on(&line) else {
             continue;
-        }
-        match newsflow_core::event::decode_unkeyed(&line, &limits) {
+        };
+        match newsflow_core::event::decode_unkeyed(line, &limits) {
             Ok(event) => {
                 publisher.send(
                     settings.topics.for_event_type(event.event_type()),
                     &event.article_id,
-                    &line,
+                    line,
                 )?;
                 queued += 1;
             }

@@ -8,8 +8,10 @@ use std::path::Path;
 
 /// A value that is never printed. `Debug` and `Display` show `[redacted]`;
 /// the value itself is reached only through [`Secret::expose`], at the one
-/// place that hands it to a client library or compares it.
-#[derive(Clone, PartialEq, Eq)]
+/// place that hands it to a client library or compares it. There is no
+/// `PartialEq`: `==` would compare in variable time; use
+/// [`Secret::matches`].
+#[derive(Clone)]
 pub struct Secret(String);
 
 impl Secret {

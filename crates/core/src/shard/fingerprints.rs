@@ -223,16 +223,9 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    /// A deterministic stream of well-mixed 64-bit values (SplitMix64).
+    /// A deterministic stream of well-mixed 64-bit values.
     fn mixed(seed: u64) -> impl Iterator<Item = u64> {
-        let mut state = seed;
-        std::iter::repeat_with(move || {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        })
+        crate::SplitMix64::new(seed)
     }
 
     #[test]

@@ -1,20 +1,18 @@
 //! Helpers shared by the core's integration tests.
 
-/// SplitMix64: a small deterministic generator, so that a failure of a
-/// randomized test reproduces from its seed and iteration.
-pub struct Rng(pub u64);
+use newsflow_core::SplitMix64;
+
+/// The workspace's generator with the index-sized draws these tests use,
+/// so that a failure of a randomized test reproduces from its seed.
+pub struct Rng(SplitMix64);
 
 impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    pub fn new(seed: u64) -> Self {
+        Rng(SplitMix64::new(seed))
     }
 
     /// A number below `n` (0 when `n` is 0).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+        self.0.below(n as u64) as usize
     }
 }

@@ -84,10 +84,9 @@ pub fn for_each_event<'a>(
     }
     let mut count = 0;
     for (index, line) in body.split(|b| *b == b'\n').enumerate() {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if !line.iter().all(u8::is_ascii_whitespace) {
+        if let Some(event) = crate::ndjson::event_on(line) {
             count += 1;
-            each(index + 1, line);
+            each(index + 1, event);
         }
     }
     Ok(count)
