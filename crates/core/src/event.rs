@@ -119,7 +119,7 @@ pub enum EventBody {
 }
 
 /// Why a message was rejected. The code ([`RejectReason::code`]) is stable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RejectReason {
     /// The message is larger than the configured limit.
     TooLarge,

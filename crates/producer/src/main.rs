@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use newsflow_settings::Settings;
-use newsflow_telemetry::{Health, Metrics};
+use newsflow_telemetry::{per_second, Health, Metrics, Progress};
 
 use crate::generate::{Generator, Oracle};
 use crate::publisher::Publisher;
@@ -132,40 +132,31 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-/// Prints progress once a second while publishing.
-struct Progress {
-    started: Instant,
-    last: Instant,
-}
+/// Logs publishing progress once a second, and a summary at the end.
+struct PublishProgress(Progress);
 
-impl Progress {
+impl PublishProgress {
     fn new() -> Self {
-        Progress {
-            started: Instant::now(),
-            last: Instant::now(),
-        }
+        PublishProgress(Progress::new(Duration::from_secs(1)))
     }
 
     fn tick(&mut self, queued: u64, acked: u64) {
-        if self.last.elapsed() >= Duration::from_secs(1) {
-            self.last = Instant::now();
-            let rate = acked as f64 / self.started.elapsed().as_secs_f64();
+        if let Some(rates) = self.0.due(acked) {
             tracing::info!(
                 queued,
                 acknowledged = acked,
-                rate = format!("{rate:.0}/s"),
+                rate = per_second(rates.overall),
                 "publishing"
             );
         }
     }
 
     fn done(&self, acked: u64, refused: u64) {
-        let seconds = self.started.elapsed().as_secs_f64();
         tracing::info!(
             acknowledged = acked,
             refused,
-            seconds = format!("{seconds:.1}"),
-            rate = format!("{:.0}/s", acked as f64 / seconds.max(1e-9)),
+            seconds = format!("{:.1}", self.0.elapsed().as_secs_f64()),
+            rate = per_second(self.0.overall(acked)),
             "published"
         );
     }
@@ -181,7 +172,7 @@ fn replay(settings: &Settings, metrics: Arc<Metrics>, file: &str) -> anyhow::Res
     };
     let limits = settings.decode_limits();
     let mut publisher = Publisher::new(settings, metrics.clone())?;
-    let mut progress = Progress::new();
+    let mut progress = PublishProgress::new();
     let mut rejected = 0u64;
     let mut queued = 0u64;
     for (index, line) in reader.split(b'\n').enumerate() {
@@ -201,7 +192,7 @@ fn replay(settings: &Settings, metrics: Arc<Metrics>, file: &str) -> anyhow::Res
             }
             Err(rejection) => {
                 rejected += 1;
-                metrics.produce_error(rejection.reason.code());
+                metrics.produce_error(rejection.reason);
                 eprintln!("{file}:{line_number}: not sent: {rejection}");
             }
         }
@@ -229,7 +220,7 @@ fn generate(
     let mut publisher = Publisher::new(settings, metrics)?;
     let mut generator = Generator::new(seed);
     let mut oracle = expected.as_ref().map(|_| Oracle::default());
-    let mut progress = Progress::new();
+    let mut progress = PublishProgress::new();
     let started = Instant::now();
     for sent in 0..count {
         let event = generator.next_event();

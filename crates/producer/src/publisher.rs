@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use newsflow_settings::Settings;
-use newsflow_telemetry::Metrics;
+use newsflow_telemetry::{DeliveryFailure, Metrics};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -32,7 +32,7 @@ impl ProducerContext for Deliveries {
                 self.acked.fetch_add(1, Ordering::Relaxed);
             }
             Err((error, _)) => {
-                self.metrics.produce_error(delivery_failure_reason(error));
+                self.metrics.produce_error(delivery_failure(error));
                 if self.failed.fetch_add(1, Ordering::Relaxed) < 10 {
                     tracing::error!(%error, "event not acknowledged");
                 }
@@ -41,15 +41,15 @@ impl ProducerContext for Deliveries {
     }
 }
 
-/// The `reason` label of `newsflow_produce_errors_total` for an event Kafka
-/// did not take.
-pub fn delivery_failure_reason(error: &KafkaError) -> &'static str {
+/// Why Kafka did not take an event, as `newsflow_produce_errors_total`
+/// labels it.
+pub fn delivery_failure(error: &KafkaError) -> DeliveryFailure {
     match error.rdkafka_error_code() {
-        Some(RDKafkaErrorCode::MessageTimedOut) => "timed_out",
-        Some(RDKafkaErrorCode::MessageSizeTooLarge) => "too_large",
-        Some(RDKafkaErrorCode::UnknownTopicOrPartition) => "unknown_topic",
-        Some(RDKafkaErrorCode::QueueFull) => "queue_full",
-        _ => "broker_error",
+        Some(RDKafkaErrorCode::MessageTimedOut) => DeliveryFailure::TimedOut,
+        Some(RDKafkaErrorCode::MessageSizeTooLarge) => DeliveryFailure::TooLarge,
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition) => DeliveryFailure::UnknownTopic,
+        Some(RDKafkaErrorCode::QueueFull) => DeliveryFailure::QueueFull,
+        _ => DeliveryFailure::BrokerError,
     }
 }
 

@@ -12,10 +12,16 @@
 //! assert!(metrics.render().contains("newsflow_events_produced_total{topic=\"news.comments\"} 3"));
 //! ```
 
+mod labels;
 mod metrics;
+mod progress;
 mod server;
 
-pub use metrics::{ConnectionClose, Metrics};
+pub use labels::{
+    ConnectionClose, DeliveryFailure, FlushStage, IngestOutcome, ProduceError, Rebalance,
+};
+pub use metrics::Metrics;
+pub use progress::{per_second, Progress, Rates};
 pub use server::{bind, Health};
 
 use newsflow_settings::{LogFormat, LogSettings};

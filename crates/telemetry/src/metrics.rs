@@ -1,10 +1,17 @@
 //! The metric definitions of the contract's section 7 and a few more, with
 //! one method per happening.
 
+use newsflow_core::Rejection;
+use prometheus::core::Collector;
 use prometheus::{
     exponential_buckets, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec,
-    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+use crate::labels::{ConnectionClose, FlushStage, IngestOutcome, ProduceError, Rebalance};
+
+/// The Delta tables, as `newsflow_lake_commits_total` labels them.
+const LAKE_TABLES: [&str; 3] = ["article_totals", "article_engagement", "events"];
 
 /// Buckets of `newsflow_end_to_end_latency_seconds`: from a tenth of a
 /// second (a live stream) to a week (a backfill of old events).
@@ -12,36 +19,6 @@ const LATENCY_BUCKETS: [f64; 17] = [
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 21_600.0,
     86_400.0, 604_800.0,
 ];
-
-/// Why the ingest endpoint closed a connection itself: the `reason` of
-/// `newsflow_ingest_connections_closed_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConnectionClose {
-    /// An idle connection let go for a new one at `ingest.max_connections`.
-    Evicted,
-    /// A new connection refused because every connection was mid-request.
-    Refused,
-    /// A connection whose request headers missed `ingest.header_timeout`.
-    HeaderTimeout,
-}
-
-impl ConnectionClose {
-    /// Every reason, for pre-registering the series.
-    pub const ALL: [ConnectionClose; 3] = [
-        ConnectionClose::Evicted,
-        ConnectionClose::Refused,
-        ConnectionClose::HeaderTimeout,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConnectionClose::Evicted => "evicted",
-            ConnectionClose::Refused => "refused",
-            ConnectionClose::HeaderTimeout => "header_timeout",
-        }
-    }
-}
 
 /// Every metric newsflow exports, registered in its own registry.
 pub struct Metrics {
@@ -64,7 +41,7 @@ pub struct Metrics {
     dedup_entries: IntGauge,
     commits: IntCounterVec,
     stalled: IntGauge,
-    stalls: prometheus::IntCounter,
+    stalls: IntCounter,
     flush_failures: IntCounterVec,
     ingest_requests: IntCounterVec,
     ingest_events: IntCounterVec,
@@ -77,7 +54,7 @@ pub struct Metrics {
     fetch_queue: IntGauge,
     lake_commits: IntCounterVec,
     lake_commit_duration: HistogramVec,
-    shards_fenced: prometheus::IntCounter,
+    shards_fenced: IntCounter,
 }
 
 impl Default for Metrics {
@@ -91,272 +68,101 @@ impl Metrics {
     /// CPU and memory, where the platform supports it).
     pub fn new() -> Self {
         let registry = Registry::new();
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-            c
-        };
-        let events_consumed = counter(
-            "newsflow_events_consumed_total",
-            "Valid events read from Kafka, duplicates included.",
-            &["topic", "event_type"],
-        );
-        let events_duplicate = counter(
-            "newsflow_events_duplicate_total",
-            "Events not counted because their event_id was already counted within the dedup horizon.",
-            &["event_type"],
-        );
-        let events_dead_lettered = counter(
-            "newsflow_events_dead_lettered_total",
-            "Messages rejected by validation, by stable reason code.",
-            &["reason"],
-        );
-        let files_written = counter(
-            "newsflow_parquet_files_written_total",
-            "Parquet files committed to the output.",
-            &["dataset"],
-        );
-        let rows_written = counter(
-            "newsflow_parquet_rows_written_total",
-            "Rows in committed Parquet files.",
-            &["dataset"],
-        );
-        let bytes_written = counter(
-            "newsflow_parquet_bytes_written_total",
-            "Bytes of committed Parquet files.",
-            &["dataset"],
-        );
-        let events_produced = counter(
-            "newsflow_events_produced_total",
-            "Events acknowledged by Kafka (acks=all).",
-            &["topic"],
-        );
-        let produce_errors = counter(
-            "newsflow_produce_errors_total",
-            "Events Kafka did not acknowledge, or lines refused before sending, by reason.",
-            &["reason"],
-        );
-        let rebalances = counter(
-            "newsflow_rebalances_total",
-            "Consumer group rebalance events seen by this worker.",
-            &["kind"],
-        );
-        let commits = counter(
-            "newsflow_offset_commits_total",
-            "Offset commits to the consumer group after a checkpoint, by result.",
-            &["result"],
-        );
-        let flush_failures = counter(
-            "newsflow_flush_failures_total",
-            "Flushes that could not make their output durable and will be retried, by what failed (output, dead_letters).",
-            &["stage"],
-        );
-        let ingest_requests = counter(
-            "newsflow_ingest_requests_total",
-            "HTTP ingest requests answered, by status code.",
-            &["code"],
-        );
-        let ingest_events = counter(
-            "newsflow_ingest_events_total",
-            "Events received over HTTP, by outcome (accepted, rejected, unpublished).",
-            &["outcome"],
-        );
-        let ingest_connections_closed = counter(
-            "newsflow_ingest_connections_closed_total",
-            "HTTP ingest connections the server closed before the client did: idle ones let go for a new one at ingest.max_connections (evicted), new ones refused because every connection was mid-request (refused), and ones whose headers missed ingest.header_timeout (header_timeout).",
-            &["reason"],
-        );
-        let consumer_lag = IntGaugeVec::new(
-            Opts::new(
-                "newsflow_consumer_lag_messages",
+        let r = &registry;
+        let fast = || exponential_buckets(0.0005, 2.0, 16).expect("valid buckets");
+        let flushes = || exponential_buckets(0.001, 2.0, 16).expect("valid buckets");
+        let metrics = Metrics {
+            events_consumed: counter_vec(r, "newsflow_events_consumed_total",
+                "Valid events read from Kafka, duplicates included.", &["topic", "event_type"]),
+            events_duplicate: counter_vec(r, "newsflow_events_duplicate_total",
+                "Events not counted because their event_id was already counted within the dedup horizon.",
+                &["event_type"]),
+            events_dead_lettered: counter_vec(r, "newsflow_events_dead_lettered_total",
+                "Messages rejected by validation, by stable reason code.", &["reason"]),
+            consumer_lag: gauge_vec(r, "newsflow_consumer_lag_messages",
                 "Messages between the partition's high watermark and the group's committed offset.",
-            ),
-            &["topic", "partition"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(consumer_lag.clone()))
-            .expect("unique metric");
-        let flush_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "newsflow_flush_duration_seconds",
+                &["topic", "partition"]),
+            files_written: counter_vec(r, "newsflow_parquet_files_written_total",
+                "Parquet files committed to the output.", &["dataset"]),
+            rows_written: counter_vec(r, "newsflow_parquet_rows_written_total",
+                "Rows in committed Parquet files.", &["dataset"]),
+            bytes_written: counter_vec(r, "newsflow_parquet_bytes_written_total",
+                "Bytes of committed Parquet files.", &["dataset"]),
+            flush_duration: histogram_vec(r, "newsflow_flush_duration_seconds",
                 "Time to encode and durably commit one flush's files of a dataset.",
-            )
-            .buckets(exponential_buckets(0.001, 2.0, 16).expect("valid buckets")),
-            &["dataset"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(flush_duration.clone()))
-            .expect("unique metric");
-        let watermark_lag = Gauge::new(
-            "newsflow_watermark_lag_seconds",
-            "Processing time minus the lowest event-time watermark of the assigned partitions.",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(watermark_lag.clone()))
-            .expect("unique metric");
-        let gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
-            g
-        };
-        let partitions_assigned = gauge(
-            "newsflow_partitions_assigned",
-            "Shards (partition numbers of the co-partitioned event topics) owned by this worker.",
-        );
-        let articles_tracked = gauge(
-            "newsflow_articles_tracked",
-            "Articles held in counting state.",
-        );
-        let articles_cold = gauge(
-            "newsflow_articles_cold",
-            "Articles idle for a whole dedup horizon, held in cold segments on disk instead of memory.",
-        );
-        let dedup_entries = gauge(
-            "newsflow_dedup_entries",
-            "Event-id fingerprints held for deduplication within the horizon.",
-        );
-        let stalled = gauge(
-            "newsflow_worker_stalled",
-            "1 while the worker owns lagging partitions but handles no record (see watchdog.stall_after).",
-        );
-        let stalls = prometheus::IntCounter::new(
-            "newsflow_worker_stalls_total",
-            "Times the watchdog found the worker stalled.",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(stalls.clone()))
-            .expect("unique metric");
-        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
-            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
-                .expect("valid metric");
-            registry
-                .register(Box::new(h.clone()))
-                .expect("unique metric");
-            h
-        };
-        let checkpoint_duration = histogram(
-            "newsflow_checkpoint_duration_seconds",
-            "Time to write and sync one shard's checkpoint.",
-            exponential_buckets(0.0005, 2.0, 16).expect("valid buckets"),
-        );
-        let commit_duration = histogram(
-            "newsflow_commit_duration_seconds",
-            "Time of one synchronous offset commit to the consumer group.",
-            exponential_buckets(0.0005, 2.0, 16).expect("valid buckets"),
-        );
-        let end_to_end_latency = histogram(
-            "newsflow_end_to_end_latency_seconds",
-            "From an event's occurred_at to the checkpoint that makes it durable in Parquet.",
-            LATENCY_BUCKETS.to_vec(),
-        );
-        let dedup_memory = gauge(
-            "newsflow_dedup_memory_bytes",
-            "Heap bytes held by the event-id fingerprints of the dedup horizon.",
-        );
-        let fetch_queue = gauge(
-            "newsflow_kafka_fetch_queue_messages",
-            "Messages fetched by the client and not yet handled, over the assigned partitions.",
-        );
-        let broker_rtt = GaugeVec::new(
-            Opts::new(
-                "newsflow_kafka_broker_rtt_seconds",
-                "Mean request round-trip time to each broker over the last statistics interval.",
-            ),
-            &["broker"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(broker_rtt.clone()))
-            .expect("unique metric");
-        let lake_commits = counter(
-            "newsflow_lake_commits_total",
-            "Delta commits by table and outcome: committed, conflict_retried (a race lost to another commit, tried again), fenced (a shard's flush left out because another owner committed for it).",
-            &["table", "outcome"],
-        );
-        let lake_commit_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "newsflow_lake_commit_duration_seconds",
+                flushes(), &["dataset"]),
+            watermark_lag: register(r, Gauge::new("newsflow_watermark_lag_seconds",
+                "Processing time minus the lowest event-time watermark of the assigned partitions.")
+                .expect("valid metric")),
+            events_produced: counter_vec(r, "newsflow_events_produced_total",
+                "Events acknowledged by Kafka (acks=all).", &["topic"]),
+            produce_errors: counter_vec(r, "newsflow_produce_errors_total",
+                "Events Kafka did not acknowledge, or lines refused before sending, by reason.",
+                &["reason"]),
+            partitions_assigned: gauge(r, "newsflow_partitions_assigned",
+                "Shards (partition numbers of the co-partitioned event topics) owned by this worker."),
+            rebalances: counter_vec(r, "newsflow_rebalances_total",
+                "Consumer group rebalance events seen by this worker.", &["kind"]),
+            articles_tracked: gauge(r, "newsflow_articles_tracked", "Articles held in counting state."),
+            articles_cold: gauge(r, "newsflow_articles_cold",
+                "Articles idle for a whole dedup horizon, held in cold segments on disk instead of memory."),
+            dedup_entries: gauge(r, "newsflow_dedup_entries",
+                "Event-id fingerprints held for deduplication within the horizon."),
+            commits: counter_vec(r, "newsflow_offset_commits_total",
+                "Offset commits to the consumer group after a checkpoint, by result.", &["result"]),
+            stalled: gauge(r, "newsflow_worker_stalled",
+                "1 while the worker owns lagging partitions but handles no record (see watchdog.stall_after)."),
+            stalls: counter(r, "newsflow_worker_stalls_total", "Times the watchdog found the worker stalled."),
+            flush_failures: counter_vec(r, "newsflow_flush_failures_total",
+                "Flushes that could not make their output durable and will be retried, by what failed (output, dead_letters).",
+                &["stage"]),
+            ingest_requests: counter_vec(r, "newsflow_ingest_requests_total",
+                "HTTP ingest requests answered, by status code.", &["code"]),
+            ingest_events: counter_vec(r, "newsflow_ingest_events_total",
+                "Events received over HTTP, by outcome (accepted, rejected, unpublished).", &["outcome"]),
+            ingest_connections_closed: counter_vec(r, "newsflow_ingest_connections_closed_total",
+                "HTTP ingest connections the server closed before the client did: idle ones let go for a new one at ingest.max_connections (evicted), new ones refused because no connection could go (refused), and ones whose headers missed ingest.header_timeout (header_timeout).",
+                &["reason"]),
+            checkpoint_duration: histogram(r, "newsflow_checkpoint_duration_seconds",
+                "Time to write and sync one shard's checkpoint.", fast()),
+            commit_duration: histogram(r, "newsflow_commit_duration_seconds",
+                "Time of one synchronous offset commit to the consumer group.", fast()),
+            end_to_end_latency: histogram(r, "newsflow_end_to_end_latency_seconds",
+                "From an event's occurred_at to the checkpoint that makes it durable in Parquet.",
+                LATENCY_BUCKETS.to_vec()),
+            dedup_memory: gauge(r, "newsflow_dedup_memory_bytes",
+                "Heap bytes held by the event-id fingerprints of the dedup horizon."),
+            broker_rtt: register(r, GaugeVec::new(Opts::new("newsflow_kafka_broker_rtt_seconds",
+                "Mean request round-trip time to each broker over the last statistics interval."),
+                &["broker"]).expect("valid metric")),
+            fetch_queue: gauge(r, "newsflow_kafka_fetch_queue_messages",
+                "Messages fetched by the client and not yet handled, over the assigned partitions."),
+            lake_commits: counter_vec(r, "newsflow_lake_commits_total",
+                "Delta commits by table and outcome: committed, conflict_retried (a race lost to another commit, tried again), fenced (a shard's flush left out because another owner committed for it).",
+                &["table", "outcome"]),
+            lake_commit_duration: histogram_vec(r, "newsflow_lake_commit_duration_seconds",
                 "Time to commit one flush to one Delta table, lost races and retries included.",
-            )
-            .buckets(exponential_buckets(0.001, 2.0, 16).expect("valid buckets")),
-            &["table"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(lake_commit_duration.clone()))
-            .expect("unique metric");
-        let shards_fenced = prometheus::IntCounter::new(
-            "newsflow_shards_fenced_total",
-            "Shards this worker dropped because another owner committed for them (it had lost them, for instance while paused).",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(shards_fenced.clone()))
-            .expect("unique metric");
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "newsflow_build_info",
-                "Always 1; the version of the running binary.",
-            ),
+                flushes(), &["table"]),
+            shards_fenced: counter(r, "newsflow_shards_fenced_total",
+                "Shards this worker dropped because another owner committed for them (it had lost them, for instance while paused)."),
+            registry,
+        };
+        gauge_vec(
+            &metrics.registry,
+            "newsflow_build_info",
+            "Always 1; the version of the running binary.",
             &["version"],
         )
-        .expect("valid metric");
-        registry
-            .register(Box::new(build_info.clone()))
-            .expect("unique metric");
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
         #[cfg(target_os = "linux")]
-        registry
+        metrics
+            .registry
             .register(Box::new(
                 prometheus::process_collector::ProcessCollector::for_self(),
             ))
-            .expect("unique metric");
-
-        Metrics {
-            registry,
-            events_consumed,
-            events_duplicate,
-            events_dead_lettered,
-            consumer_lag,
-            files_written,
-            rows_written,
-            bytes_written,
-            flush_duration,
-            watermark_lag,
-            events_produced,
-            produce_errors,
-            partitions_assigned,
-            rebalances,
-            articles_tracked,
-            articles_cold,
-            dedup_entries,
-            commits,
-            stalled,
-            stalls,
-            flush_failures,
-            ingest_requests,
-            ingest_events,
-            ingest_connections_closed,
-            checkpoint_duration,
-            commit_duration,
-            end_to_end_latency,
-            dedup_memory,
-            broker_rtt,
-            fetch_queue,
-            lake_commits,
-            lake_commit_duration,
-            shards_fenced,
-        }
+            .expect("each metric is registered once");
+        metrics
     }
 
     /// Pre-creates the labelled series a dashboard expects to see at zero,
@@ -373,29 +179,19 @@ impl Metrics {
         for topic in topics {
             self.events_produced.with_label_values(&[topic]);
         }
-        for stage in ["output", "dead_letters"] {
-            self.flush_failures.with_label_values(&[stage]);
+        for stage in FlushStage::ALL {
+            self.flush_failures.with_label_values(&[stage.as_str()]);
         }
-        for kind in ["assign", "revoke"] {
-            self.rebalances.with_label_values(&[kind]);
+        for kind in Rebalance::ALL {
+            self.rebalances.with_label_values(&[kind.as_str()]);
         }
-        for table in ["article_totals", "article_engagement", "events"] {
+        for table in LAKE_TABLES {
             for outcome in ["committed", "conflict_retried", "fenced"] {
                 self.lake_commits.with_label_values(&[table, outcome]);
             }
         }
-        // Lines refused before sending carry a reject reason; events Kafka
-        // did not take carry a delivery reason.
-        let delivery = [
-            "timed_out",
-            "too_large",
-            "unknown_topic",
-            "queue_full",
-            "broker_error",
-        ];
-        let rejected = newsflow_core::RejectReason::ALL.map(|r| r.code());
-        for reason in delivery.iter().chain(rejected.iter()) {
-            self.produce_errors.with_label_values(&[reason]);
+        for reason in ProduceError::all() {
+            self.produce_errors.with_label_values(&[reason.as_str()]);
         }
         for reason in ConnectionClose::ALL {
             self.ingest_connections_closed
@@ -430,8 +226,17 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// A shard was fenced: another owner committed for it.
-    pub fn shard_fenced(&self) {
+    /// A shard was fenced: another owner committed flush `found` to
+    /// `table` for it while ours was `ours`. Logged and counted; the worker
+    /// drops the shard.
+    pub fn shard_fenced(&self, shard: i32, table: &str, found: u64, ours: u64) {
+        tracing::warn!(
+            shard,
+            table,
+            found,
+            ours,
+            "fenced: another owner committed for this shard; dropping it"
+        );
         self.shards_fenced.inc();
     }
 
@@ -449,8 +254,12 @@ impl Metrics {
             .inc_by(n);
     }
 
-    /// A message was rejected for `reason` (a stable code).
-    pub fn dead_lettered(&self, reason: &str) {
+    /// A message at `topic`/`partition`/`offset` failed validation and goes
+    /// to the dead-letter topic: logged with its detail, and counted by
+    /// reason.
+    pub fn dead_lettered(&self, rejection: &Rejection, topic: &str, partition: i32, offset: i64) {
+        let reason = rejection.reason.code();
+        tracing::warn!(topic, partition, offset, reason, detail = %rejection.detail, "dead-lettered a message");
         self.events_dead_lettered.with_label_values(&[reason]).inc();
     }
 
@@ -495,19 +304,21 @@ impl Metrics {
         self.events_produced.with_label_values(&[topic]).inc_by(n);
     }
 
-    /// An event could not be produced, for `reason` (a stable code).
-    pub fn produce_error(&self, reason: &str) {
+    /// An event could not be produced, for `reason`.
+    pub fn produce_error(&self, reason: impl Into<ProduceError>) {
         self.produce_errors(reason, 1);
     }
 
     /// `n` events could not be produced, all for `reason`.
-    pub fn produce_errors(&self, reason: &str, n: u64) {
-        self.produce_errors.with_label_values(&[reason]).inc_by(n);
+    pub fn produce_errors(&self, reason: impl Into<ProduceError>, n: u64) {
+        self.produce_errors
+            .with_label_values(&[reason.into().as_str()])
+            .inc_by(n);
     }
 
-    /// The group assigned (`assign`) or revoked (`revoke`) partitions.
-    pub fn rebalanced(&self, kind: &'static str) {
-        self.rebalances.with_label_values(&[kind]).inc();
+    /// The group assigned or revoked partitions.
+    pub fn rebalanced(&self, kind: Rebalance) {
+        self.rebalances.with_label_values(&[kind.as_str()]).inc();
     }
 
     /// Number of shards this worker owns now.
@@ -568,9 +379,13 @@ impl Metrics {
         self.stalled.set(i64::from(stalled));
     }
 
-    /// A flush failed at `stage` (`output` or `dead_letters`); it is retried.
-    pub fn flush_failed(&self, stage: &'static str) {
-        self.flush_failures.with_label_values(&[stage]).inc();
+    /// A flush failed at `stage` with `problem`: logged and counted. The
+    /// shards concerned start over from their last commit.
+    pub fn flush_failed(&self, stage: FlushStage, problem: &dyn std::fmt::Display) {
+        tracing::error!(stage = stage.as_str(), problem = %problem, "flush failed; the shards restart from their last commit");
+        self.flush_failures
+            .with_label_values(&[stage.as_str()])
+            .inc();
     }
 
     /// An HTTP ingest request was answered with `status`.
@@ -581,8 +396,10 @@ impl Metrics {
     }
 
     /// `n` events received over HTTP ended as `outcome`.
-    pub fn ingest_events(&self, outcome: &'static str, n: u64) {
-        self.ingest_events.with_label_values(&[outcome]).inc_by(n);
+    pub fn ingest_events(&self, outcome: IngestOutcome, n: u64) {
+        self.ingest_events
+            .with_label_values(&[outcome.as_str()])
+            .inc_by(n);
     }
 
     /// The ingest endpoint closed a connection for `reason`.
@@ -600,4 +417,56 @@ impl Metrics {
             .expect("text encoding of gathered metrics cannot fail");
         String::from_utf8(buffer).expect("prometheus text is UTF-8")
     }
+}
+
+/// Registers `metric` and hands it back: every constructor below ends here.
+fn register<M: Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("each metric is registered once");
+    metric
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    register(registry, IntCounter::new(name, help).expect("valid metric"))
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(
+        registry,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    register(registry, IntGauge::new(name, help).expect("valid metric"))
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(
+        registry,
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    register(
+        registry,
+        Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+            .expect("valid metric"),
+    )
+}
+
+fn histogram_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    buckets: Vec<f64>,
+    labels: &[&str],
+) -> HistogramVec {
+    register(
+        registry,
+        HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+            .expect("valid metric"),
+    )
 }

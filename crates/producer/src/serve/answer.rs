@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use newsflow_core::Rejection;
+use newsflow_core::{RejectReason, Rejection};
 use serde::Serialize;
 
 /// One line (or array element) that was not published, and why.
@@ -20,7 +20,7 @@ struct Rejected {
 pub struct Rejections {
     listed: Vec<Rejected>,
     max_listed: usize,
-    by_reason: BTreeMap<&'static str, usize>,
+    by_reason: BTreeMap<RejectReason, usize>,
     total: usize,
 }
 
@@ -35,20 +35,19 @@ impl Rejections {
     }
 
     pub fn add(&mut self, line: usize, rejection: Rejection) {
-        let reason = rejection.reason.code();
         self.total += 1;
-        *self.by_reason.entry(reason).or_default() += 1;
+        *self.by_reason.entry(rejection.reason).or_default() += 1;
         if self.listed.len() < self.max_listed {
             self.listed.push(Rejected {
                 line,
-                reason,
+                reason: rejection.reason.code(),
                 detail: rejection.detail,
             });
         }
     }
 
-    /// Rejections counted per reason code.
-    pub fn by_reason(&self) -> impl Iterator<Item = (&'static str, usize)> + '_ {
+    /// Rejections counted per reason.
+    pub fn by_reason(&self) -> impl Iterator<Item = (RejectReason, usize)> + '_ {
         self.by_reason.iter().map(|(reason, n)| (*reason, *n))
     }
 
@@ -88,7 +87,11 @@ impl Outcome {
             accepted,
             rejected: rejections.listed.into_iter().map(RejectedLine).collect(),
             rejected_count: rejections.total,
-            rejected_by_reason: rejections.by_reason,
+            rejected_by_reason: rejections
+                .by_reason
+                .iter()
+                .map(|(reason, n)| (reason.code(), *n))
+                .collect(),
             unpublished: None,
             error: None,
             hint: None,

@@ -44,12 +44,12 @@ use axum::routing::post;
 use axum::{Extension, Json, Router};
 use newsflow_core::DecodeLimits;
 use newsflow_settings::{Secret, Settings, Topics};
-use newsflow_telemetry::{Health, Metrics};
+use newsflow_telemetry::{DeliveryFailure, Health, IngestOutcome, Metrics};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
-use crate::publisher::delivery_failure_reason;
+use crate::publisher::delivery_failure;
 use answer::{Outcome, Rejections};
 use body::{for_each_event, read_body, BodyRead};
 use connections::{accept_until, ConnectionLimits, RequestStarted};
@@ -278,7 +278,7 @@ impl Ingest {
             self.metrics.produce_errors(reason, n as u64);
         }
         self.metrics
-            .ingest_events("rejected", rejections.total() as u64);
+            .ingest_events(IngestOutcome::Rejected, rejections.total() as u64);
 
         let Queued {
             in_flight,
@@ -293,19 +293,20 @@ impl Ingest {
                     self.metrics.produced(topic, 1);
                 }
                 Ok(Err((error, _))) => {
-                    self.metrics.produce_error(delivery_failure_reason(&error));
+                    self.metrics.produce_error(delivery_failure(&error));
                     unpublished += 1;
                 }
                 Err(_cancelled) => unpublished += 1,
             }
         }
-        self.metrics.ingest_events("accepted", accepted as u64);
+        self.metrics
+            .ingest_events(IngestOutcome::Accepted, accepted as u64);
         if queue_full {
-            self.metrics.produce_error("queue_full");
+            self.metrics.produce_error(DeliveryFailure::QueueFull);
         }
         if unpublished > 0 {
             self.metrics
-                .ingest_events("unpublished", unpublished as u64);
+                .ingest_events(IngestOutcome::Unpublished, unpublished as u64);
         }
         let mut outcome = Outcome::new(accepted, rejections);
         if unpublished == 0 {
@@ -346,7 +347,7 @@ impl Ingest {
                 queued.unpublished += 1;
             }
             Err((error, _)) => {
-                self.metrics.produce_error(delivery_failure_reason(&error));
+                self.metrics.produce_error(delivery_failure(&error));
                 queued.unpublished += 1;
             }
         }
