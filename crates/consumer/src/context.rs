@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use newsflow_telemetry::Metrics;
+use newsflow_telemetry::{Metrics, Rebalance};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
@@ -120,7 +120,7 @@ impl ConsumerContext for WorkerContext {
         let shards = self.co_partitions(group_partitions);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.metrics.rebalanced("assign");
+                self.metrics.rebalanced(Rebalance::Assign);
                 // Restore before the partitions are fetched.
                 let owned = {
                     let mut worker = self.lock();
@@ -138,7 +138,7 @@ impl ConsumerContext for WorkerContext {
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                self.metrics.rebalanced("revoke");
+                self.metrics.rebalanced(Rebalance::Revoke);
                 if consumer.assignment_lost() {
                     // The group already gave these partitions to someone
                     // else (our session expired): writing now could race the
@@ -153,9 +153,7 @@ impl ConsumerContext for WorkerContext {
                     // Flush, checkpoint and commit before letting go.
                     let commit = self.lock().revoke(&shards, crate::now_micros());
                     if let Some(offsets) = commit {
-                        let started = std::time::Instant::now();
-                        let ok = consumer.commit(&offsets, CommitMode::Sync).is_ok();
-                        self.metrics.committed(ok, started.elapsed().as_secs_f64());
+                        commit_offsets(consumer, &offsets);
                     }
                 }
                 let result = if cooperative {
@@ -174,4 +172,21 @@ impl ConsumerContext for WorkerContext {
             other => tracing::error!(error = ?other, "rebalance error"),
         }
     }
+}
+
+/// Commits offsets the tables already hold to the group, timed and counted.
+/// A failure is not fatal: the tables' logs are the source of truth, and
+/// the next commit carries the same offsets forward; the group's offsets
+/// only trail for lag tools.
+pub fn commit_offsets(consumer: &BaseConsumer<WorkerContext>, offsets: &TopicPartitionList) {
+    let started = std::time::Instant::now();
+    let result = consumer.commit(offsets, CommitMode::Sync);
+    let seconds = started.elapsed().as_secs_f64();
+    if let Err(e) = &result {
+        tracing::warn!(error = %e, "offset commit failed; will retry with the next flush");
+    }
+    consumer
+        .context()
+        .metrics
+        .committed(result.is_ok(), seconds);
 }

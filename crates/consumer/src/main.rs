@@ -7,6 +7,8 @@
 
 mod context;
 mod dead_letters;
+mod failure;
+mod topics;
 mod watchdog;
 mod worker;
 
@@ -19,11 +21,13 @@ use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use newsflow_lake::Lake;
 use newsflow_settings::Settings;
-use newsflow_telemetry::{Health, Metrics};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use newsflow_telemetry::{per_second, Health, Metrics, Progress};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::BorrowedMessage;
 
 use crate::context::WorkerContext;
 use crate::dead_letters::DeadLetters;
+use crate::failure::Failure;
 use crate::watchdog::Liveness;
 use crate::worker::{Flushed, Worker};
 
@@ -172,6 +176,68 @@ fn run_loop(
     shutdown: &AtomicBool,
     options: RunOptions,
 ) -> anyhow::Result<()> {
+    let consumer = join_group(settings, metrics, liveness)?;
+    health.set_ready();
+
+    let mut flushes = FlushSchedule::new(settings);
+    let mut progress = Progress::new(options.progress_every);
+    let mut activity = Activity::default();
+    let mut last_caught_up_check = Instant::now();
+    while !shutdown.load(Ordering::Acquire) {
+        let batch = poll_batch(&consumer);
+        let idle = batch.is_empty();
+        if !idle {
+            activity.saw_records();
+            liveness.progressed();
+        }
+        let buffered = {
+            let mut w = consumer.context().lock();
+            for message in &batch {
+                w.handle(&consumer, message, activity.last_record);
+            }
+            w.publish_tally();
+            if let Some(failure) = w.fatal.take() {
+                bail!(failure);
+            }
+            liveness.set_owns_partitions(!w.shards().is_empty());
+            w.buffered()
+        };
+        drop(batch);
+
+        flushes.step(&consumer, health, buffered);
+        let consumed = consumer.context().lock().consumed;
+        if let Some(rates) = progress.due(consumed) {
+            let lag = liveness.total_lag();
+            let lag = if lag < 0 {
+                "unknown".to_string()
+            } else {
+                lag.to_string()
+            };
+            tracing::info!(consumed, rate = per_second(rates.recent), lag, "progress");
+        }
+        if options.exit_when_caught_up
+            && idle
+            // One watermark request per partition; cheap enough to ask
+            // five times a second, and a drain ends that much sooner.
+            && last_caught_up_check.elapsed() >= Duration::from_millis(200)
+        {
+            last_caught_up_check = Instant::now();
+            if consumer.context().lock().caught_up(&consumer) {
+                tracing::info!("caught up with every assigned partition");
+                break;
+            }
+        }
+    }
+    drain(consumer, health, &activity)
+}
+
+/// Opens the lake and the dead-letter producer, creates the consumer
+/// around a [`Worker`], and subscribes.
+fn join_group(
+    settings: &Arc<Settings>,
+    metrics: Arc<Metrics>,
+    liveness: &Arc<Liveness>,
+) -> anyhow::Result<BaseConsumer<WorkerContext>> {
     newsflow_kafka::verify_connection(settings)?;
     let shards = newsflow_kafka::check_co_partitioned(settings)?;
     let storage = settings
@@ -190,8 +256,8 @@ fn run_loop(
         dead_letters,
     )));
     let context = WorkerContext {
-        worker: worker.clone(),
-        metrics: metrics.clone(),
+        worker,
+        metrics,
         topics: settings.topics.event_topics().map(String::from),
         liveness: liveness.clone(),
     };
@@ -210,118 +276,112 @@ fn run_loop(
         output = %lake_root,
         "worker started"
     );
-    health.set_ready();
+    Ok(consumer)
+}
 
-    let flush_interval = settings.output.flush_interval;
-    let mut last_flush = Instant::now();
-    let mut output = OutputHealth::new();
-    let mut last_report = Instant::now();
-    let mut last_caught_up_check = Instant::now();
-    let mut consumed_at_report = 0u64;
-    // Wall time from the first record to the last, for the closing summary.
-    let mut first_record: Option<Instant> = None;
-    let mut last_record = Instant::now();
-    loop {
-        if shutdown.load(Ordering::Acquire) {
-            break;
-        }
-        let first = consumer.poll(Duration::from_millis(100));
-        let mut batch = Vec::new();
-        match first {
-            None => {}
-            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
-            Some(Ok(message)) => {
-                batch.push(message);
-                while batch.len() < BATCH {
-                    match consumer.poll(Duration::ZERO) {
-                        Some(Ok(message)) => batch.push(message),
-                        Some(Err(e)) => {
-                            tracing::warn!(error = %e, "consumer error");
-                            break;
-                        }
-                        None => break,
-                    }
-                }
-            }
-        }
-        let idle = batch.is_empty();
-        if !idle {
-            first_record.get_or_insert_with(Instant::now);
-            last_record = Instant::now();
-            liveness.progressed();
-        }
-        let buffered = {
-            let mut w = consumer.context().lock();
-            for message in &batch {
-                w.handle(&consumer, message, last_record);
-            }
-            w.publish_tally();
-            if let Some(reason) = w.fatal.take() {
-                bail!(reason);
-            }
-            liveness.set_owns_partitions(!w.shards().is_empty());
-            w.buffered()
-        };
-        drop(batch);
-
-        // Flushes are written on a background thread while counting goes
-        // on; what finished is committed here, on the consumer's thread.
-        let finished = consumer.context().lock().poll_flushed();
-        if let Some(flushed) = finished {
-            settle_flush(&consumer, &mut output, health, flushed);
-        }
-        if output.resume_due() {
-            output.resume(&consumer);
-        } else if !output.paused()
-            && (last_flush.elapsed() >= flush_interval
-                || buffered >= settings.output.flush_max_events)
-        {
-            let flushed = consumer.context().lock().start_flush(now_micros());
-            settle_flush(&consumer, &mut output, health, flushed);
-            last_flush = Instant::now();
-        }
-        if last_report.elapsed() >= options.progress_every {
-            let consumed = consumer.context().lock().consumed;
-            let rate = (consumed - consumed_at_report) as f64 / last_report.elapsed().as_secs_f64();
-            let lag = liveness.total_lag();
-            tracing::info!(
-                consumed,
-                rate = format!("{rate:.0}/s"),
-                lag = if lag < 0 {
-                    "unknown".to_string()
-                } else {
-                    lag.to_string()
-                },
-                "progress"
-            );
-            consumed_at_report = consumed;
-            last_report = Instant::now();
-        }
-        if options.exit_when_caught_up
-            && idle
-            // One watermark request per partition; cheap enough to ask
-            // five times a second, and a drain ends that much sooner.
-            && last_caught_up_check.elapsed() >= Duration::from_millis(200)
-        {
-            last_caught_up_check = Instant::now();
-            let caught_up = consumer.context().lock().caught_up(&consumer);
-            if caught_up {
-                tracing::info!("caught up with every assigned partition");
+/// Up to [`BATCH`] records: waits up to 100 ms for the first, then takes
+/// what the client already holds.
+fn poll_batch(consumer: &BaseConsumer<WorkerContext>) -> Vec<BorrowedMessage<'_>> {
+    let mut batch = Vec::new();
+    let mut timeout = Duration::from_millis(100);
+    while batch.len() < BATCH {
+        match consumer.poll(timeout) {
+            Some(Ok(message)) => batch.push(message),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "consumer error");
                 break;
             }
+            None => break,
+        }
+        timeout = Duration::ZERO;
+    }
+    batch
+}
+
+/// When records arrived, for the closing summary's rate.
+struct Activity {
+    first_record: Option<Instant>,
+    last_record: Instant,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            first_record: None,
+            last_record: Instant::now(),
+        }
+    }
+}
+
+impl Activity {
+    fn saw_records(&mut self) {
+        self.last_record = Instant::now();
+        self.first_record.get_or_insert(self.last_record);
+    }
+
+    /// Seconds from the first record to the last.
+    fn busy_seconds(&self) -> f64 {
+        self.first_record
+            .map(|first| (self.last_record - first).as_secs_f64())
+            .unwrap_or(0.0)
+    }
+}
+
+/// When to start the next flush, and what finished flushes mean for the
+/// group and for readiness.
+struct FlushSchedule {
+    interval: Duration,
+    max_events: usize,
+    last: Instant,
+    output: OutputHealth,
+}
+
+impl FlushSchedule {
+    fn new(settings: &Settings) -> Self {
+        FlushSchedule {
+            interval: settings.output.flush_interval,
+            max_events: settings.output.flush_max_events,
+            last: Instant::now(),
+            output: OutputHealth::new(),
         }
     }
 
-    // Drain: write everything, close every window, checkpoint, commit.
+    /// Flushes are written on a background thread while counting goes on;
+    /// what finished is committed here, on the consumer's thread. A new
+    /// flush starts on time or size, unless the output is paused after a
+    /// failure.
+    fn step(&mut self, consumer: &BaseConsumer<WorkerContext>, health: &Health, buffered: usize) {
+        let finished = consumer.context().lock().poll_flushed();
+        if let Some(flushed) = finished {
+            settle_flush(consumer, &mut self.output, health, flushed);
+        }
+        if self.output.resume_due() {
+            self.output.resume(consumer);
+        } else if !self.output.paused()
+            && (self.last.elapsed() >= self.interval || buffered >= self.max_events)
+        {
+            let flushed = consumer.context().lock().start_flush(now_micros());
+            settle_flush(consumer, &mut self.output, health, flushed);
+            self.last = Instant::now();
+        }
+    }
+}
+
+/// Writes everything, closes every window, checkpoints, commits, and
+/// leaves the group.
+fn drain(
+    consumer: BaseConsumer<WorkerContext>,
+    health: &Health,
+    activity: &Activity,
+) -> anyhow::Result<()> {
     health.set_not_ready("draining");
-    let drain_failure = flush_and_commit(&consumer, true);
+    let flushed = consumer.context().lock().flush(now_micros(), true, None);
+    let drain_failure = commit(&consumer, flushed);
     let consumed = consumer.context().lock().consumed;
-    let busy = first_record
-        .map(|first| (last_record - first).as_secs_f64())
-        .unwrap_or(0.0);
+    let busy = activity.busy_seconds();
     // A rate over less than a second of work says nothing.
     let rate = if busy >= 1.0 {
-        format!("{:.0}/s", consumed as f64 / busy)
+        per_second(consumed as f64 / busy)
     } else {
         "n/a".to_string()
     };
@@ -333,9 +393,9 @@ fn run_loop(
     );
     consumer.unsubscribe();
     drop(consumer);
-    if let Some(problem) = drain_failure {
+    if let Some(failure) = drain_failure {
         // Nothing is lost: the next owner resumes from the last checkpoint.
-        bail!("the last flush failed ({problem}); progress since the last checkpoint will be read again");
+        bail!("the last flush failed ({failure}); progress since the last checkpoint will be read again");
     }
     Ok(())
 }
@@ -375,9 +435,14 @@ impl OutputHealth {
         self.resume_at.is_some_and(|at| Instant::now() >= at)
     }
 
-    fn failed(&mut self, consumer: &BaseConsumer<WorkerContext>, health: &Health, problem: String) {
+    fn failed(
+        &mut self,
+        consumer: &BaseConsumer<WorkerContext>,
+        health: &Health,
+        failure: &Failure,
+    ) {
         tracing::warn!(retry_in = ?self.delay, "pausing the partitions until the output can be written");
-        health.set_problem("output", problem);
+        health.set_problem("output", failure.readiness_reason());
         self.failing = true;
         if let Ok(assignment) = consumer.assignment() {
             if let Err(e) = consumer.pause(&assignment) {
@@ -429,35 +494,14 @@ fn settle_flush(
                 output.succeeded(health);
             }
         }
-        Some(problem) => output.failed(consumer, health, problem),
+        Some(failure) => output.failed(consumer, health, &failure),
     }
 }
 
-/// Flushes everything and waits until it is durable, then commits: for
-/// shutdown.
-fn flush_and_commit(consumer: &BaseConsumer<WorkerContext>, close_all: bool) -> Option<String> {
-    let flushed = consumer
-        .context()
-        .lock()
-        .flush(now_micros(), close_all, None);
-    commit(consumer, flushed)
-}
-
 /// Commits the offsets of a flush; returns its failure, if any.
-fn commit(consumer: &BaseConsumer<WorkerContext>, flushed: Flushed) -> Option<String> {
+fn commit(consumer: &BaseConsumer<WorkerContext>, flushed: Flushed) -> Option<Failure> {
     if let Some(offsets) = flushed.commit {
-        let started = Instant::now();
-        let result = consumer.commit(&offsets, CommitMode::Sync);
-        let seconds = started.elapsed().as_secs_f64();
-        match result {
-            Ok(()) => consumer.context().metrics.committed(true, seconds),
-            Err(e) => {
-                // Not fatal: the checkpoint is the source of truth, and the
-                // next commit carries the same offsets forward.
-                tracing::warn!(error = %e, "offset commit failed; will retry with the next flush");
-                consumer.context().metrics.committed(false, seconds);
-            }
-        }
+        context::commit_offsets(consumer, &offsets);
     }
     flushed.failure
 }

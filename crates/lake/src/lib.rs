@@ -89,6 +89,15 @@ pub enum Error {
         /// What the decoder said.
         message: String,
     },
+    /// A cold segment (articles that left memory) exists but cannot be
+    /// read back.
+    #[error("lake: cold segment {path} is unreadable: {message}")]
+    CorruptColdSegment {
+        /// The segment's path below the root.
+        path: String,
+        /// What the decoder said.
+        message: String,
+    },
     /// The tables and the shard files disagree in a way the protocol rules
     /// out (another writer is active, or files were edited by hand).
     #[error("lake: {0}")]

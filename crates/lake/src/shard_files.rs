@@ -108,7 +108,7 @@ pub(crate) fn load_cold_segment(
 ) -> Result<HashMap<String, ColdArticle>, Error> {
     let relative = cold_path(shard, seq);
     let bytes = store.get(store.path(&relative))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::CorruptCheckpoint {
+    serde_json::from_slice(&bytes).map_err(|e| Error::CorruptColdSegment {
         path: relative,
         message: e.to_string(),
     })

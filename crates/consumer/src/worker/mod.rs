@@ -1,0 +1,312 @@
+//! [`Worker`]: the shards this process owns, and what happens to them when
+//! the group moves partitions ([`Worker::assign`], [`Worker::revoke`]),
+//! when records arrive (`records.rs`), and when it is time to flush
+//! (`flush.rs`).
+//!
+//! **Invariant:** a shard resumes from what the Delta tables' logs say was
+//! committed for it (and that flush's checkpoint), never from the group's
+//! offsets: files and checkpoint first, then the fenced commits to the
+//! three tables, then the group commit, which trails for lag tools only. A
+//! crash at any instant, or a pause long enough for the group to hand the
+//! shard to another worker, neither loses nor repeats a count.
+
+mod flush;
+mod records;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use newsflow_core::{ColdArticle, DecodeLimits, EventType, Micros, Shard};
+use newsflow_lake::{EventRow, Lake};
+use newsflow_settings::Settings;
+use newsflow_telemetry::Metrics;
+use rdkafka::TopicPartitionList;
+
+pub use self::flush::{Commit, Flushed};
+use self::flush::{InFlight, Settled};
+use self::records::Position;
+use crate::dead_letters::DeadLetters;
+use crate::failure::Failure;
+use crate::topics::{PerTopic, TopicNames};
+
+/// One owned shard: counting state plus what the last checkpoint covers.
+struct Slot {
+    state: Shard,
+    /// Sequence number of the shard's last flush committed to the tables.
+    committed: u64,
+    /// Sequence number claimed for its next flush.
+    next_seq: u64,
+    /// Per event topic, the next offset to count; `None` when no checkpoint
+    /// has seen the topic, meaning "from the beginning".
+    next: PerTopic<Option<i64>>,
+    position: PerTopic<Position>,
+    /// Accepted records waiting for the next flush.
+    events: Vec<EventRow>,
+    /// Whether offsets moved since the last flush.
+    dirty: bool,
+    /// When the shard last received a record (processing time), to tell an
+    /// idle shard from one whose watermark is merely behind.
+    last_record_at: Instant,
+    /// The cold segment read last, by number.
+    cold_cache: Option<(u64, HashMap<String, ColdArticle>)>,
+}
+
+impl Slot {
+    fn is_idle(&self, idle_timeout: std::time::Duration) -> bool {
+        self.last_record_at.elapsed() >= idle_timeout
+    }
+}
+
+/// The state of everything this worker owns. Owned by the run loop's
+/// thread; the rebalance callbacks reach it through the same mutex.
+pub struct Worker {
+    topics: TopicNames,
+    limits: DecodeLimits,
+    settings: Arc<Settings>,
+    lake: Lake,
+    metrics: Arc<Metrics>,
+    dead_letters: DeadLetters,
+    slots: BTreeMap<i32, Slot>,
+    /// Owned shards whose restore failed after an output failure (the
+    /// files could not be cleaned up, say); retried before each flush.
+    /// Their records are skipped meanwhile, and read again once restored.
+    unrestored: BTreeSet<i32>,
+    /// Shards reset to their checkpoints whose partitions the consumer must
+    /// be moved back on; see [`Worker::rewind`].
+    to_rewind: BTreeSet<i32>,
+    buffered: usize,
+    /// Events read and duplicates seen since the last
+    /// [`Worker::publish_tally`]: label lookups per batch, not per record.
+    tally: Tally,
+    /// The flush being written in the background, if any: at most one, so
+    /// a shard's files and checkpoints are written in sequence order.
+    in_flight: Option<InFlight>,
+    /// Flushes settled outside [`Worker::poll_flushed`] (waited for before
+    /// reading a cold segment, or before a rebalance), still to be
+    /// committed by the run loop.
+    settled: Settled,
+    /// Set when a shard cannot be restored or read; the run loop stops on it.
+    pub fatal: Option<Failure>,
+    /// Counters for progress reports.
+    pub consumed: u64,
+}
+
+impl Worker {
+    /// A worker that owns nothing yet.
+    pub fn new(
+        settings: Arc<Settings>,
+        lake: Lake,
+        metrics: Arc<Metrics>,
+        dead_letters: DeadLetters,
+    ) -> Self {
+        Worker {
+            topics: TopicNames::from_settings(&settings),
+            limits: settings.decode_limits(),
+            settings,
+            lake,
+            metrics,
+            dead_letters,
+            slots: BTreeMap::new(),
+            unrestored: BTreeSet::new(),
+            to_rewind: BTreeSet::new(),
+            buffered: 0,
+            tally: Tally::default(),
+            in_flight: None,
+            settled: Settled::default(),
+            fatal: None,
+            consumed: 0,
+        }
+    }
+
+    /// Shards owned now.
+    pub fn shards(&self) -> Vec<i32> {
+        self.slots.keys().copied().collect()
+    }
+
+    /// Records accepted since the last flush.
+    pub fn buffered(&self) -> usize {
+        self.buffered
+    }
+
+    /// Takes ownership of the shards in `assignment`: restores each from
+    /// the tables' logs and its checkpoint.
+    pub fn assign(&mut self, assignment: &TopicPartitionList) {
+        for shard in shards_of(assignment) {
+            if self.slots.contains_key(&shard) {
+                continue;
+            }
+            self.unrestored.remove(&shard);
+            match self.restore(shard) {
+                Ok(slot) => {
+                    self.slots.insert(shard, slot);
+                }
+                Err(failure) => {
+                    tracing::error!(shard, error = %failure, "cannot restore shard; stopping");
+                    self.fatal = Some(failure);
+                }
+            }
+        }
+        self.metrics.partitions_assigned(self.slots.len());
+    }
+
+    fn restore(&self, shard: i32) -> Result<Slot, Failure> {
+        let rules = self.settings.counting_rules();
+        let restored = self.lake.restore(shard).map_err(|e| Failure::Restore {
+            shard,
+            reason: format!("{e:#}"),
+        })?;
+        let (state, next) = match restored.checkpoint {
+            Some(cp) => {
+                let mut state = cp.state;
+                state.set_rules(rules);
+                let next = PerTopic::from_fn(|t| cp.offsets.get(&*self.topics[t]).copied());
+                (state, next)
+            }
+            None => (Shard::new(rules), PerTopic::default()),
+        };
+        tracing::info!(
+            shard,
+            committed = restored.committed,
+            next_seq = restored.next_seq,
+            ?next,
+            finished_half_committed_tables = restored.rolled_forward,
+            "restored shard from the tables' logs"
+        );
+        Ok(Slot {
+            state,
+            committed: restored.committed,
+            next_seq: restored.next_seq,
+            next,
+            position: PerTopic::from_fn(|_| Position::Unverified),
+            events: Vec::new(),
+            dirty: false,
+            last_record_at: Instant::now(),
+            cold_cache: None,
+        })
+    }
+
+    /// Releases shards: flushes and checkpoints them first, so the next
+    /// owner starts where this one stopped. Returns the offsets to commit.
+    /// The commit includes what earlier background flushes settled, for
+    /// the shards kept as well.
+    pub fn revoke(&mut self, revoked: &TopicPartitionList, now: Micros) -> Option<Commit> {
+        let shards = shards_of(revoked);
+        let flushed = self.flush(now, false, Some(&shards));
+        self.drop_shards(revoked);
+        flushed.commit
+    }
+
+    /// Forgets shards without writing anything more: for partitions the
+    /// group has already given to another worker. A background flush is
+    /// told to skip what it has not yet written of these shards (no
+    /// checkpoint of ours may land after the new owner restored) and waited
+    /// for, so nothing of ours is written after this returns.
+    pub fn drop_shards(&mut self, revoked: &TopicPartitionList) {
+        let shards = shards_of(revoked);
+        if let Some(in_flight) = &self.in_flight {
+            in_flight.abandon(&shards);
+        }
+        for shard in &shards {
+            self.slots.remove(shard);
+            self.unrestored.remove(shard);
+            self.to_rewind.remove(shard);
+            for topic in self.topics.values() {
+                self.metrics.forget_lag(topic, *shard);
+            }
+        }
+        // Settling skips shards no longer owned: no commit, no reset.
+        self.wait_for_in_flight();
+        self.settled
+            .offsets
+            .retain(|(_, shard), _| !shards.contains(shard));
+        self.metrics.partitions_assigned(self.slots.len());
+    }
+
+    /// Adds the events counted since the last call to the metrics.
+    pub fn publish_tally(&mut self) {
+        let tally = std::mem::take(&mut self.tally);
+        for (t, consumed) in tally.consumed.iter() {
+            for (event_type, n) in EventType::ALL.iter().zip(consumed) {
+                if *n > 0 {
+                    self.metrics
+                        .consumed(&self.topics[t], event_type.as_str(), *n);
+                }
+            }
+        }
+        for (event_type, n) in EventType::ALL.iter().zip(tally.duplicate) {
+            if n > 0 {
+                self.metrics.duplicate(event_type.as_str(), n);
+            }
+        }
+    }
+
+    /// Tries again to restore the shards whose restore failed; the first
+    /// failure that remains, if any.
+    fn retry_restores(&mut self) -> Option<Failure> {
+        let mut remaining = None;
+        for shard in std::mem::take(&mut self.unrestored) {
+            match self.reset(shard) {
+                Ok(()) => tracing::info!(shard, "shard restored after an output failure"),
+                Err(failure) => {
+                    remaining.get_or_insert(failure);
+                }
+            }
+        }
+        remaining
+    }
+
+    /// Forgets a shard's in-memory progress after a failure and restores it
+    /// from its checkpoint; the consumer is moved back to the checkpoint's
+    /// offsets by [`Worker::rewind`]. A restore that fails too (the output is
+    /// still broken) leaves the shard in `unrestored`, retried before the
+    /// next flush; the failure is logged here and returned.
+    fn reset(&mut self, shard: i32) -> Result<(), Failure> {
+        match self.restore(shard) {
+            Ok(slot) => {
+                self.slots.insert(shard, slot);
+                self.to_rewind.insert(shard);
+                Ok(())
+            }
+            Err(failure) => {
+                tracing::error!(shard, error = %failure, "cannot restore shard yet; will retry");
+                self.slots.remove(&shard);
+                self.unrestored.insert(shard);
+                Err(failure)
+            }
+        }
+    }
+
+    /// Resets shards after a failure that concerns them all. A restore that
+    /// fails is already logged and retried before the next flush, and the
+    /// failure that caused the reset is what gets reported.
+    fn reset_all(&mut self, shards: impl IntoIterator<Item = i32>) {
+        for shard in shards {
+            if let Err(failure) = self.reset(shard) {
+                tracing::debug!(shard, error = %failure, "reset deferred to the next flush");
+            }
+        }
+    }
+}
+
+/// The partition numbers (shards) of a partition list.
+fn shards_of(list: &TopicPartitionList) -> BTreeSet<i32> {
+    list.elements().iter().map(|e| e.partition()).collect()
+}
+
+/// Per-batch counts of events read and duplicates, published together.
+#[derive(Default)]
+struct Tally {
+    /// By topic, then by the event type's place in [`EventType::ALL`].
+    consumed: PerTopic<[u64; 4]>,
+    /// By the event type's place in [`EventType::ALL`].
+    duplicate: [u64; 4],
+}
+
+/// The position of `event_type` in [`EventType::ALL`].
+fn event_type_index(event_type: EventType) -> usize {
+    EventType::ALL
+        .iter()
+        .position(|t| *t == event_type)
+        .expect("every event type is in ALL")
+}
