@@ -1,7 +1,7 @@
 //! The metric definitions of the contract's section 7 and a few more, with
 //! one method per happening.
 
-use newsflow_core::Rejection;
+use newsflow_core::{EventType, Rejection};
 use prometheus::core::Collector;
 use prometheus::{
     exponential_buckets, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec,
@@ -241,16 +241,16 @@ impl Metrics {
     }
 
     /// `n` valid events of `event_type` were read from `topic`.
-    pub fn consumed(&self, topic: &str, event_type: &str, n: u64) {
+    pub fn consumed(&self, topic: &str, event_type: EventType, n: u64) {
         self.events_consumed
-            .with_label_values(&[topic, event_type])
+            .with_label_values(&[topic, event_type.as_str()])
             .inc_by(n);
     }
 
     /// `n` events were recognised as redeliveries and not counted again.
-    pub fn duplicate(&self, event_type: &str, n: u64) {
+    pub fn duplicate(&self, event_type: EventType, n: u64) {
         self.events_duplicate
-            .with_label_values(&[event_type])
+            .with_label_values(&[event_type.as_str()])
             .inc_by(n);
     }
 

@@ -229,14 +229,13 @@ impl Worker {
         for (t, consumed) in tally.consumed.iter() {
             for (event_type, n) in EventType::ALL.iter().zip(consumed) {
                 if *n > 0 {
-                    self.metrics
-                        .consumed(&self.topics[t], event_type.as_str(), *n);
+                    self.metrics.consumed(&self.topics[t], *event_type, *n);
                 }
             }
         }
         for (event_type, n) in EventType::ALL.iter().zip(tally.duplicate) {
             if n > 0 {
-                self.metrics.duplicate(event_type.as_str(), n);
+                self.metrics.duplicate(*event_type, n);
             }
         }
     }
