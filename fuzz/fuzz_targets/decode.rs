@@ -9,6 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use newsflow_core::event::{check_article_id, decode_unkeyed};
+use newsflow_core::time::{DAY, SECOND};
 use newsflow_core::{decode, CountingRules, DecodeLimits, Shard};
 
 fuzz_target!(|data: &[u8]| {
@@ -18,7 +19,9 @@ fuzz_target!(|data: &[u8]| {
     let key_len = usize::from(selector % 129).min(rest.len());
     let (key, value) = rest.split_at(key_len);
     let key = (selector % 129 != 0).then_some(key);
-    let limits = DecodeLimits::default();
+    let limits = DecodeLimits {
+        max_message_bytes: 256 * 1024,
+    };
 
     let unkeyed = decode_unkeyed(value, &limits);
     let keyed = decode(key, value, &limits);
@@ -30,7 +33,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(event) = unkeyed {
         assert!(check_article_id(&event.article_id).is_ok());
         assert!(!event.event_id.is_empty() && event.event_id.len() <= 128);
-        let mut shard = Shard::new(CountingRules::default());
+        let mut shard = Shard::new(CountingRules {
+            window_size: 3600 * SECOND,
+            dedup_horizon: 7 * DAY,
+            max_out_of_orderness: 300 * SECOND,
+        });
         shard.apply(&event);
         shard.apply(&event); // a redelivery
         let drained = shard.drain(event.occurred_at + 1, true, 1);

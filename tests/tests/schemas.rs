@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use newsflow_core::event::decode_unkeyed;
-use newsflow_core::DecodeLimits;
 use serde_json::Value;
 
 fn validators() -> Vec<(String, jsonschema::Validator)> {
@@ -33,7 +32,11 @@ fn schema_accepts(validators: &[(String, jsonschema::Validator)], doc: &Value) -
 }
 
 fn rust_accepts(text: &str) -> bool {
-    decode_unkeyed(text.as_bytes(), &DecodeLimits::default()).is_ok()
+    decode_unkeyed(
+        text.as_bytes(),
+        &newsflow_settings::defaults().decode_limits(),
+    )
+    .is_ok()
 }
 
 fn valid_fixtures() -> Vec<String> {

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use newsflow_core::{decode, CountingRules, DecodeLimits, Shard};
+use newsflow_core::{decode, Shard};
 use newsflow_lake::{
     Dataset, EncodedCheckpoint, EventRow, FlushBatch, FlushObserver, Lake, ShardFlush, WriteStats,
 };
@@ -28,7 +28,7 @@ fn key_of(line: &str) -> &str {
 
 fn decode_and_validate(c: &mut Criterion) {
     let lines = lines();
-    let limits = DecodeLimits::default();
+    let limits = newsflow_settings::defaults().decode_limits();
     let mut group = c.benchmark_group("decode");
     group.throughput(Throughput::Elements(lines.len() as u64));
     group.bench_function("seed article events", |b| {
@@ -43,7 +43,7 @@ fn decode_and_validate(c: &mut Criterion) {
 }
 
 fn count(c: &mut Criterion) {
-    let limits = DecodeLimits::default();
+    let limits = newsflow_settings::defaults().decode_limits();
     let events: Vec<_> = lines()
         .iter()
         .map(|l| newsflow_core::event::decode_unkeyed(l.as_bytes(), &limits).unwrap())
@@ -52,7 +52,7 @@ fn count(c: &mut Criterion) {
     group.throughput(Throughput::Elements(events.len() as u64));
     group.bench_function("apply to a fresh shard", |b| {
         b.iter_batched(
-            || Shard::new(CountingRules::default()),
+            || Shard::new(newsflow_settings::defaults().counting_rules()),
             |mut shard| {
                 for event in &events {
                     std::hint::black_box(shard.apply(event));
@@ -66,7 +66,7 @@ fn count(c: &mut Criterion) {
 }
 
 fn encode(c: &mut Criterion) {
-    let limits = DecodeLimits::default();
+    let limits = newsflow_settings::defaults().decode_limits();
     let lines = lines();
     let topic: Arc<str> = "news.comments".into();
     let rows: Vec<EventRow> = (0..20)
@@ -91,7 +91,7 @@ fn encode(c: &mut Criterion) {
     let lake = Lake::open(&dir.path().display().to_string(), &Default::default()).unwrap();
     let restored = lake.restore(0).unwrap();
     let (mut committed, mut next_seq) = (restored.committed, restored.next_seq);
-    let state = Shard::new(Default::default());
+    let state = Shard::new(newsflow_settings::defaults().counting_rules());
     let mut group = c.benchmark_group("encode");
     group.throughput(Throughput::Elements(rows.len() as u64));
     group.sample_size(20);

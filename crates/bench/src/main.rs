@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use newsflow_core::time::{DAY, SECOND};
-use newsflow_core::{CountingRules, Event, EventBody, Micros, Shard};
+use newsflow_core::{Event, EventBody, Micros, Shard};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -135,7 +135,7 @@ fn status_bytes(field: &str) -> u64 {
 /// a week). Reports resident memory before and after, and the peak.
 fn state(articles: u64, events_per_article: u64) -> anyhow::Result<()> {
     const FLUSH_EVERY: u64 = 65_536;
-    let mut shard = Shard::new(CountingRules::default());
+    let mut shard = Shard::new(newsflow_settings::defaults().counting_rules());
     let start: Micros = 1_795_852_800_000_000; // 2026-11-28T00:00:00Z
     let spacing = DAY / articles.max(1) as i64;
     let before = status_bytes("VmRSS:");

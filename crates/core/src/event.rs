@@ -260,19 +260,12 @@ fn nesting_beyond(text: &str, limit: usize) -> Option<usize> {
     None
 }
 
-/// Limits applied while decoding.
+/// Limits applied while decoding. The shipped values come from
+/// `newsflow-settings` (`limits.*`); the core has no defaults of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecodeLimits {
     /// Largest accepted message value, in bytes.
     pub max_message_bytes: usize,
-}
-
-impl Default for DecodeLimits {
-    fn default() -> Self {
-        DecodeLimits {
-            max_message_bytes: 256 * 1024,
-        }
-    }
 }
 
 /// The wire form: every known field as unparsed JSON, so that each one can
@@ -418,7 +411,19 @@ pub fn decode_unkeyed(value: &[u8], limits: &DecodeLimits) -> Result<Event, Reje
         ));
     }
 
-    let body = match event_type {
+    let body = body(event_type, &wire)?;
+
+    Ok(Event {
+        event_id,
+        article_id,
+        occurred_at,
+        body,
+    })
+}
+
+/// The fields of one event type, each checked by name.
+fn body(event_type: EventType, wire: &Wire<'_>) -> Result<EventBody, Rejection> {
+    Ok(match event_type {
         EventType::ArticlePublished => EventBody::ArticlePublished {
             title: bounded(
                 required_string(wire.title, "title")?,
@@ -459,13 +464,6 @@ pub fn decode_unkeyed(value: &[u8], limits: &DecodeLimits) -> Result<Event, Reje
             thread_id: optional_string(wire.thread_id, "thread_id")?,
             author_id: optional_string(wire.author_id, "author_id")?,
         },
-    };
-
-    Ok(Event {
-        event_id,
-        article_id,
-        occurred_at,
-        body,
     })
 }
 

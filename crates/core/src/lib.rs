@@ -7,13 +7,20 @@
 //! data:
 //!
 //! ```
-//! use newsflow_core::{decode, Applied, CountingRules, Shard};
+//! use newsflow_core::time::{DAY, SECOND};
+//! use newsflow_core::{decode, Applied, CountingRules, DecodeLimits, Shard};
 //!
 //! let raw = br#"{"schema_version":1,"event_id":"c-1","event_type":"social_comment",
 //!     "article_id":"a-1","occurred_at":"2026-11-01T10:00:00Z","platform":"x"}"#;
-//! let event = decode(Some(b"a-1"), raw, &Default::default()).unwrap();
+//! let limits = DecodeLimits { max_message_bytes: 256 * 1024 };
+//! let event = decode(Some(b"a-1"), raw, &limits).unwrap();
 //!
-//! let mut shard = Shard::new(CountingRules::default());
+//! let rules = CountingRules {
+//!     window_size: 3600 * SECOND,
+//!     dedup_horizon: 7 * DAY,
+//!     max_out_of_orderness: 300 * SECOND,
+//! };
+//! let mut shard = Shard::new(rules);
 //! assert_eq!(shard.apply(&event), Applied::Counted);
 //! assert_eq!(shard.apply(&event), Applied::Duplicate); // a redelivery counts once
 //!

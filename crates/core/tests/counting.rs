@@ -80,7 +80,7 @@ fn published(id: &str, article: &str, t: &str, title: &str) -> Event {
 
 /// Applies events and returns the latest totals row of each article.
 fn totals_after(events: &[Event]) -> Vec<TotalsRow> {
-    let mut shard = Shard::new(CountingRules::default());
+    let mut shard = Shard::new(common::rules());
     for e in events {
         shard.apply(e);
     }
@@ -103,7 +103,7 @@ fn distinct_sources_are_compared_case_insensitively() {
 
 #[test]
 fn a_redelivered_event_counts_once_and_is_reported_as_duplicate() {
-    let mut shard = Shard::new(CountingRules::default());
+    let mut shard = Shard::new(common::rules());
     let c = comment("c1", "a", "2026-11-01T10:00:00Z");
     assert_eq!(shard.apply(&c), Applied::Counted);
     assert_eq!(shard.apply(&c), Applied::Duplicate);
@@ -127,7 +127,7 @@ fn the_same_event_id_in_two_types_or_two_articles_is_two_events() {
 
 #[test]
 fn counts_exist_before_the_article_and_the_title_appears_when_it_arrives() {
-    let mut shard = Shard::new(CountingRules::default());
+    let mut shard = Shard::new(common::rules());
     shard.apply(&comment("c1", "a", "2026-11-01T10:00:00Z"));
     let first = shard.drain(NOW, true, 0).totals;
     assert_eq!(first[0].title, None);
@@ -184,7 +184,7 @@ fn arrival_order_does_not_matter() {
 fn a_redelivery_beyond_the_dedup_horizon_counts_again() {
     let rules = CountingRules {
         dedup_horizon: DAY,
-        ..CountingRules::default()
+        ..common::rules()
     };
     let mut shard = Shard::new(rules);
     let old = comment("c1", "a", "2026-11-01T00:00:00Z");
@@ -222,7 +222,7 @@ fn a_redelivery_beyond_the_dedup_horizon_counts_again() {
 
 #[test]
 fn unchanged_articles_get_no_new_row() {
-    let mut shard = Shard::new(CountingRules::default());
+    let mut shard = Shard::new(common::rules());
     let c = comment("c1", "a", "2026-11-01T10:00:00Z");
     shard.apply(&c);
     assert_eq!(shard.drain(NOW, true, 0).totals.len(), 1);
@@ -235,7 +235,7 @@ fn windows_close_when_the_watermark_passes_and_late_events_add_rows() {
     let rules = CountingRules {
         window_size: HOUR,
         max_out_of_orderness: 10 * 60 * SECOND,
-        ..CountingRules::default()
+        ..common::rules()
     };
     let mut shard = Shard::new(rules);
     shard.apply(&comment("c1", "a", "2026-11-01T10:15:00Z"));
@@ -273,7 +273,7 @@ fn windows_close_when_the_watermark_passes_and_late_events_add_rows() {
 fn engagement_sums_equal_totals_and_sources_land_in_their_first_window() {
     let rules = CountingRules {
         window_size: HOUR,
-        ..CountingRules::default()
+        ..common::rules()
     };
     let mut shard = Shard::new(rules);
     let events = [
@@ -315,7 +315,7 @@ fn engagement_sums_equal_totals_and_sources_land_in_their_first_window() {
 
 #[test]
 fn a_restored_snapshot_behaves_exactly_like_the_original() {
-    let mut shard = Shard::new(CountingRules::default());
+    let mut shard = Shard::new(common::rules());
     shard.apply(&comment("c1", "a", "2026-11-01T10:00:00Z"));
     shard.apply(&source("s1", "a", "2026-11-01T10:00:00Z", "x.example"));
     shard.drain(NOW, false, 0);
@@ -341,7 +341,7 @@ fn idle_articles_leave_memory_and_come_back_exactly() {
     let rules = CountingRules {
         dedup_horizon: DAY,
         window_size: HOUR,
-        ..CountingRules::default()
+        ..common::rules()
     };
     let mut shard = Shard::new(rules);
     shard.apply(&published("p", "old", "2026-11-01T09:00:00Z", "Old story"));

@@ -1,6 +1,8 @@
 //! Decoding and validation: every rule of the contract's section 2, with the
 //! stable reason code each breach gets.
 
+mod common;
+
 use newsflow_core::event::decode_unkeyed;
 use newsflow_core::{decode, DecodeLimits, EventBody, EventType, RejectReason};
 
@@ -11,7 +13,7 @@ fn valid(event_type: &str, extra: &str) -> String {
 }
 
 fn reason(key: Option<&[u8]>, value: &[u8]) -> RejectReason {
-    match decode(key, value, &DecodeLimits::default()) {
+    match decode(key, value, &common::LIMITS) {
         Ok(e) => panic!(
             "accepted {e:?} from {:.200}",
             String::from_utf8_lossy(value)
@@ -47,7 +49,7 @@ fn accepts_each_type_and_ignores_unknown_fields() {
         ),
     ];
     for (text, expected) in cases {
-        let event = decode(Some(b"a-1"), text.as_bytes(), &DecodeLimits::default()).unwrap();
+        let event = decode(Some(b"a-1"), text.as_bytes(), &common::LIMITS).unwrap();
         assert_eq!(event.event_type(), expected);
         assert_eq!(event.article_id, "a-1");
         assert_eq!(
@@ -58,7 +60,7 @@ fn accepts_each_type_and_ignores_unknown_fields() {
     let event = decode(
         Some(b"a-1"),
         valid("forum_post", r#","forum":"f\u00fc""#).as_bytes(),
-        &DecodeLimits::default(),
+        &common::LIMITS,
     )
     .unwrap();
     assert_eq!(
@@ -287,12 +289,7 @@ fn size_limit_and_deep_nesting_are_refused_without_harm() {
             "{".repeat(100)
         ),
     );
-    assert!(decode(
-        Some(b"a-1"),
-        brackets_in_text.as_bytes(),
-        &DecodeLimits::default()
-    )
-    .is_ok());
+    assert!(decode(Some(b"a-1"), brackets_in_text.as_bytes(), &common::LIMITS).is_ok());
     let deep_in_object = valid(
         "social_comment",
         &format!(
@@ -310,7 +307,7 @@ fn size_limit_and_deep_nesting_are_refused_without_harm() {
 #[test]
 fn details_name_the_field_and_stay_short() {
     let text = valid("social_comment", r#","platform":7"#);
-    let rejection = decode(Some(b"a-1"), text.as_bytes(), &DecodeLimits::default()).unwrap_err();
+    let rejection = decode(Some(b"a-1"), text.as_bytes(), &common::LIMITS).unwrap_err();
     assert!(
         rejection.detail.contains("`platform`"),
         "{}",
@@ -319,7 +316,7 @@ fn details_name_the_field_and_stay_short() {
     // A lone surrogate in the article id is neither a wrong type nor a
     // string "that must be a string".
     let text = valid("social_comment", r#","platform":"x""#).replace("a-1", r"a\ud800");
-    let rejection = decode_unkeyed(text.as_bytes(), &DecodeLimits::default()).unwrap_err();
+    let rejection = decode_unkeyed(text.as_bytes(), &common::LIMITS).unwrap_err();
     assert_eq!(rejection.reason, RejectReason::LoneSurrogate);
     assert!(
         rejection.detail.contains("`article_id`")
@@ -329,8 +326,7 @@ fn details_name_the_field_and_stay_short() {
         rejection.detail
     );
     let huge_type = valid(&"z".repeat(10_000), "");
-    let rejection =
-        decode(Some(b"a-1"), huge_type.as_bytes(), &DecodeLimits::default()).unwrap_err();
+    let rejection = decode(Some(b"a-1"), huge_type.as_bytes(), &common::LIMITS).unwrap_err();
     assert!(
         rejection.detail.len() < 300,
         "detail is {} bytes",

@@ -5,7 +5,7 @@
 //! open-ended search is `make fuzz` (cargo-fuzz, libFuzzer).
 
 use newsflow_core::event::{check_article_id, decode_unkeyed};
-use newsflow_core::{decode, CountingRules, DecodeLimits, Shard};
+use newsflow_core::{decode, Shard};
 
 mod common;
 use common::Rng;
@@ -71,10 +71,10 @@ fn mutated_events_never_panic_and_accepted_ones_obey_the_rules() {
         .filter(|l| !l.is_empty())
         .map(str::as_bytes)
         .collect();
-    let limits = DecodeLimits::default();
+    let limits = common::LIMITS;
     let mut rng = Rng::new(0x5EED);
     let mut accepted = 0;
-    let mut shard = Shard::new(CountingRules::default());
+    let mut shard = Shard::new(common::rules());
     for iteration in 0..200_000 {
         let mut input = seeds[rng.below(seeds.len())].to_vec();
         mutate(&mut rng, &mut input, &seeds);

@@ -57,7 +57,7 @@ impl Writer {
         let state = restored
             .checkpoint
             .map(|c| c.state)
-            .unwrap_or_else(|| Shard::new(CountingRules::default()));
+            .unwrap_or_else(|| Shard::new(rules()));
         assert!(restored.next_seq > restored.committed);
         Writer {
             lake: lake.clone(),
@@ -75,7 +75,7 @@ impl Writer {
                 r#"{{"schema_version":1,"event_id":"c-{i}","event_type":"social_comment","article_id":"a-1","occurred_at":"2026-11-01T09:{:02}:00Z","platform":"x"}}"#,
                 i % 60
             );
-            let event = decode_unkeyed(line.as_bytes(), &Default::default()).unwrap();
+            let event = decode_unkeyed(line.as_bytes(), &LIMITS).unwrap();
             self.shard.apply(&event);
             events.push(EventRow {
                 event_id: event.event_id.clone(),
@@ -151,7 +151,7 @@ fn a_shard_resumes_from_what_the_logs_committed() {
     assert!(footer.is_none());
     let mut state = checkpoint.state;
     let line = r#"{"schema_version":1,"event_id":"c-new","event_type":"social_comment","article_id":"a-1","occurred_at":"2026-11-01T09:59:00Z","platform":"x"}"#;
-    state.apply(&decode_unkeyed(line.as_bytes(), &Default::default()).unwrap());
+    state.apply(&decode_unkeyed(line.as_bytes(), &LIMITS).unwrap());
     let row = state.drain(NOW, true, 100).totals.remove(0);
     assert_eq!(row.social_comments, 26);
 
@@ -233,4 +233,19 @@ fn a_lake_of_contract_v1_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("contract v1"), "{err}");
+}
+
+/// The contract's 256 KiB message limit.
+const LIMITS: newsflow_core::DecodeLimits = newsflow_core::DecodeLimits {
+    max_message_bytes: 256 * 1024,
+};
+
+/// Hour windows, a week's dedup horizon, five minutes of out-of-orderness.
+fn rules() -> CountingRules {
+    use newsflow_core::time::{DAY, SECOND};
+    CountingRules {
+        window_size: 3600 * SECOND,
+        dedup_horizon: 7 * DAY,
+        max_out_of_orderness: 300 * SECOND,
+    }
 }

@@ -450,7 +450,7 @@ mod tests {
             let event = newsflow_core::decode(
                 Some(generated.article_id.as_bytes()),
                 text.as_bytes(),
-                &Default::default(),
+                &newsflow_settings::defaults().decode_limits(),
             )
             .unwrap_or_else(|r| panic!("generated an invalid event: {r}: {text}"));
             assert_eq!(event.event_type(), generated.event_type);

@@ -22,12 +22,14 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::event::{Event, EventBody, EventType};
 use crate::rows::{EngagementRow, TotalsRow};
-use crate::time::{window_start, Micros, DAY, SECOND};
+use crate::time::{window_start, Micros};
 use articles::{article_hash, Article, ArticleTable, SourceNames, NO_TIME};
 use fingerprints::FingerprintSet;
 pub use snapshot::{ColdArticle, ShardV1};
 
-/// The counting parameters, all in event time.
+/// The counting parameters, all in event time. The shipped values come
+/// from `newsflow-settings` (`window.*`, `dedup.*`); the core has no
+/// defaults of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CountingRules {
     /// Length of the tumbling engagement windows.
@@ -38,16 +40,6 @@ pub struct CountingRules {
     /// How far behind the largest event time seen the watermark trails, so
     /// that slightly out-of-order events still land in an open window.
     pub max_out_of_orderness: Micros,
-}
-
-impl Default for CountingRules {
-    fn default() -> Self {
-        CountingRules {
-            window_size: 3600 * SECOND,
-            dedup_horizon: 7 * DAY,
-            max_out_of_orderness: 300 * SECOND,
-        }
-    }
 }
 
 /// What [`Shard::apply`] did with an event.

@@ -1,0 +1,413 @@
+//! From the raw shape to the typed settings: every value checked, and
+//! every problem named by its key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::raw::{self, Ingest, Root, Sasl, Tls};
+use crate::types::*;
+use crate::{secret, Secret, SettingsError};
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> SettingsError {
+    SettingsError::Invalid {
+        key,
+        problem: problem.into(),
+    }
+}
+
+fn non_empty(key: &'static str, value: String) -> Result<String, SettingsError> {
+    if value.trim().is_empty() {
+        Err(invalid(key, "must not be empty"))
+    } else {
+        Ok(value)
+    }
+}
+
+fn duration(key: &'static str, value: &str) -> Result<Duration, SettingsError> {
+    let d = duration_or_zero(key, value)?;
+    if d.is_zero() {
+        return Err(invalid(key, "must be longer than zero"));
+    }
+    Ok(d)
+}
+
+/// A duration that may be zero (`0s` turns a delay off).
+fn duration_or_zero(key: &'static str, value: &str) -> Result<Duration, SettingsError> {
+    humantime::parse_duration(value).map_err(|e| {
+        invalid(
+            key,
+            format!("`{value}` is not a duration like `10s` or `1h`: {e}"),
+        )
+    })
+}
+
+fn in_range(key: &'static str, value: i64, min: i64, max: i64) -> Result<i64, SettingsError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(invalid(key, format!("{value} is outside {min}..={max}")))
+    }
+}
+
+/// A secret given inline or in a file, never both.
+fn secret(
+    key: &'static str,
+    inline: Option<String>,
+    file_key: &'static str,
+    file: Option<PathBuf>,
+) -> Result<Option<Secret>, SettingsError> {
+    match (inline, file) {
+        (Some(_), Some(_)) => Err(invalid(
+            key,
+            format!("set either `{key}` or `{file_key}`, not both"),
+        )),
+        (Some(value), None) if value.is_empty() => Err(invalid(key, "must not be empty")),
+        (Some(value), None) => Ok(Some(Secret::new(value))),
+        (None, Some(path)) => secret::read_secret_file(&path)
+            .map(Some)
+            .map_err(|problem| invalid(file_key, problem)),
+        (None, None) => Ok(None),
+    }
+}
+
+fn readable_file(
+    key: &'static str,
+    path: Option<PathBuf>,
+) -> Result<Option<PathBuf>, SettingsError> {
+    if let Some(path) = &path {
+        std::fs::File::open(path)
+            .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?;
+    }
+    Ok(path)
+}
+
+fn security(protocol: String, sasl: Sasl, tls: Tls) -> Result<KafkaSecurity, SettingsError> {
+    let protocol = match protocol.to_ascii_lowercase().as_str() {
+        "plaintext" => SecurityProtocol::Plaintext,
+        "ssl" => SecurityProtocol::Ssl,
+        "sasl_plaintext" => SecurityProtocol::SaslPlaintext,
+        "sasl_ssl" => SecurityProtocol::SaslSsl,
+        other => {
+            return Err(invalid(
+                "kafka.security_protocol",
+                format!("`{other}` is not one of plaintext, ssl, sasl_plaintext, sasl_ssl"),
+            ))
+        }
+    };
+    Ok(KafkaSecurity {
+        protocol,
+        sasl: sasl_settings(protocol, sasl)?,
+        tls: tls_settings(protocol, tls)?,
+    })
+}
+
+/// `[kafka.sasl]`: required with a SASL protocol, refused without one.
+fn sasl_settings(
+    protocol: SecurityProtocol,
+    sasl: Sasl,
+) -> Result<Option<SaslSettings>, SettingsError> {
+    let given = sasl.mechanism.is_some()
+        || sasl.username.is_some()
+        || sasl.password.is_some()
+        || sasl.password_file.is_some();
+    if !protocol.uses_sasl() {
+        if given {
+            return Err(invalid(
+                "kafka.sasl",
+                format!(
+                    "is set, but kafka.security_protocol is `{}`; use sasl_ssl or sasl_plaintext",
+                    protocol.librdkafka_name()
+                ),
+            ));
+        }
+        return Ok(None);
+    }
+    let mechanism = sasl.mechanism.unwrap_or_else(|| raw::SASL_MECHANISM.into());
+    if !["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"].contains(&mechanism.as_str()) {
+        return Err(invalid(
+            "kafka.sasl.mechanism",
+            format!("`{mechanism}` is not one of SCRAM-SHA-512, SCRAM-SHA-256, PLAIN"),
+        ));
+    }
+    let username = non_empty("kafka.sasl.username", sasl.username.unwrap_or_default())?;
+    let password = secret(
+        "kafka.sasl.password",
+        sasl.password,
+        "kafka.sasl.password_file",
+        sasl.password_file,
+    )?
+    .ok_or_else(|| {
+        invalid(
+            "kafka.sasl.password",
+            "is required by a SASL security protocol (or kafka.sasl.password_file)",
+        )
+    })?;
+    Ok(Some(SaslSettings {
+        mechanism,
+        username,
+        password,
+    }))
+}
+
+/// `[kafka.tls]`: files that must be readable, refused without TLS.
+fn tls_settings(protocol: SecurityProtocol, tls: Tls) -> Result<TlsSettings, SettingsError> {
+    let given = tls.ca_file.is_some()
+        || tls.cert_file.is_some()
+        || tls.key_file.is_some()
+        || tls.key_password.is_some()
+        || tls.key_password_file.is_some();
+    if given && !protocol.uses_tls() {
+        return Err(invalid(
+            "kafka.tls",
+            format!(
+                "is set, but kafka.security_protocol is `{}`; use ssl or sasl_ssl",
+                protocol.librdkafka_name()
+            ),
+        ));
+    }
+    let settings = TlsSettings {
+        ca_file: readable_file("kafka.tls.ca_file", tls.ca_file)?,
+        cert_file: readable_file("kafka.tls.cert_file", tls.cert_file)?,
+        key_file: readable_file("kafka.tls.key_file", tls.key_file)?,
+        key_password: secret(
+            "kafka.tls.key_password",
+            tls.key_password,
+            "kafka.tls.key_password_file",
+            tls.key_password_file,
+        )?,
+        verify_hostname: tls.verify_hostname,
+    };
+    if settings.cert_file.is_some() != settings.key_file.is_some() {
+        return Err(invalid(
+            "kafka.tls.key_file",
+            "kafka.tls.cert_file and kafka.tls.key_file go together (mutual TLS)",
+        ));
+    }
+    Ok(settings)
+}
+
+/// librdkafka properties that carry secrets; they are refused in
+/// `kafka.properties`, whose values are not treated as secret.
+const SECRET_PROPERTIES: [&str; 5] = [
+    "sasl.password",
+    "ssl.key.password",
+    "ssl.keystore.password",
+    "ssl.key.pem",
+    "sasl.oauthbearer.client.secret",
+];
+
+fn properties(
+    properties: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, SettingsError> {
+    if let Some(key) = properties
+        .keys()
+        .find(|k| SECRET_PROPERTIES.contains(&k.as_str()))
+    {
+        return Err(invalid(
+            "kafka.properties",
+            format!(
+                "`{key}` holds a secret; set kafka.sasl.password or kafka.tls.key_password \
+                 (or their _file forms) instead, which are kept out of logs"
+            ),
+        ));
+    }
+    Ok(properties)
+}
+
+fn ingest(raw: Ingest) -> Result<IngestSettings, SettingsError> {
+    Ok(IngestSettings {
+        listen: address("ingest.listen", &raw.listen, "0.0.0.0:8080")?,
+        auth_token: secret(
+            "ingest.auth_token",
+            raw.auth_token,
+            "ingest.auth_token_file",
+            raw.auth_token_file,
+        )?,
+        allow_unauthenticated: raw.allow_unauthenticated,
+        max_body_bytes: in_range(
+            "ingest.max_body_bytes",
+            raw.max_body_bytes,
+            1024,
+            1024 * 1024 * 1024,
+        )? as usize,
+        request_timeout: duration("ingest.request_timeout", &raw.request_timeout)?,
+        header_timeout: duration("ingest.header_timeout", &raw.header_timeout)?,
+        max_connections: in_range("ingest.max_connections", raw.max_connections, 1, 1_000_000)?
+            as usize,
+        max_rejected_details: in_range(
+            "ingest.max_rejected_details",
+            raw.max_rejected_details,
+            0,
+            100_000,
+        )? as usize,
+        shutdown_delay: duration_or_zero("ingest.shutdown_delay", &raw.shutdown_delay)?,
+        max_queued_events: in_range(
+            "ingest.max_queued_events",
+            raw.max_queued_events,
+            1,
+            10_000_000,
+        )? as usize,
+    })
+}
+
+impl Root {
+    /// Checks every section; the first problem, named by its key.
+    pub(crate) fn validate(self) -> Result<Settings, SettingsError> {
+        Ok(Settings {
+            kafka: kafka(self.kafka)?,
+            topics: topics(self.topics)?,
+            output: output(self.output)?,
+            window: window(self.window)?,
+            dedup: DedupSettings {
+                horizon: duration("dedup.horizon", &self.dedup.horizon)?,
+            },
+            metrics: MetricsSettings {
+                listen: match self.metrics.listen {
+                    None => None,
+                    Some(text) => Some(address("metrics.listen", &text, "0.0.0.0:9464")?),
+                },
+            },
+            limits: LimitSettings {
+                max_message_bytes: in_range(
+                    "limits.max_message_bytes",
+                    self.limits.max_message_bytes,
+                    1024,
+                    64 * 1024 * 1024,
+                )? as usize,
+            },
+            log: log(self.log)?,
+            shutdown: ShutdownSettings {
+                grace_period: duration("shutdown.grace_period", &self.shutdown.grace_period)?,
+            },
+            watchdog: WatchdogSettings {
+                stall_after: duration("watchdog.stall_after", &self.watchdog.stall_after)?,
+            },
+            ingest: ingest(self.ingest)?,
+        })
+    }
+}
+
+fn address(key: &'static str, text: &str, example: &str) -> Result<SocketAddr, SettingsError> {
+    text.parse().map_err(|e| {
+        invalid(
+            key,
+            format!("`{text}` is not an address like {example}: {e}"),
+        )
+    })
+}
+
+fn kafka(k: raw::Kafka) -> Result<KafkaSettings, SettingsError> {
+    let partitioner = match k.partitioner.as_str() {
+        "murmur2_random" | "murmur2" | "consistent_random" | "consistent" | "random" | "fnv1a"
+        | "fnv1a_random" => k.partitioner,
+        other => {
+            return Err(invalid(
+                "kafka.partitioner",
+                format!("`{other}` is not a librdkafka partitioner"),
+            ))
+        }
+    };
+    Ok(KafkaSettings {
+        brokers: non_empty("kafka.brokers", k.brokers)?,
+        group_id: non_empty("kafka.group_id", k.group_id)?,
+        client_id: non_empty("kafka.client_id", k.client_id)?,
+        partitions: in_range("kafka.partitions", k.partitions, 1, 10_000)? as i32,
+        replication_factor: in_range("kafka.replication_factor", k.replication_factor, 1, 32)?
+            as i32,
+        partitioner,
+        session_timeout: duration("kafka.session_timeout", &k.session_timeout)?,
+        instance_id: match k.instance_id {
+            Some(id) => Some(non_empty("kafka.instance_id", id)?),
+            None => None,
+        },
+        security: security(k.security_protocol, k.sasl, k.tls)?,
+        properties: properties(k.properties)?,
+    })
+}
+
+fn topics(t: raw::TopicNames) -> Result<Topics, SettingsError> {
+    let topics = Topics {
+        articles: non_empty("topics.articles", t.articles)?,
+        comments: non_empty("topics.comments", t.comments)?,
+        forum_posts: non_empty("topics.forum_posts", t.forum_posts)?,
+        dead_letters: non_empty("topics.dead_letters", t.dead_letters)?,
+    };
+    let names = [
+        &topics.articles,
+        &topics.comments,
+        &topics.forum_posts,
+        &topics.dead_letters,
+    ];
+    for (i, a) in names.iter().enumerate() {
+        if names[i + 1..].contains(a) {
+            return Err(invalid(
+                "topics",
+                format!("topic `{a}` is named twice; each topic needs its own name"),
+            ));
+        }
+    }
+    Ok(topics)
+}
+
+fn output(o: raw::Output) -> Result<OutputSettings, SettingsError> {
+    let uri = non_empty("output.uri", o.uri)?;
+    // The scheme is checked here so a typo fails at start-up by name; the
+    // lake checks the rest when it opens the store.
+    if let Some((scheme, _)) = uri.split_once("://") {
+        const SCHEMES: &[&str] = &["file", "s3", "s3a", "gs", "az", "abfs", "abfss", "azure"];
+        if !SCHEMES.contains(&scheme) {
+            return Err(invalid(
+                "output.uri",
+                format!(
+                    "scheme `{scheme}://` is not supported; use a local path, file://, s3://, gs:// or az://"
+                ),
+            ));
+        }
+    }
+    let storage = o
+        .storage
+        .into_iter()
+        .map(|(key, value)| (key.to_ascii_lowercase(), Secret::new(value)))
+        .collect();
+    Ok(OutputSettings {
+        uri,
+        storage,
+        flush_interval: duration("output.flush_interval", &o.flush_interval)?,
+        flush_max_events: in_range(
+            "output.flush_max_events",
+            o.flush_max_events,
+            1,
+            100_000_000,
+        )? as usize,
+    })
+}
+
+fn window(w: raw::Window) -> Result<WindowSettings, SettingsError> {
+    let window = WindowSettings {
+        size: duration("window.size", &w.size)?,
+        max_out_of_orderness: duration("window.max_out_of_orderness", &w.max_out_of_orderness)?,
+        idle_timeout: duration("window.idle_timeout", &w.idle_timeout)?,
+    };
+    if window.size.as_micros() < 1_000_000 || window.size.as_secs() > 7 * 86_400 {
+        return Err(invalid("window.size", "must be between 1s and 7d"));
+    }
+    Ok(window)
+}
+
+fn log(l: raw::Log) -> Result<LogSettings, SettingsError> {
+    Ok(LogSettings {
+        format: match l.format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(invalid(
+                    "log.format",
+                    format!("`{other}` is neither `text` nor `json`"),
+                ))
+            }
+        },
+        level: non_empty("log.level", l.level)?,
+    })
+}
