@@ -6,63 +6,53 @@ PYTHON  := $(CURDIR)/.venv/bin/python
 KAFKA   := bash deploy/local/kafka.sh
 S3      := bash deploy/local/s3.sh
 
-.PHONY: help demo test chaos fuzz bench bench-lake bench-ingest bench-micro build release deps venv kafka-up kafka-down kafka-status s3-up s3-down s3-status check-deploy lint fmt clippy reset clean
+.PHONY: help demo test chaos fuzz bench bench-lake bench-ingest bench-micro build release deps deps-test venv kafka-up kafka-down kafka-status s3-up s3-down s3-status check-deploy lint fmt clippy reset clean
 
-help:
-	@echo "make demo          build, start Kafka, publish the seed article and a synthetic stream, count, print the footer"
-	@echo "make test          every test, against a real Kafka broker (started if none runs)"
-	@echo "make chaos         crash tests at scale, local and s3:// (CHAOS_EVENTS 1000000, CHAOS_KILLS 30), CHAOS_FREEZES (10) frozen workers"
-	@echo "make bench         throughput, CPU and memory on this machine (BENCH_EVENTS, BENCH_RUNS); see docs/benchmarks.md"
-	@echo "make bench-lake    flush and commit latency of one worker, local path against s3:// (LAKE_RATE, LAKE_SECONDS)"
-	@echo "make bench-ingest  HTTP ingest against hostile clients: worst body, idle-socket flood, shutdown order"
-	@echo "make bench-micro   Criterion micro-benchmarks of decoding, counting and Parquet encoding"
-	@echo "make fuzz          fuzz decoding and validation with cargo-fuzz for FUZZ_SECONDS (300)"
-	@echo "make lint          cargo fmt --check and clippy with warnings denied"
-	@echo "make kafka-up      start the local single-node Kafka (KRaft) on 127.0.0.1:9092"
-	@echo "make kafka-down    stop it;  make kafka-status: does it answer?"
-	@echo "make s3-up         start the local S3 API server (s3proxy) on 127.0.0.1:9000, bucket newsflow"
-	@echo "make s3-down       stop it;  make s3-status: does it answer?"
-	@echo "make reset         stop Kafka and delete var/ (broker data, demo lake)"
+help: ## list every target with what it does (this text)
+	@awk 'BEGIN { FS = ":[^#]*## " } /^[a-z0-9-]+:.*## / { printf "make %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-deps:
-	bash deploy/local/install-deps.sh
+deps: ## install what building and the demo need (toolchain, Java and Maven for Kafka, kcat)
+	bash deploy/local/install-deps.sh demo
 
-venv: $(PYTHON)
+deps-test: ## install what the tests need on top (openssl, chattr, promtool, docker-compose, kustomize)
+	bash deploy/local/install-deps.sh test
+
+venv: $(PYTHON) ## the Python environment of the readers (DuckDB, deltalake, Polars) in .venv
 $(PYTHON): deploy/local/requirements.txt
 	python3 -m venv .venv
 	.venv/bin/pip install --quiet --disable-pip-version-check -r deploy/local/requirements.txt
 	@touch $(PYTHON)
 
-kafka-up: deps
+kafka-up: deps ## start the local single-node Kafka (KRaft) on 127.0.0.1:9092
 	$(KAFKA) up
 
-kafka-down:
+kafka-down: ## stop the local Kafka
 	$(KAFKA) down
 
-kafka-status:
+kafka-status: ## does the local Kafka answer?
 	$(KAFKA) status
 
-s3-up: deps
+s3-up: deps ## start the local S3 API server (s3proxy) on 127.0.0.1:9000, bucket newsflow
 	$(S3) up
 
-s3-down:
+s3-down: ## stop the local S3 API server
 	$(S3) down
 
-s3-status:
+s3-status: ## does the local S3 API server answer?
 	$(S3) status
 
-build:
+build: ## debug build of the binaries
 	$(CARGO) build --workspace --bins
 
-release:
+release: ## release build of the binaries
 	$(CARGO) build --release --bins
 
-demo: deps venv kafka-up release
+demo: deps venv kafka-up release ## build, start Kafka, publish the seed article and a synthetic stream, count, print the footer
 	bash deploy/local/demo.sh
 
 # The binaries are built first because the end-to-end tests run them as
 # separate processes (workers are killed, restarted and scaled like pods).
-test: deps venv kafka-up s3-up build check-deploy
+test: deps deps-test venv kafka-up s3-up build check-deploy ## every test, against a real Kafka broker and S3 API server (started if none runs)
 	NEWSFLOW_PYTHON=$(PYTHON) $(CARGO) test --workspace
 
 # The crash-recovery tests (local and s3://) with a larger stream and many
@@ -71,7 +61,7 @@ test: deps venv kafka-up s3-up build check-deploy
 CHAOS_EVENTS  ?= 1000000
 CHAOS_KILLS   ?= 30
 CHAOS_FREEZES ?= 10
-chaos: deps venv kafka-up s3-up build
+chaos: deps deps-test venv kafka-up s3-up build ## crash tests at scale, local and s3:// (CHAOS_EVENTS, CHAOS_KILLS, CHAOS_FREEZES)
 	NEWSFLOW_PYTHON=$(PYTHON) NEWSFLOW_CHAOS_EVENTS=$(CHAOS_EVENTS) NEWSFLOW_CHAOS_KILLS=$(CHAOS_KILLS) \
 	  NEWSFLOW_CHAOS_FREEZES=$(CHAOS_FREEZES) \
 	  $(CARGO) test -p newsflow-e2e --test crash_recovery --test delta_lake -- \
@@ -82,30 +72,30 @@ chaos: deps venv kafka-up s3-up build
 # a test never asserts a timing.
 BENCH_EVENTS ?= 5000000
 BENCH_RUNS   ?= 3
-bench: deps venv kafka-up release
+bench: deps venv kafka-up release ## throughput, CPU and memory on this machine (BENCH_EVENTS, BENCH_RUNS); see docs/benchmarks.md
 	$(PYTHON) deploy/bench/bench.py --events $(BENCH_EVENTS) --runs $(BENCH_RUNS)
 
 # Flush and commit latency of one worker on a local path against s3:// (the
 # local s3proxy), under a steady stream; figures in var/bench/lake_latency.json.
 LAKE_RATE    ?= 5000
 LAKE_SECONDS ?= 60
-bench-lake: deps venv kafka-up s3-up release
+bench-lake: deps venv kafka-up s3-up release ## flush and commit latency of one worker, local path against s3:// (LAKE_RATE, LAKE_SECONDS)
 	$(PYTHON) deploy/bench/lake_latency.py --rate $(LAKE_RATE) --seconds $(LAKE_SECONDS)
 
 # HTTP ingest probed as a hostile client would (release build, local broker):
 # the 16 MiB worst body, 1,100 idle sockets against token holders, and the
 # shutdown order. Figures as JSON on stdout.
-bench-ingest: deps venv kafka-up release
+bench-ingest: deps venv kafka-up release ## HTTP ingest against hostile clients: worst body, idle-socket flood, shutdown order
 	$(PYTHON) deploy/bench/ingest_probe.py --binary target/release/newsflow-producer
 
-bench-micro:
+bench-micro: ## Criterion micro-benchmarks of decoding, counting and Parquet encoding
 	$(CARGO) bench -p newsflow-bench
 
 # libFuzzer over decoding, validation and counting (fuzz/). Needs a nightly
 # toolchain and cargo-fuzz, installed here if missing. Memory is capped so
 # an unbounded allocation fails the run; findings land in fuzz/artifacts/.
 FUZZ_SECONDS ?= 300
-fuzz:
+fuzz: ## fuzz decoding and validation with cargo-fuzz for FUZZ_SECONDS (300)
 	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	bash fuzz/seed-corpus.sh
@@ -113,21 +103,21 @@ fuzz:
 	  -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 -malloc_limit_mb=256 -max_len=400000 -print_final_stats=1
 
 # Static validation of the container and Prometheus files (no engine here).
-check-deploy: deps venv
+check-deploy: deps-test venv ## validate the Dockerfile, compose file, Kubernetes manifests and alert rules
 	PYTHON=$(PYTHON) bash deploy/check.sh
 
-fmt:
+fmt: ## format the code
 	$(CARGO) fmt --all
 
-clippy:
+clippy: ## clippy with warnings denied
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-lint:
+lint: ## cargo fmt --check and clippy with warnings denied (what CI runs)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-reset: kafka-down s3-down
+reset: kafka-down s3-down ## stop Kafka and S3 and delete var/ (broker data, demo lake)
 	rm -rf var
 
-clean: reset
+clean: reset ## reset, and delete the build output
 	$(CARGO) clean

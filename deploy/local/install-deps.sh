@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# Installs what a fresh machine lacks to build, demo and test newsflow:
-# Debian packages (a C toolchain and OpenSSL headers for librdkafka, Java
-# and Maven for the local Kafka broker, kcat for broker checks, openssl for
-# test certificates, promtool and docker-compose for static checks of the
-# deployment files). Rust and
-# Python are expected to be present. Idempotent: installs only what is
-# missing.
+# Installs what a fresh machine lacks, for one purpose:
+#   install-deps.sh demo   build and run the demo: a C toolchain and OpenSSL
+#                          headers for librdkafka, Java and Maven for the
+#                          local Kafka broker, kcat for broker checks, curl
+#   install-deps.sh test   the above, plus what the tests and the static
+#                          checks of the deployment files use: openssl (test
+#                          certificates), chattr, promtool, docker-compose,
+#                          and kustomize (built with Go)
+# Rust and Python are expected to be present. Idempotent: installs only what
+# is missing.
 set -euo pipefail
+purpose="${1:-test}"
+case "$purpose" in
+  demo|test) ;;
+  *) echo "usage: install-deps.sh demo|test" >&2; exit 2 ;;
+esac
 
 missing=()
 need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
@@ -17,12 +25,14 @@ need java openjdk-17-jre-headless
 need mvn maven
 need kcat kcat
 need curl curl                    # deploy/local/s3.sh asks s3proxy whether it answers
-need openssl openssl              # certificates for the SASL_SSL test
-need chattr e2fsprogs             # the output-failure test makes the lake immutable
-need promtool prometheus          # validates deploy/prometheus
-need docker-compose docker-compose  # validates deploy/docker-compose.yml (no engine needed)
 pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ "$purpose" = test ]; then
+  need openssl openssl              # certificates for the SASL_SSL test
+  need chattr e2fsprogs             # the output-failure test makes the lake immutable
+  need promtool prometheus          # validates deploy/prometheus
+  need docker-compose docker-compose  # validates deploy/docker-compose.yml (no engine needed)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "[deps] installing: ${missing[*]}" >&2
@@ -32,15 +42,17 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 command -v cargo >/dev/null || { echo "[deps] cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
 
-# kustomize renders deploy/k8s for its static check; built once with Go
-# from the Go module proxy into the cache shared by clones.
-KUSTOMIZE_VERSION=v5.6.0
-TOOLS_BIN="${NEWSFLOW_CACHE:-$HOME/.cache/newsflow}/bin"
-if [ ! -x "$TOOLS_BIN/kustomize-$KUSTOMIZE_VERSION" ]; then
-  command -v go >/dev/null || { echo "[deps] go not found: install Go to build kustomize" >&2; exit 1; }
-  echo "[deps] building kustomize $KUSTOMIZE_VERSION into $TOOLS_BIN" >&2
-  mkdir -p "$TOOLS_BIN"
-  GOBIN="$TOOLS_BIN" go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
-  mv "$TOOLS_BIN/kustomize" "$TOOLS_BIN/kustomize-$KUSTOMIZE_VERSION"
+if [ "$purpose" = test ]; then
+  # kustomize renders deploy/k8s for its static check; built once with Go
+  # from the Go module proxy into the cache shared by clones.
+  KUSTOMIZE_VERSION=v5.6.0
+  TOOLS_BIN="${NEWSFLOW_CACHE:-$HOME/.cache/newsflow}/bin"
+  if [ ! -x "$TOOLS_BIN/kustomize-$KUSTOMIZE_VERSION" ]; then
+    command -v go >/dev/null || { echo "[deps] go not found: install Go to build kustomize" >&2; exit 1; }
+    echo "[deps] building kustomize $KUSTOMIZE_VERSION into $TOOLS_BIN" >&2
+    mkdir -p "$TOOLS_BIN"
+    GOBIN="$TOOLS_BIN" go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+    mv "$TOOLS_BIN/kustomize" "$TOOLS_BIN/kustomize-$KUSTOMIZE_VERSION"
+  fi
 fi
-echo "[deps] ok" >&2
+echo "[deps] ok ($purpose)" >&2
