@@ -306,7 +306,26 @@ impl TestEnv {
 
     /// For every partition of the three event topics: the group's
     /// committed offset (0 when none), and the low and high watermarks.
+    /// Transient broker answers (a coordinator moving after a restart, say)
+    /// are retried for up to 30 s before they fail the test.
     fn partition_positions(&self, consumer: &BaseConsumer) -> Vec<(i64, i64, i64)> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.try_partition_positions(consumer) {
+                Ok(positions) => return positions,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("reading the group's positions: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => panic!("reading the group's positions: {e}"),
+            }
+        }
+    }
+
+    fn try_partition_positions(
+        &self,
+        consumer: &BaseConsumer,
+    ) -> rdkafka::error::KafkaResult<Vec<(i64, i64, i64)>> {
         let [a, c, f, _] = self.topics();
         let mut tpl = TopicPartitionList::new();
         for topic in [&a, &c, &f] {
@@ -314,25 +333,21 @@ impl TestEnv {
                 tpl.add_partition(topic, p);
             }
         }
-        let committed = consumer
-            .committed_offsets(tpl, Duration::from_secs(10))
-            .expect("committed offsets");
+        let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
         committed
             .elements()
             .iter()
             .map(|element| {
-                let (low, high) = consumer
-                    .fetch_watermarks(
-                        element.topic(),
-                        element.partition(),
-                        Duration::from_secs(10),
-                    )
-                    .expect("watermarks");
+                let (low, high) = consumer.fetch_watermarks(
+                    element.topic(),
+                    element.partition(),
+                    Duration::from_secs(10),
+                )?;
                 let at = match element.offset() {
                     Offset::Offset(o) => o,
                     _ => 0,
                 };
-                (at, low, high)
+                Ok((at, low, high))
             })
             .collect()
     }
