@@ -71,13 +71,15 @@ fn only_the_token_holder_publishes_and_oversized_bodies_are_refused() {
     // Over the limit, announced by Content-Length and streamed in chunks.
     let line = comment("c-pad", "a1") + "\n";
     let big = line.repeat(65536 / line.len() + 10);
-    let (status, problem) = json(
-        http.post(ingest.url())
-            .bearer_auth(TOKEN)
-            .body(big.clone())
-            .send()
-            .unwrap(),
-    );
+    let response = http
+        .post(ingest.url())
+        .bearer_auth(TOKEN)
+        .body(big.clone())
+        .send()
+        .unwrap();
+    // Answered before the body was read: the connection is not reused.
+    assert_eq!(response.headers()["connection"], "close");
+    let (status, problem) = json(response);
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(problem["error"], "body_too_large");
     let chunked = reqwest::blocking::Body::new(std::io::Cursor::new(big.into_bytes()));

@@ -172,6 +172,17 @@ fn problem(status: StatusCode, error: &'static str, detail: impl Into<String>) -
     (status, Json(body)).into_response()
 }
 
+/// An answer given before the request body was read to its end: the
+/// connection cannot carry another request, and `Connection: close` says
+/// so, or a client would send its next request on a connection the server
+/// is closing (and lose a body it cannot replay).
+fn closing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// What queueing the valid events of a body came to.
 struct Queued<'t> {
     in_flight: Vec<(&'t str, DeliveryFuture)>,
@@ -195,35 +206,35 @@ impl Ingest {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return response;
+            return closing(response);
         }
         let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.max_body_bytes as u64) {
-            return self.too_large();
+            return closing(self.too_large());
         }
         // One deadline for the whole request, counted from its first byte.
         let reading = read_body(body, self.max_body_bytes, declared.map(|n| n as usize));
         let bytes = match tokio::time::timeout_at(started + self.request_timeout, reading).await {
             Err(_) => {
-                return problem(
+                return closing(problem(
                     StatusCode::REQUEST_TIMEOUT,
                     "request_timeout",
                     format!(
                         "the request did not arrive within {:?} of its first byte (ingest.request_timeout)",
                         self.request_timeout
                     ),
-                )
+                ))
             }
-            Ok(BodyRead::TooLarge) => return self.too_large(),
+            Ok(BodyRead::TooLarge) => return closing(self.too_large()),
             Ok(BodyRead::Failed(e)) => {
-                return problem(
+                return closing(problem(
                     StatusCode::BAD_REQUEST,
                     "unreadable_body",
                     format!("reading the body failed: {e}"),
-                )
+                ))
             }
             Ok(BodyRead::Complete(bytes)) => bytes,
         };
