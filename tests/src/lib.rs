@@ -650,10 +650,23 @@ pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
 
 /// A port nothing listens on now.
 pub fn free_port() -> u32 {
-    // Ask the OS for a free port; a small per-process offset keeps
-    // concurrent tests from being handed the same one twice.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
-    listener.local_addr().unwrap().port() as u32
+    // Ports come from below the ephemeral range (32768 and up on Linux),
+    // which outgoing connections draw their local ports from: a port asked
+    // of the OS could be taken by some Kafka client's socket before the
+    // process meant to listen on it binds it, and that process would fail
+    // with "address in use". A counter keeps the tests of one binary apart,
+    // the process id keeps concurrent binaries apart, and a port something
+    // already holds is skipped.
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const BLOCK: u32 = 1000;
+    let base = 20_000 + (std::process::id() % 12) * BLOCK;
+    loop {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % BLOCK;
+        if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Fails the test unless a Kafka broker answers at [`brokers`].
