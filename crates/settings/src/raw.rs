@@ -1,9 +1,11 @@
 //! The shape of the configuration as written, and the one place its
-//! defaults are written: every key optional, unknown keys refused. Values
+//! defaults are written: every key optional, unknown keys refused,
+//! durations parsed on the way in (a bad one fails naming its key). Values
 //! are checked and typed in [`crate::validate`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,11 +33,14 @@ pub(crate) struct Ingest {
     pub(crate) auth_token_file: Option<PathBuf>,
     pub(crate) allow_unauthenticated: bool,
     pub(crate) max_body_bytes: i64,
-    pub(crate) request_timeout: String,
-    pub(crate) header_timeout: String,
+    #[serde(with = "duration_text")]
+    pub(crate) request_timeout: Duration,
+    #[serde(with = "duration_text")]
+    pub(crate) header_timeout: Duration,
     pub(crate) max_connections: i64,
     pub(crate) max_rejected_details: i64,
-    pub(crate) shutdown_delay: String,
+    #[serde(with = "duration_text")]
+    pub(crate) shutdown_delay: Duration,
     pub(crate) max_queued_events: i64,
 }
 
@@ -47,11 +52,11 @@ impl Default for Ingest {
             auth_token_file: None,
             allow_unauthenticated: false,
             max_body_bytes: 16 * 1024 * 1024,
-            request_timeout: "30s".into(),
-            header_timeout: "5s".into(),
+            request_timeout: Duration::from_secs(30), // 30s
+            header_timeout: Duration::from_secs(5),   // 5s
             max_connections: 1024,
             max_rejected_details: 100,
-            shutdown_delay: "5s".into(),
+            shutdown_delay: Duration::from_secs(5), // 5s
             max_queued_events: 100_000,
         }
     }
@@ -98,13 +103,14 @@ impl Default for Tls {
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Shutdown {
-    pub(crate) grace_period: String,
+    #[serde(with = "duration_text")]
+    pub(crate) grace_period: Duration,
 }
 
 impl Default for Shutdown {
     fn default() -> Self {
         Shutdown {
-            grace_period: "30s".into(),
+            grace_period: Duration::from_secs(30), // 30s
         }
     }
 }
@@ -112,13 +118,14 @@ impl Default for Shutdown {
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Watchdog {
-    pub(crate) stall_after: String,
+    #[serde(with = "duration_text")]
+    pub(crate) stall_after: Duration,
 }
 
 impl Default for Watchdog {
     fn default() -> Self {
         Watchdog {
-            stall_after: "2m".into(),
+            stall_after: Duration::from_secs(120), // 2m
         }
     }
 }
@@ -132,7 +139,8 @@ pub(crate) struct Kafka {
     pub(crate) partitions: i64,
     pub(crate) replication_factor: i64,
     pub(crate) partitioner: String,
-    pub(crate) session_timeout: String,
+    #[serde(with = "duration_text")]
+    pub(crate) session_timeout: Duration,
     pub(crate) instance_id: Option<String>,
     pub(crate) security_protocol: String,
     pub(crate) sasl: Sasl,
@@ -149,7 +157,7 @@ impl Default for Kafka {
             partitions: 6,
             replication_factor: 1,
             partitioner: "murmur2_random".into(),
-            session_timeout: "30s".into(),
+            session_timeout: Duration::from_secs(30), // 30s
             instance_id: None,
             security_protocol: "plaintext".into(),
             sasl: Sasl::default(),
@@ -184,7 +192,8 @@ impl Default for TopicNames {
 pub(crate) struct Output {
     pub(crate) uri: String,
     pub(crate) storage: BTreeMap<String, String>,
-    pub(crate) flush_interval: String,
+    #[serde(with = "duration_text")]
+    pub(crate) flush_interval: Duration,
     pub(crate) flush_max_events: i64,
 }
 
@@ -193,7 +202,7 @@ impl Default for Output {
         Output {
             uri: "./var/lake".into(),
             storage: BTreeMap::new(),
-            flush_interval: "10s".into(),
+            flush_interval: Duration::from_secs(10), // 10s
             flush_max_events: 200_000,
         }
     }
@@ -202,17 +211,20 @@ impl Default for Output {
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Window {
-    pub(crate) size: String,
-    pub(crate) max_out_of_orderness: String,
-    pub(crate) idle_timeout: String,
+    #[serde(with = "duration_text")]
+    pub(crate) size: Duration,
+    #[serde(with = "duration_text")]
+    pub(crate) max_out_of_orderness: Duration,
+    #[serde(with = "duration_text")]
+    pub(crate) idle_timeout: Duration,
 }
 
 impl Default for Window {
     fn default() -> Self {
         Window {
-            size: "1h".into(),
-            max_out_of_orderness: "5m".into(),
-            idle_timeout: "30s".into(),
+            size: Duration::from_secs(3600),                // 1h
+            max_out_of_orderness: Duration::from_secs(300), // 5m
+            idle_timeout: Duration::from_secs(30),          // 30s
         }
     }
 }
@@ -220,13 +232,14 @@ impl Default for Window {
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Dedup {
-    pub(crate) horizon: String,
+    #[serde(with = "duration_text")]
+    pub(crate) horizon: Duration,
 }
 
 impl Default for Dedup {
     fn default() -> Self {
         Dedup {
-            horizon: "7d".into(),
+            horizon: Duration::from_secs(604800), // 7d
         }
     }
 }
@@ -264,5 +277,25 @@ impl Default for Log {
             format: "text".into(),
             level: "info".into(),
         }
+    }
+}
+
+/// Durations as people write them (`10s`, `1h`, `7d`), parsed on the way in.
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            D::Error::custom(format!(
+                "`{text}` is not a duration like `10s` or `1h`: {e}"
+            ))
+        })
+    }
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&humantime::format_duration(*duration).to_string())
     }
 }

@@ -274,10 +274,16 @@ fn the_readme_table_states_the_defaults_of_the_code() {
         let in_code = in_code.or_else(|| {
             (key == "kafka.sasl.mechanism").then(|| crate::raw::SASL_MECHANISM.to_string())
         });
-        assert_eq!(
-            in_code.as_deref(),
-            Some(default),
-            "README's default of `{key}`"
+        // Durations compare by value: the code writes 7 days as `7days`.
+        let as_duration = |text: &str| humantime::parse_duration(text).ok();
+        let same = in_code.as_deref() == Some(default)
+            || in_code
+                .as_deref()
+                .and_then(as_duration)
+                .is_some_and(|d| as_duration(default) == Some(d));
+        assert!(
+            same,
+            "README's default of `{key}` is `{default}`, the code's {in_code:?}"
         );
         checked += 1;
     }

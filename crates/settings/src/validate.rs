@@ -25,22 +25,12 @@ fn non_empty(key: &'static str, value: String) -> Result<String, SettingsError> 
     }
 }
 
-fn duration(key: &'static str, value: &str) -> Result<Duration, SettingsError> {
-    let d = duration_or_zero(key, value)?;
-    if d.is_zero() {
+/// A duration that must be longer than zero.
+fn positive(key: &'static str, value: Duration) -> Result<Duration, SettingsError> {
+    if value.is_zero() {
         return Err(invalid(key, "must be longer than zero"));
     }
-    Ok(d)
-}
-
-/// A duration that may be zero (`0s` turns a delay off).
-fn duration_or_zero(key: &'static str, value: &str) -> Result<Duration, SettingsError> {
-    humantime::parse_duration(value).map_err(|e| {
-        invalid(
-            key,
-            format!("`{value}` is not a duration like `10s` or `1h`: {e}"),
-        )
-    })
+    Ok(value)
 }
 
 fn in_range(key: &'static str, value: i64, min: i64, max: i64) -> Result<i64, SettingsError> {
@@ -232,8 +222,8 @@ fn ingest(raw: Ingest) -> Result<IngestSettings, SettingsError> {
             1024,
             1024 * 1024 * 1024,
         )? as usize,
-        request_timeout: duration("ingest.request_timeout", &raw.request_timeout)?,
-        header_timeout: duration("ingest.header_timeout", &raw.header_timeout)?,
+        request_timeout: positive("ingest.request_timeout", raw.request_timeout)?,
+        header_timeout: positive("ingest.header_timeout", raw.header_timeout)?,
         max_connections: in_range("ingest.max_connections", raw.max_connections, 1, 1_000_000)?
             as usize,
         max_rejected_details: in_range(
@@ -242,7 +232,7 @@ fn ingest(raw: Ingest) -> Result<IngestSettings, SettingsError> {
             0,
             100_000,
         )? as usize,
-        shutdown_delay: duration_or_zero("ingest.shutdown_delay", &raw.shutdown_delay)?,
+        shutdown_delay: raw.shutdown_delay,
         max_queued_events: in_range(
             "ingest.max_queued_events",
             raw.max_queued_events,
@@ -261,7 +251,7 @@ impl Root {
             output: output(self.output)?,
             window: window(self.window)?,
             dedup: DedupSettings {
-                horizon: duration("dedup.horizon", &self.dedup.horizon)?,
+                horizon: positive("dedup.horizon", self.dedup.horizon)?,
             },
             metrics: MetricsSettings {
                 listen: match self.metrics.listen {
@@ -279,10 +269,10 @@ impl Root {
             },
             log: log(self.log)?,
             shutdown: ShutdownSettings {
-                grace_period: duration("shutdown.grace_period", &self.shutdown.grace_period)?,
+                grace_period: positive("shutdown.grace_period", self.shutdown.grace_period)?,
             },
             watchdog: WatchdogSettings {
-                stall_after: duration("watchdog.stall_after", &self.watchdog.stall_after)?,
+                stall_after: positive("watchdog.stall_after", self.watchdog.stall_after)?,
             },
             ingest: ingest(self.ingest)?,
         })
@@ -317,7 +307,7 @@ fn kafka(k: raw::Kafka) -> Result<KafkaSettings, SettingsError> {
         replication_factor: in_range("kafka.replication_factor", k.replication_factor, 1, 32)?
             as i32,
         partitioner,
-        session_timeout: duration("kafka.session_timeout", &k.session_timeout)?,
+        session_timeout: positive("kafka.session_timeout", k.session_timeout)?,
         instance_id: match k.instance_id {
             Some(id) => Some(non_empty("kafka.instance_id", id)?),
             None => None,
@@ -374,7 +364,7 @@ fn output(o: raw::Output) -> Result<OutputSettings, SettingsError> {
     Ok(OutputSettings {
         uri,
         storage,
-        flush_interval: duration("output.flush_interval", &o.flush_interval)?,
+        flush_interval: positive("output.flush_interval", o.flush_interval)?,
         flush_max_events: in_range(
             "output.flush_max_events",
             o.flush_max_events,
@@ -386,9 +376,9 @@ fn output(o: raw::Output) -> Result<OutputSettings, SettingsError> {
 
 fn window(w: raw::Window) -> Result<WindowSettings, SettingsError> {
     let window = WindowSettings {
-        size: duration("window.size", &w.size)?,
-        max_out_of_orderness: duration("window.max_out_of_orderness", &w.max_out_of_orderness)?,
-        idle_timeout: duration("window.idle_timeout", &w.idle_timeout)?,
+        size: w.size,
+        max_out_of_orderness: positive("window.max_out_of_orderness", w.max_out_of_orderness)?,
+        idle_timeout: positive("window.idle_timeout", w.idle_timeout)?,
     };
     if window.size.as_micros() < 1_000_000 || window.size.as_secs() > 7 * 86_400 {
         return Err(invalid("window.size", "must be between 1s and 7d"));
