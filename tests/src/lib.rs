@@ -16,6 +16,13 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::Deserialize;
 
+/// A valid `social_comment` event on `article`, as one NDJSON line.
+pub fn social_comment(id: &str, article: &str) -> String {
+    format!(
+        r#"{{"schema_version":1,"event_id":"{id}","event_type":"social_comment","article_id":"{article}","occurred_at":"2026-11-01T10:00:00Z","platform":"x"}}"#
+    )
+}
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -9,17 +9,11 @@ use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use newsflow_e2e::{metric_value, wait_for, TestEnv};
+use newsflow_e2e::{metric_value, social_comment, wait_for, TestEnv};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 
 const TOKEN: &str = "hostile-token-8d1e7b";
-
-fn comment(id: &str, article: &str) -> String {
-    format!(
-        r#"{{"schema_version":1,"event_id":"{id}","event_type":"social_comment","article_id":"{article}","occurred_at":"2026-11-01T10:00:00Z","platform":"x"}}"#
-    )
-}
 
 /// A client that opens a new connection per request, as the crowd of
 /// scrapers behind a NAT would.
@@ -86,7 +80,7 @@ fn the_worst_bodies_get_bounded_answers_in_bounded_memory() {
     // Two million array elements that are not events, and good events
     // after them still counted.
     let mut array = "1,".repeat(2_000_000);
-    array.push_str(&comment("after-the-ones", "a1"));
+    array.push_str(&social_comment("after-the-ones", "a1"));
     let (status, answer) = post(&ingest.url(), format!("[{array}]"));
     assert_eq!(status, StatusCode::OK);
     let outcome: serde_json::Value = serde_json::from_str(&answer).unwrap();
@@ -139,7 +133,7 @@ fn idle_sockets_beyond_the_cap_do_not_lock_out_the_token_holders() {
     idle.extend(open(100 - 2 * cap));
     let mut served = 0;
     for i in 0..20 {
-        let (status, _) = post(&ingest.url(), comment(&format!("held-{i}"), "a1"));
+        let (status, _) = post(&ingest.url(), social_comment(&format!("held-{i}"), "a1"));
         served += usize::from(status == StatusCode::OK);
     }
     assert_eq!(served, 20, "every authorised request is served");
@@ -280,7 +274,7 @@ fn on_sigterm_readiness_turns_red_before_the_port_closes() {
         !ingest.ready()
     });
     // Red, and still serving: the load balancer has time to notice.
-    let (status, answer) = post(&ingest.url(), comment("during-delay", "a1"));
+    let (status, answer) = post(&ingest.url(), social_comment("during-delay", "a1"));
     assert_eq!(status, StatusCode::OK, "{answer}");
     wait_for(
         "the ingest port to refuse connections",
@@ -308,7 +302,7 @@ fn the_catalogue_of_attacks_that_held_keeps_holding() {
         Stdio::from(log),
     );
     let port = ingest.port;
-    let event = comment("catalogue", "a1");
+    let event = social_comment("catalogue", "a1");
     let request = |method: &str, path: &str, headers: &str, body: &str| {
         format!(
             "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
@@ -391,7 +385,7 @@ fn the_catalogue_of_attacks_that_held_keeps_holding() {
                 "POST",
                 "/v1/events",
                 &bearer,
-                &comment("surrogate", r"a\ud800"),
+                &social_comment("surrogate", r"a\ud800"),
             ),
             "200",
         ),
@@ -453,7 +447,10 @@ fn the_catalogue_of_attacks_that_held_keeps_holding() {
         for s in &mut tricklers {
             let _ = s.write_all(b"X-Slow: 1\r\n");
         }
-        let (status, _) = post(&ingest.url(), comment(&format!("loris-{round}"), "a1"));
+        let (status, _) = post(
+            &ingest.url(),
+            social_comment(&format!("loris-{round}"), "a1"),
+        );
         assert_eq!(status, StatusCode::OK);
         std::thread::sleep(Duration::from_millis(300));
     }

@@ -6,18 +6,12 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use newsflow_e2e::{current_totals, metric_value, workspace, TestEnv};
+use newsflow_e2e::{current_totals, metric_value, social_comment, workspace, TestEnv};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 
 const TOKEN: &str = "test-token-5f2c9a";
 const ARTICLE: &str = "politik.2026-11-01.russland-nordkorea-buendnis";
-
-fn comment(id: &str, article: &str) -> String {
-    format!(
-        r#"{{"schema_version":1,"event_id":"{id}","event_type":"social_comment","article_id":"{article}","occurred_at":"2026-11-01T10:00:00Z","platform":"x"}}"#
-    )
-}
 
 fn client() -> Client {
     Client::builder()
@@ -41,7 +35,7 @@ fn only_the_token_holder_publishes_and_oversized_bodies_are_refused() {
         ("NEWSFLOW__INGEST__AUTH_TOKEN", TOKEN),
         ("NEWSFLOW__INGEST__MAX_BODY_BYTES", "65536"),
     ]);
-    let body = comment("c1", "a1");
+    let body = social_comment("c1", "a1");
     let http = client();
 
     let missing = http.post(ingest.url()).body(body.clone()).send().unwrap();
@@ -69,7 +63,7 @@ fn only_the_token_holder_publishes_and_oversized_bodies_are_refused() {
     );
 
     // Over the limit, announced by Content-Length and streamed in chunks.
-    let line = comment("c-pad", "a1") + "\n";
+    let line = social_comment("c-pad", "a1") + "\n";
     let big = line.repeat(65536 / line.len() + 10);
     let response = http
         .post(ingest.url())
@@ -266,7 +260,7 @@ fn a_client_that_never_finishes_is_cut_off_and_others_are_served_meanwhile() {
         client()
             .post(ingest.url())
             .bearer_auth(TOKEN)
-            .body(comment("c1", "a1"))
+            .body(social_comment("c1", "a1"))
             .send()
             .unwrap(),
     );
@@ -300,7 +294,7 @@ fn a_burst_beyond_the_queue_gets_503_with_retry_after_and_loses_nothing_it_accep
         ("NEWSFLOW__INGEST__MAX_QUEUED_EVENTS", "10"),
     ]);
     let body: String = (0..5000)
-        .map(|i| comment(&format!("burst-{i}"), &format!("a{}", i % 50)) + "\n")
+        .map(|i| social_comment(&format!("burst-{i}"), &format!("a{}", i % 50)) + "\n")
         .collect();
     let response = client()
         .post(ingest.url())
