@@ -390,6 +390,15 @@ fn the_catalogue_of_attacks_that_held_keeps_holding() {
             "200",
         ),
     ];
+    // The scheme is case-insensitive (RFC 9110); the token is not.
+    let lower_case = request(
+        "POST",
+        "/v1/events",
+        &format!("Authorization: bearer {TOKEN}\r\n"),
+        &social_comment("lower-case-scheme", "a1"),
+    );
+    let answer = raw_exchange(port, lower_case.as_bytes(), Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     for (name, request, status) in &cases {
         let answer = raw_exchange(port, request.as_bytes(), Duration::from_secs(10));
         assert!(
@@ -458,7 +467,7 @@ fn the_catalogue_of_attacks_that_held_keeps_holding() {
         let answer = read_until_closed(s, Duration::from_secs(10));
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
     }
-    assert_eq!(env.events_in_topics(), 3);
+    assert_eq!(env.events_in_topics(), 4);
 
     // Even at trace level the token never reaches the log.
     let log = std::fs::read_to_string(&log_path).unwrap();

@@ -183,6 +183,15 @@ fn closing(mut response: Response) -> Response {
     response
 }
 
+/// The credentials of a `Bearer` authorization. The scheme is
+/// case-insensitive (RFC 9110, section 11.1); the token is not.
+fn bearer_credentials(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, credentials) = value.split_at_checked(7)?;
+    scheme
+        .eq_ignore_ascii_case(b"Bearer ")
+        .then_some(credentials)
+}
+
 /// What queueing the valid events of a body came to.
 struct Queued<'t> {
     in_flight: Vec<(&'t str, DeliveryFuture)>,
@@ -258,7 +267,7 @@ impl Ingest {
         };
         headers
             .get(header::AUTHORIZATION)
-            .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
+            .and_then(|value| bearer_credentials(value.as_bytes()))
             .is_some_and(|presented| token.matches(presented))
     }
 
