@@ -11,6 +11,13 @@ use serde_json::value::RawValue;
 
 use crate::time::{self, Micros};
 
+mod fields;
+mod rejection;
+
+pub use fields::check_article_id;
+use fields::{bounded, optional_string, required, required_string, truncate, wrong_type};
+pub use rejection::{RejectReason, Rejection};
+
 /// The schema version this build understands.
 pub const SCHEMA_VERSION: i64 = 1;
 /// Longest accepted `event_id` and `article_id`, in characters.
@@ -116,112 +123,6 @@ pub enum EventBody {
         thread_id: Option<String>,
         author_id: Option<String>,
     },
-}
-
-/// Why a message was rejected. The code ([`RejectReason::code`]) is stable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum RejectReason {
-    /// The message is larger than the configured limit.
-    TooLarge,
-    /// The message has no value at all (a tombstone).
-    EmptyMessage,
-    /// The bytes are not valid UTF-8.
-    InvalidUtf8,
-    /// The text is not JSON, or nests deeper than the parser allows.
-    InvalidJson,
-    /// Valid JSON, but not an object.
-    NotAnObject,
-    /// The same key appears twice in the object.
-    DuplicateField,
-    /// A required field is absent or null.
-    MissingField,
-    /// A field has the wrong JSON type.
-    WrongType,
-    /// A string field escapes a lone UTF-16 surrogate (`"\ud800"`): valid
-    /// JSON syntax, but no Unicode text, so no reader could store it.
-    LoneSurrogate,
-    /// A field has the right type but a value outside its rule.
-    InvalidField,
-    /// `schema_version` is not one this build understands.
-    UnsupportedSchemaVersion,
-    /// `event_type` is not one of the four known types.
-    UnknownEventType,
-    /// `article_id` breaks its rule.
-    InvalidArticleId,
-    /// `event_id` breaks its rule.
-    InvalidEventId,
-    /// `occurred_at` is not RFC 3339 with an offset, or is out of range.
-    InvalidTimestamp,
-    /// The message has no key.
-    MissingKey,
-    /// The message key differs from the `article_id`.
-    KeyMismatch,
-}
-
-impl RejectReason {
-    /// Every reason, for pre-registering metric label values.
-    pub const ALL: [RejectReason; 17] = [
-        RejectReason::TooLarge,
-        RejectReason::EmptyMessage,
-        RejectReason::InvalidUtf8,
-        RejectReason::InvalidJson,
-        RejectReason::NotAnObject,
-        RejectReason::DuplicateField,
-        RejectReason::MissingField,
-        RejectReason::WrongType,
-        RejectReason::LoneSurrogate,
-        RejectReason::InvalidField,
-        RejectReason::UnsupportedSchemaVersion,
-        RejectReason::UnknownEventType,
-        RejectReason::InvalidArticleId,
-        RejectReason::InvalidEventId,
-        RejectReason::InvalidTimestamp,
-        RejectReason::MissingKey,
-        RejectReason::KeyMismatch,
-    ];
-
-    /// The stable snake_case code used in dead-letter headers and metrics.
-    pub fn code(self) -> &'static str {
-        match self {
-            RejectReason::TooLarge => "too_large",
-            RejectReason::EmptyMessage => "empty_message",
-            RejectReason::InvalidUtf8 => "invalid_utf8",
-            RejectReason::InvalidJson => "invalid_json",
-            RejectReason::NotAnObject => "not_an_object",
-            RejectReason::DuplicateField => "duplicate_field",
-            RejectReason::MissingField => "missing_field",
-            RejectReason::WrongType => "wrong_type",
-            RejectReason::LoneSurrogate => "lone_surrogate",
-            RejectReason::InvalidField => "invalid_field",
-            RejectReason::UnsupportedSchemaVersion => "unsupported_schema_version",
-            RejectReason::UnknownEventType => "unknown_event_type",
-            RejectReason::InvalidArticleId => "invalid_article_id",
-            RejectReason::InvalidEventId => "invalid_event_id",
-            RejectReason::InvalidTimestamp => "invalid_timestamp",
-            RejectReason::MissingKey => "missing_key",
-            RejectReason::KeyMismatch => "key_mismatch",
-        }
-    }
-}
-
-/// A message that is not a valid event: a stable reason and a readable
-/// detail for the person who has to fix the sender.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{}: {detail}", reason.code())]
-pub struct Rejection {
-    /// The stable reason.
-    pub reason: RejectReason,
-    /// What exactly was wrong, naming the field where there is one.
-    pub detail: String,
-}
-
-impl Rejection {
-    fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
-        Rejection {
-            reason,
-            detail: detail.into(),
-        }
-    }
 }
 
 /// Deepest JSON nesting accepted. Events are flat; the limit exists so that
@@ -501,121 +402,4 @@ fn parse_wire(text: &str) -> Result<Wire<'_>, Rejection> {
             )
         }
     })
-}
-
-/// A present, non-null field.
-fn required<'a>(raw: Option<&'a RawValue>, field: &str) -> Result<&'a RawValue, Rejection> {
-    match raw {
-        Some(v) if v.get() != "null" => Ok(v),
-        _ => Err(Rejection::new(
-            RejectReason::MissingField,
-            format!("required field `{field}` is missing or null"),
-        )),
-    }
-}
-
-fn required_string(raw: Option<&RawValue>, field: &str) -> Result<String, Rejection> {
-    string(required(raw, field)?, field)
-}
-
-/// The string a field holds. A JSON string that still fails to decode has
-/// passed the syntax check, so what is left is an escaped UTF-16 surrogate
-/// without its pair: no Unicode character at all.
-fn string(raw: &RawValue, field: &str) -> Result<String, Rejection> {
-    serde_json::from_str::<String>(raw.get()).map_err(|e| {
-        if raw.get().starts_with('"') {
-            Rejection::new(
-                RejectReason::LoneSurrogate,
-                format!(
-                    "field `{field}` escapes a lone UTF-16 surrogate (like \\ud800 without \\udc00..\\udfff after it), which is no Unicode character: {}",
-                    e.to_string().split(" at line").next().unwrap_or_default()
-                ),
-            )
-        } else {
-            wrong_type(field, "a string", raw)
-        }
-    })
-}
-
-fn optional_string(raw: Option<&RawValue>, field: &str) -> Result<Option<String>, Rejection> {
-    match raw {
-        None => Ok(None),
-        Some(v) if v.get() == "null" => Ok(None),
-        Some(v) => bounded(string(v, field)?, field, 0, MAX_TEXT_CHARS).map(Some),
-    }
-}
-
-fn bounded(value: String, field: &str, min: usize, max: usize) -> Result<String, Rejection> {
-    let chars = value.chars().count();
-    if chars < min || chars > max {
-        return Err(Rejection::new(
-            RejectReason::InvalidField,
-            format!("`{field}` must be {min} to {max} characters, got {chars}"),
-        ));
-    }
-    Ok(value)
-}
-
-fn wrong_type(field: &str, expected: &str, raw: &RawValue) -> Rejection {
-    let got = match raw.get().as_bytes().first() {
-        Some(b'"') => "a string",
-        Some(b'{') => "an object",
-        Some(b'[') => "an array",
-        Some(b't') | Some(b'f') => "a boolean",
-        _ => "a number",
-    };
-    Rejection::new(
-        RejectReason::WrongType,
-        format!("field `{field}` must be {expected}, got {got}"),
-    )
-}
-
-/// The contract's rule for article ids: 1 to 128 characters of
-/// `[A-Za-z0-9._:-]`, and not `.` or `..`. Ids become part of nothing on
-/// disk, but the rule keeps them safe to print, to use in URLs and paths of
-/// downstream tools, and to join on. (The two dot names are refused beyond
-/// the contract's pattern: they mean "here" and "parent" to every file
-/// system and URL resolver.)
-pub fn check_article_id(article_id: &str) -> Result<(), Rejection> {
-    let len = article_id.len();
-    if len == 0 || len > MAX_ID_CHARS {
-        return Err(Rejection::new(
-            RejectReason::InvalidArticleId,
-            format!(
-                "article_id must be 1 to {MAX_ID_CHARS} characters, got {}",
-                article_id.chars().count()
-            ),
-        ));
-    }
-    if let Some(bad) = article_id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
-    {
-        return Err(Rejection::new(
-            RejectReason::InvalidArticleId,
-            format!(
-                "article_id `{}` contains {bad:?}; allowed are A-Z a-z 0-9 . _ : -",
-                truncate(article_id)
-            ),
-        ));
-    }
-    if article_id == "." || article_id == ".." {
-        return Err(Rejection::new(
-            RejectReason::InvalidArticleId,
-            format!("article_id `{article_id}` is a reserved path name"),
-        ));
-    }
-    Ok(())
-}
-
-/// Shortens user-controlled text quoted in a detail message, so one huge
-/// field cannot blow up a log line or a header.
-fn truncate(text: &str) -> String {
-    const MAX: usize = 80;
-    if text.chars().count() <= MAX {
-        text.to_string()
-    } else {
-        let head: String = text.chars().take(MAX).collect();
-        format!("{head}…")
-    }
 }

@@ -1,0 +1,134 @@
+//! The checks of single fields: present, a string, within its length, and
+//! the article id's rule. Each failure names its field.
+
+use serde_json::value::RawValue;
+
+use super::{RejectReason, Rejection, MAX_ID_CHARS, MAX_TEXT_CHARS};
+
+/// A present, non-null field.
+pub(super) fn required<'a>(
+    raw: Option<&'a RawValue>,
+    field: &str,
+) -> Result<&'a RawValue, Rejection> {
+    match raw {
+        Some(v) if v.get() != "null" => Ok(v),
+        _ => Err(Rejection::new(
+            RejectReason::MissingField,
+            format!("required field `{field}` is missing or null"),
+        )),
+    }
+}
+
+pub(super) fn required_string(raw: Option<&RawValue>, field: &str) -> Result<String, Rejection> {
+    string(required(raw, field)?, field)
+}
+
+/// The string a field holds. A JSON string that still fails to decode has
+/// passed the syntax check, so what is left is an escaped UTF-16 surrogate
+/// without its pair: no Unicode character at all.
+pub(super) fn string(raw: &RawValue, field: &str) -> Result<String, Rejection> {
+    serde_json::from_str::<String>(raw.get()).map_err(|e| {
+        if raw.get().starts_with('"') {
+            Rejection::new(
+                RejectReason::LoneSurrogate,
+                format!(
+                    "field `{field}` escapes a lone UTF-16 surrogate (like \\ud800 without \\udc00..\\udfff after it), which is no Unicode character: {}",
+                    e.to_string().split(" at line").next().unwrap_or_default()
+                ),
+            )
+        } else {
+            wrong_type(field, "a string", raw)
+        }
+    })
+}
+
+pub(super) fn optional_string(
+    raw: Option<&RawValue>,
+    field: &str,
+) -> Result<Option<String>, Rejection> {
+    match raw {
+        None => Ok(None),
+        Some(v) if v.get() == "null" => Ok(None),
+        Some(v) => bounded(string(v, field)?, field, 0, MAX_TEXT_CHARS).map(Some),
+    }
+}
+
+pub(super) fn bounded(
+    value: String,
+    field: &str,
+    min: usize,
+    max: usize,
+) -> Result<String, Rejection> {
+    let chars = value.chars().count();
+    if chars < min || chars > max {
+        return Err(Rejection::new(
+            RejectReason::InvalidField,
+            format!("`{field}` must be {min} to {max} characters, got {chars}"),
+        ));
+    }
+    Ok(value)
+}
+
+pub(super) fn wrong_type(field: &str, expected: &str, raw: &RawValue) -> Rejection {
+    let got = match raw.get().as_bytes().first() {
+        Some(b'"') => "a string",
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b't') | Some(b'f') => "a boolean",
+        _ => "a number",
+    };
+    Rejection::new(
+        RejectReason::WrongType,
+        format!("field `{field}` must be {expected}, got {got}"),
+    )
+}
+
+/// The contract's rule for article ids: 1 to 128 characters of
+/// `[A-Za-z0-9._:-]`, and not `.` or `..`. Ids become part of nothing on
+/// disk, but the rule keeps them safe to print, to use in URLs and paths of
+/// downstream tools, and to join on. (The two dot names are refused beyond
+/// the contract's pattern: they mean "here" and "parent" to every file
+/// system and URL resolver.)
+pub fn check_article_id(article_id: &str) -> Result<(), Rejection> {
+    let len = article_id.len();
+    if len == 0 || len > MAX_ID_CHARS {
+        return Err(Rejection::new(
+            RejectReason::InvalidArticleId,
+            format!(
+                "article_id must be 1 to {MAX_ID_CHARS} characters, got {}",
+                article_id.chars().count()
+            ),
+        ));
+    }
+    if let Some(bad) = article_id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
+    {
+        return Err(Rejection::new(
+            RejectReason::InvalidArticleId,
+            format!(
+                "article_id `{}` contains {bad:?}; allowed are A-Z a-z 0-9 . _ : -",
+                truncate(article_id)
+            ),
+        ));
+    }
+    if article_id == "." || article_id == ".." {
+        return Err(Rejection::new(
+            RejectReason::InvalidArticleId,
+            format!("article_id `{article_id}` is a reserved path name"),
+        ));
+    }
+    Ok(())
+}
+
+/// Shortens user-controlled text quoted in a detail message, so one huge
+/// field cannot blow up a log line or a header.
+pub(super) fn truncate(text: &str) -> String {
+    const MAX: usize = 80;
+    if text.chars().count() <= MAX {
+        text.to_string()
+    } else {
+        let head: String = text.chars().take(MAX).collect();
+        format!("{head}…")
+    }
+}
