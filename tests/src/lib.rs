@@ -646,6 +646,31 @@ pub fn http_get(port: u32, path: &str) -> std::io::Result<String> {
     Ok(response)
 }
 
+/// Reads what a server writes on `stream` until it closes the connection;
+/// `None` when `within` passes with nothing read.
+pub fn read_answer(stream: &mut std::net::TcpStream, within: Duration) -> Option<String> {
+    use std::io::Read;
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 8192];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(n) if n > 0 => answer.extend_from_slice(&buffer[..n]),
+            Err(e)
+                if answer.is_empty()
+                    && matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+            {
+                return None
+            }
+            // Closed, reset, or a timeout after part of an answer.
+            _ => return Some(String::from_utf8_lossy(&answer).into_owned()),
+        }
+    }
+}
+
 /// The value of a metric sample line, e.g. `newsflow_partitions_assigned`.
 pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
     metrics

@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use newsflow_e2e::{metric_value, social_comment, wait_for, TestEnv};
+use newsflow_e2e::{metric_value, read_answer, social_comment, wait_for, TestEnv};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 
@@ -43,16 +43,9 @@ fn raw_exchange(port: u32, request: &[u8], within: Duration) -> String {
     read_until_closed(&mut stream, within)
 }
 
+/// Everything the server writes before it closes (or `within` passes).
 fn read_until_closed(stream: &mut TcpStream, within: Duration) -> String {
-    stream.set_read_timeout(Some(within)).unwrap();
-    let mut answer = Vec::new();
-    let mut buffer = [0u8; 8192];
-    loop {
-        match stream.read(&mut buffer) {
-            Ok(0) | Err(_) => return String::from_utf8_lossy(&answer).into_owned(),
-            Ok(n) => answer.extend_from_slice(&buffer[..n]),
-        }
-    }
+    read_answer(stream, within).unwrap_or_default()
 }
 
 #[test]

@@ -2,11 +2,11 @@
 //! broker: authentication, body limits, per-line rejections, a client that
 //! never finishes, and a burst that fills the producer's queue.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use newsflow_e2e::{current_totals, metric_value, social_comment, workspace, TestEnv};
+use newsflow_e2e::{current_totals, metric_value, read_answer, social_comment, workspace, TestEnv};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 
@@ -202,32 +202,6 @@ fn good_lines_are_published_and_bad_ones_reported_by_number() {
         (16, 166, 37),
         "the seed article's footer, published over HTTP"
     );
-}
-
-/// Reads until the server answers or closes; `None` on a read timeout.
-fn read_answer(stream: &mut TcpStream, within: Duration) -> Option<String> {
-    stream.set_read_timeout(Some(within)).unwrap();
-    let mut answer = Vec::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        match stream.read(&mut buffer) {
-            Ok(0) => return Some(String::from_utf8_lossy(&answer).into_owned()),
-            Ok(n) => answer.extend_from_slice(&buffer[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return if answer.is_empty() {
-                    None
-                } else {
-                    Some(String::from_utf8_lossy(&answer).into_owned())
-                };
-            }
-            Err(_) => return Some(String::from_utf8_lossy(&answer).into_owned()),
-        }
-    }
 }
 
 #[test]

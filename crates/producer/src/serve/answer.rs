@@ -9,7 +9,7 @@ use serde::Serialize;
 
 /// One line (or array element) that was not published, and why.
 #[derive(Serialize)]
-struct Rejected {
+pub struct Rejected {
     line: usize,
     reason: &'static str,
     detail: String,
@@ -61,7 +61,7 @@ impl Rejections {
 pub struct Outcome {
     pub accepted: usize,
     /// The first `ingest.max_rejected_details` rejected lines, in order.
-    pub rejected: Vec<RejectedLine>,
+    pub rejected: Vec<Rejected>,
     /// Every rejected line, listed or not.
     pub rejected_count: usize,
     /// Every rejected line, counted by reason code.
@@ -75,17 +75,12 @@ pub struct Outcome {
     pub hint: Option<&'static str>,
 }
 
-/// A listed rejected line, as it appears in [`Outcome::rejected`].
-#[derive(Serialize)]
-#[serde(transparent)]
-pub struct RejectedLine(Rejected);
-
 impl Outcome {
     /// An answer for `accepted` events and these rejections.
     pub fn new(accepted: usize, rejections: Rejections) -> Self {
         Outcome {
             accepted,
-            rejected: rejections.listed.into_iter().map(RejectedLine).collect(),
+            rejected: rejections.listed,
             rejected_count: rejections.total,
             rejected_by_reason: rejections
                 .by_reason
