@@ -240,13 +240,8 @@ fn join_group(
 ) -> anyhow::Result<BaseConsumer<WorkerContext>> {
     newsflow_kafka::verify_connection(settings)?;
     let shards = newsflow_kafka::check_co_partitioned(settings)?;
-    let storage = settings
-        .output
-        .storage
-        .iter()
-        .map(|(key, value)| (key.clone(), value.expose().to_string()))
-        .collect();
-    let lake = Lake::open(&settings.output.uri, &storage).context("opening the lake")?;
+    let lake = Lake::open(&settings.output.uri, &settings.output.storage_options())
+        .context("opening the lake")?;
     let lake_root = lake.root();
     let dead_letters = DeadLetters::new(settings)?;
     let worker = Arc::new(Mutex::new(Worker::new(

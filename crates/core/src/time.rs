@@ -39,6 +39,14 @@ pub fn date_of(micros: Micros) -> String {
         .to_string()
 }
 
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date (a partition value read
+/// back from a table log), or `None` if it is no such date.
+pub fn days_of_date(text: &str) -> Option<i32> {
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+    i32::try_from((date - epoch).num_days()).ok()
+}
+
 /// The start of the tumbling window of length `size` that holds `t`.
 pub fn window_start(t: Micros, size: Micros) -> Micros {
     t - t.rem_euclid(size)
@@ -47,6 +55,16 @@ pub fn window_start(t: Micros, size: Micros) -> Micros {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_read_back_as_days_since_the_epoch() {
+        assert_eq!(days_of_date("1970-01-01"), Some(0));
+        assert_eq!(days_of_date("1969-12-31"), Some(-1));
+        assert_eq!(days_of_date("2026-11-30"), Some(20_787));
+        assert_eq!(days_of_date(&date_of(20_787 * DAY)), Some(20_787));
+        assert_eq!(days_of_date("2026-13-01"), None);
+        assert_eq!(days_of_date("yesterday"), None);
+    }
 
     #[test]
     fn parses_offsets_to_utc() {

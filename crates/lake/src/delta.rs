@@ -42,7 +42,7 @@ use crate::Error;
 pub(crate) type Engine = DefaultEngine<TokioMultiThreadExecutor>;
 
 /// Written into every commit's `commitInfo.engineInfo`.
-const ENGINE_INFO: &str = concat!("newsflow/", env!("CARGO_PKG_VERSION"));
+pub(crate) const ENGINE_INFO: &str = concat!("newsflow/", env!("CARGO_PKG_VERSION"));
 
 /// How often a commit is tried again after losing a race to another
 /// commit (of other shards, usually) before the flush fails.
@@ -184,7 +184,7 @@ impl Table {
     /// The write context of the partition `key`: where its files go and
     /// how their add actions are described.
     pub fn write_context(&self, key: &PartitionKey) -> Result<BoundWriteContext, Error> {
-        let values: HashMap<String, Scalar> = self
+        let values = self
             .dataset
             .partition_columns()
             .iter()
@@ -197,6 +197,14 @@ impl Table {
                 ((*column).to_string(), scalar)
             })
             .collect();
+        self.write_context_of(values)
+    }
+
+    /// The write context of the partition whose column values are `values`.
+    pub fn write_context_of(
+        &self,
+        values: HashMap<String, Scalar>,
+    ) -> Result<BoundWriteContext, Error> {
         self.write_state
             .write_context_builder()
             .with_partition_values(values)

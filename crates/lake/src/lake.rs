@@ -221,6 +221,11 @@ impl Lake {
         })
     }
 
+    /// The store, the kernel engine and the tables, for maintenance.
+    pub(crate) fn parts(&self) -> (&Store, &Engine, &[Table]) {
+        (&self.inner.store, &self.inner.engine, &self.inner.tables)
+    }
+
     /// The output root, for logs (no credentials in it).
     pub fn root(&self) -> String {
         self.inner.store.location.display()

@@ -26,12 +26,14 @@ mod delta;
 mod failpoint;
 mod lake;
 mod location;
+mod maintenance;
 mod shard_files;
 mod store;
 
 pub use checkpoint::{Checkpoint, EncodedCheckpoint};
 pub use datasets::{Dataset, EventRow, FlushBatch, WriteStats};
 pub use lake::{FlushError, FlushObserver, Lake, Restored, ShardFlush, ShardOutcome};
+pub use maintenance::{LogCheckpoint, ShardFilesVacuum, TableCompaction, TableVacuum, Vacuum};
 
 /// What can go wrong writing or reading the lake.
 #[derive(Debug, thiserror::Error)]

@@ -1,9 +1,12 @@
 //! The object store as the lake uses it: blocking calls from the flush
 //! threads and the run loop onto the lake's own runtime, and create-only
-//! writes (nothing in the lake is ever overwritten).
+//! writes (nothing in the lake is ever overwritten). Only maintenance
+//! deletes, and only what no table log and no shard can need any more
+//! (`crate::maintenance`).
 
+use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectMeta, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use crate::location::Location;
 use crate::Error;
@@ -102,5 +105,36 @@ impl Store {
             .filter_map(|o| o.location.filename().map(String::from))
             .collect();
         Ok((names, !listing.common_prefixes.is_empty()))
+    }
+
+    /// Every object below `prefix`, at any depth, with its size and when
+    /// it was last written.
+    pub fn list_all(&self, prefix: ObjectPath) -> Result<Vec<ObjectMeta>, Error> {
+        let shown = prefix.to_string();
+        let store = self.location.store.clone();
+        self.handle
+            .block_on(async move { store.list(Some(&prefix)).try_collect::<Vec<_>>().await })
+            .map_err(|e| Error::Store {
+                op: "listing",
+                path: shown,
+                message: e.to_string(),
+            })
+    }
+
+    /// Deletes `path`; one that is gone already counts as deleted.
+    pub fn delete(&self, path: ObjectPath) -> Result<(), Error> {
+        let shown = path.to_string();
+        let store = self.location.store.clone();
+        match self
+            .handle
+            .block_on(async move { store.delete(&path).await })
+        {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::Store {
+                op: "deleting",
+                path: shown,
+                message: e.to_string(),
+            }),
+        }
     }
 }

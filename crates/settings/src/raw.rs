@@ -23,6 +23,40 @@ pub(crate) struct Root {
     pub(crate) shutdown: Shutdown,
     pub(crate) watchdog: Watchdog,
     pub(crate) ingest: Ingest,
+    pub(crate) compaction: Compaction,
+    pub(crate) vacuum: Vacuum,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Compaction {
+    pub(crate) target_file_size: i64,
+}
+
+impl Default for Compaction {
+    fn default() -> Self {
+        Compaction {
+            target_file_size: 128 * 1024 * 1024, // 128 MiB
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Vacuum {
+    #[serde(with = "duration_text")]
+    pub(crate) retention: Duration,
+    #[serde(with = "duration_text")]
+    pub(crate) log_retention: Duration,
+}
+
+impl Default for Vacuum {
+    fn default() -> Self {
+        Vacuum {
+            retention: Duration::from_secs(7 * 86400),      // 7d
+            log_retention: Duration::from_secs(30 * 86400), // 30d
+        }
+    }
 }
 
 #[derive(Deserialize, Serialize)]

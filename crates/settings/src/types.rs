@@ -37,6 +37,29 @@ pub struct Settings {
     pub watchdog: WatchdogSettings,
     /// The producer's HTTP ingest endpoint (`newsflow-producer serve`).
     pub ingest: IngestSettings,
+    /// Compaction of small files (`newsflow-lake compact`).
+    pub compaction: CompactionSettings,
+    /// What vacuum keeps (`newsflow-lake vacuum`).
+    pub vacuum: VacuumSettings,
+}
+
+/// `[compaction]`
+#[derive(Clone, Copy, Debug)]
+pub struct CompactionSettings {
+    /// `compaction.target_file_size`: bytes a compacted file aims at; files
+    /// smaller than this are packed together.
+    pub target_file_size: u64,
+}
+
+/// `[vacuum]`
+#[derive(Clone, Copy, Debug)]
+pub struct VacuumSettings {
+    /// `vacuum.retention`: how long a data file outside the table log is
+    /// kept, so readers that opened an older version can finish.
+    pub retention: Duration,
+    /// `vacuum.log_retention`: how long log entries are kept (the versions a
+    /// reader can travel back to); at least `vacuum.retention`.
+    pub log_retention: Duration,
 }
 
 /// `[ingest]`: the HTTP endpoint of `newsflow-producer serve`.
@@ -269,6 +292,17 @@ pub struct OutputSettings {
     /// `output.flush_max_events`: events buffered before a flush is forced,
     /// bounding memory and the size of one file.
     pub flush_max_events: usize,
+}
+
+impl OutputSettings {
+    /// The `[output.storage]` options in the clear, for the object store
+    /// (the only place they are exposed).
+    pub fn storage_options(&self) -> BTreeMap<String, String> {
+        self.storage
+            .iter()
+            .map(|(key, value)| (key.clone(), value.expose().to_string()))
+            .collect()
+    }
 }
 
 /// `[window]`

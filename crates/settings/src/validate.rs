@@ -275,8 +275,36 @@ impl Root {
                 stall_after: positive("watchdog.stall_after", self.watchdog.stall_after)?,
             },
             ingest: ingest(self.ingest)?,
+            compaction: CompactionSettings {
+                target_file_size: in_range(
+                    "compaction.target_file_size",
+                    self.compaction.target_file_size,
+                    1024 * 1024,
+                    4 * 1024 * 1024 * 1024,
+                )? as u64,
+            },
+            vacuum: vacuum(self.vacuum)?,
         })
     }
+}
+
+fn vacuum(raw: raw::Vacuum) -> Result<VacuumSettings, SettingsError> {
+    // Zero is allowed: it deletes every file outside the log at once, which
+    // is only safe while nothing writes or reads (tests, a stopped lake).
+    if raw.log_retention < raw.retention {
+        return Err(invalid(
+            "vacuum.log_retention",
+            format!(
+                "{} is shorter than vacuum.retention ({}): vacuum opens the version that was latest at the retention's start, so its log must still be there",
+                humantime::format_duration(raw.log_retention),
+                humantime::format_duration(raw.retention)
+            ),
+        ));
+    }
+    Ok(VacuumSettings {
+        retention: raw.retention,
+        log_retention: raw.log_retention,
+    })
 }
 
 fn address(key: &'static str, text: &str, example: &str) -> Result<SocketAddr, SettingsError> {

@@ -1,0 +1,386 @@
+//! Compaction: the small files of each table partition bin-packed into
+//! files of about the target size, rows ordered by `article_id`, swapped
+//! into the log in one `dataChange = false` commit per partition.
+//!
+//! **Safe beside the workers.** Workers only ever add files, and a swap
+//! removes exactly the files it read. A commit that loses a race is
+//! rebuilt on a fresh snapshot, where every file it removes is looked up
+//! again: a bin whose files another compactor removed in between is
+//! dropped (its new file is deleted, it was never committed), so no row is
+//! ever doubled or lost for a reader of the log. A worker that loses a race
+//! to a swap retries as it does against any commit.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::compute::{concat_batches, lexsort_to_indices, take_record_batch, SortColumn};
+use bytes::Bytes;
+use delta_kernel::committer::FileSystemCommitter;
+use delta_kernel::engine::arrow_data::ArrowEngineData;
+use delta_kernel::transaction::{CommitResult, UpdateTableOperation};
+use object_store::path::Path as ObjectPath;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::live_files::{by_partition, live_files, path_set, removals, typed_partition, LiveFile};
+use crate::data_files::{store_data_file, Layout};
+use crate::datasets::Dataset;
+use crate::delta::{Engine, Table, ENGINE_INFO};
+use crate::store::Store;
+use crate::Error;
+
+/// How often a swap is rebuilt after losing a race before it is given up
+/// (the workers commit every few seconds; a swap only needs a gap).
+const MAX_CONFLICTS: u32 = 100;
+/// How often a swap is tried again after a transient store error.
+const MAX_RETRIES: u32 = 5;
+
+/// What compaction did to one table.
+#[derive(Clone, Debug, Default)]
+pub struct TableCompaction {
+    /// The table's folder name.
+    pub table: &'static str,
+    /// Data files in the log before, and their bytes.
+    pub files_before: u64,
+    /// Bytes of those files.
+    pub bytes_before: u64,
+    /// Data files in the log after this run's swaps (workers' new files
+    /// not counted).
+    pub files_after: u64,
+    /// Bytes of those files.
+    pub bytes_after: u64,
+    /// Files read and removed from the log.
+    pub files_removed: u64,
+    /// Bytes of the files read.
+    pub bytes_read: u64,
+    /// Files written and added to the log.
+    pub files_written: u64,
+    /// Bytes of the files written.
+    pub bytes_written: u64,
+    /// Swaps committed (one per partition).
+    pub commits: u64,
+    /// Races lost to other commits, rebuilt and tried again.
+    pub conflicts: u64,
+    /// Bins dropped because another compactor removed their files first.
+    pub bins_abandoned: u64,
+    /// Time taken, reading, writing and committing.
+    pub seconds: f64,
+}
+
+/// One bin rewritten: the files it replaces and the file replacing them.
+struct Rewrite {
+    removed: Vec<LiveFile>,
+    /// The new file's path relative to the table folder.
+    path: String,
+    add: RecordBatch,
+    bytes: u64,
+}
+
+/// Compacts every partition of `table`.
+pub(crate) fn compact_table(
+    store: &Store,
+    engine: &Engine,
+    table: &Table,
+    target_file_size: u64,
+) -> Result<TableCompaction, Error> {
+    let started = Instant::now();
+    let snapshot = table.refresh(engine)?;
+    let files = live_files(engine, &snapshot)?;
+    let mut report = TableCompaction {
+        table: table.dataset.name(),
+        files_before: files.len() as u64,
+        bytes_before: files.iter().map(|f| f.size).sum(),
+        ..TableCompaction::default()
+    };
+    for (partition, files) in by_partition(files) {
+        let bins = plan_bins(files, target_file_size);
+        if bins.is_empty() {
+            continue;
+        }
+        let context = table.write_context_of(typed_partition(&partition)?)?;
+        let folder = context.write_dir();
+        let mut rewrites = Vec::with_capacity(bins.len());
+        for bin in bins {
+            let batch = read_sorted(store, table, &bin)?;
+            let name = format!("part-compacted-{}.zstd.parquet", uuid::Uuid::new_v4());
+            let written = store_data_file(
+                store,
+                table.dataset,
+                &context,
+                &name,
+                &batch,
+                Layout::Compacted,
+            )?;
+            let path = relative_path(table, &folder, &name)?;
+            rewrites.push(Rewrite {
+                removed: bin,
+                path,
+                add: written.add,
+                bytes: written.bytes,
+            });
+        }
+        let swapped = swap(store, engine, table, rewrites, &mut report)?;
+        for rewrite in swapped {
+            report.files_removed += rewrite.removed.len() as u64;
+            report.bytes_read += rewrite.removed.iter().map(|f| f.size).sum::<u64>();
+            report.files_written += 1;
+            report.bytes_written += rewrite.bytes;
+        }
+    }
+    report.files_after = report.files_before - report.files_removed + report.files_written;
+    report.bytes_after = report.bytes_before - report.bytes_read + report.bytes_written;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Splits a partition's files into bins worth rewriting: files under the
+/// target size, packed in path order (a shard's flushes stay together)
+/// while a bin stays under the target. A bin of one file is left alone:
+/// rewriting it gains nothing.
+pub(crate) fn plan_bins(files: Vec<LiveFile>, target_file_size: u64) -> Vec<Vec<LiveFile>> {
+    let mut small: Vec<LiveFile> = files
+        .into_iter()
+        .filter(|f| f.size < target_file_size)
+        .collect();
+    small.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut bins = Vec::new();
+    let mut bin: Vec<LiveFile> = Vec::new();
+    let mut bytes = 0;
+    for file in small {
+        if !bin.is_empty() && bytes + file.size > target_file_size {
+            bins.push(std::mem::take(&mut bin));
+            bytes = 0;
+        }
+        bytes += file.size;
+        bin.push(file);
+    }
+    bins.push(bin);
+    bins.retain(|bin| bin.len() > 1);
+    bins
+}
+
+/// Reads the files of `bin` and orders their rows by `article_id` (then by
+/// the column that orders an article's rows), so that a reader looking for
+/// one article finds it in few row groups.
+fn read_sorted(store: &Store, table: &Table, bin: &[LiveFile]) -> Result<RecordBatch, Error> {
+    let dataset = table.dataset;
+    let decode_error = |path: &str, message: String| Error::Encode {
+        dataset: dataset.name(),
+        message: format!("reading {path} to compact it: {message}"),
+    };
+    let mut batches = Vec::new();
+    for file in bin {
+        let url = table
+            .url
+            .join(&file.path)
+            .map_err(|e| decode_error(&file.path, e.to_string()))?;
+        let object = ObjectPath::from_url_path(url.path())
+            .map_err(|e| decode_error(&file.path, e.to_string()))?;
+        let bytes = Bytes::from(store.get(object)?);
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|builder| builder.with_batch_size(64 * 1024).build())
+            .map_err(|e| decode_error(&file.path, e.to_string()))?;
+        for batch in reader {
+            batches.push(batch.map_err(|e| decode_error(&file.path, e.to_string()))?);
+        }
+    }
+    let schema = dataset.file_schema();
+    let all = concat_batches(&schema, &batches)
+        .map_err(|e| decode_error("the bin", format!("files of differing schemas: {e}")))?;
+    drop(batches);
+    let sort_columns: Vec<SortColumn> = ["article_id", order_within_article(dataset)]
+        .iter()
+        .map(|name| SortColumn {
+            values: all
+                .column_by_name(name)
+                .expect("the dataset's own column")
+                .clone(),
+            options: None,
+        })
+        .collect();
+    let order = lexsort_to_indices(&sort_columns, None)
+        .map_err(|e| decode_error("the bin", e.to_string()))?;
+    take_record_batch(&all, &order).map_err(|e| decode_error("the bin", e.to_string()))
+}
+
+/// The column that orders one article's rows in `dataset`.
+fn order_within_article(dataset: Dataset) -> &'static str {
+    match dataset {
+        Dataset::ArticleTotals => "version",
+        Dataset::ArticleEngagement => "window_start",
+        Dataset::Events => "occurred_at",
+    }
+}
+
+/// The path of a new file relative to the table folder, as the log
+/// writes it.
+fn relative_path(table: &Table, folder: &url::Url, name: &str) -> Result<String, Error> {
+    let full = folder.join(name).map_err(|e| Error::Encode {
+        dataset: table.dataset.name(),
+        message: e.to_string(),
+    })?;
+    full.as_str()
+        .strip_prefix(table.url.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| Error::Inconsistent(format!("{full} is not below the table {}", table.url)))
+}
+
+/// Commits the swap of `rewrites` as one table version, rebuilding it on
+/// a fresh snapshot after a lost race. Returns the rewrites that are in
+/// the log; the new files of the others are deleted.
+fn swap(
+    store: &Store,
+    engine: &Engine,
+    table: &Table,
+    mut rewrites: Vec<Rewrite>,
+    report: &mut TableCompaction,
+) -> Result<Vec<Rewrite>, Error> {
+    let mut conflicts = 0;
+    let mut transient = 0;
+    // After an attempt whose outcome is unknown (a store error), a new
+    // file found in the log means that attempt landed.
+    let mut landed = Vec::new();
+    loop {
+        let snapshot = table.refresh(engine)?;
+        let live = path_set(&live_files(engine, &snapshot)?);
+        let (done, pending): (Vec<Rewrite>, Vec<Rewrite>) =
+            rewrites.into_iter().partition(|r| live.contains(&r.path));
+        if !done.is_empty() {
+            report.commits += 1;
+            landed.extend(done);
+        }
+        let (whole, broken): (Vec<Rewrite>, Vec<Rewrite>) = pending
+            .into_iter()
+            .partition(|r| r.removed.iter().all(|f| live.contains(&f.path)));
+        for rewrite in broken {
+            report.bins_abandoned += 1;
+            tracing::info!(
+                table = table.dataset.name(),
+                file = rewrite.path,
+                "another writer removed files of this bin first; dropping its rewrite"
+            );
+            delete_new_file(store, table, &rewrite.path);
+        }
+        if whole.is_empty() {
+            return Ok(landed);
+        }
+        rewrites = whole;
+        let paths: HashSet<&str> = rewrites
+            .iter()
+            .flat_map(|r| r.removed.iter().map(|f| f.path.as_str()))
+            .collect();
+        let (removes, found) = removals(engine, &snapshot, &paths)?;
+        if found != paths.len() {
+            return Err(Error::Inconsistent(format!(
+                "{}: {found} of {} files to remove are in the snapshot they were just found in",
+                table.url,
+                paths.len()
+            )));
+        }
+        let mut txn = snapshot
+            .clone()
+            .update_table(UpdateTableOperation::Optimize, ENGINE_INFO, false)
+            .build(engine, Box::new(FileSystemCommitter::new()))
+            .map_err(|e| Error::Delta {
+                context: "starting a compaction commit",
+                message: e.to_string(),
+            })?;
+        for remove in removes {
+            txn.remove_files(remove);
+        }
+        for rewrite in &rewrites {
+            txn.add_files(Box::new(ArrowEngineData::new(rewrite.add.clone())));
+        }
+        let result = txn.commit(engine).map_err(|e| Error::Delta {
+            context: "committing a compaction",
+            message: e.to_string(),
+        })?;
+        match result {
+            CommitResult::Committed(_) => {
+                report.commits += 1;
+                landed.extend(rewrites);
+                return Ok(landed);
+            }
+            CommitResult::Conflicted(_) => {
+                conflicts += 1;
+                report.conflicts += 1;
+                if conflicts >= MAX_CONFLICTS {
+                    for rewrite in &rewrites {
+                        delete_new_file(store, table, &rewrite.path);
+                    }
+                    return Err(Error::Delta {
+                        context: "committing a compaction",
+                        message: format!("{}: lost {conflicts} commit races in a row", table.url),
+                    });
+                }
+            }
+            CommitResult::Retryable(retry) => {
+                transient += 1;
+                if transient >= MAX_RETRIES {
+                    // The commit may have landed: the new files stay for
+                    // vacuum to judge.
+                    return Err(Error::Delta {
+                        context: "committing a compaction",
+                        message: retry.error.to_string(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(100 << transient));
+            }
+        }
+    }
+}
+
+/// Deletes a compacted file that never became part of the log. A failure
+/// only leaves an orphan, which vacuum removes later.
+fn delete_new_file(store: &Store, table: &Table, path: &str) {
+    let Ok(url) = table.url.join(path) else {
+        return;
+    };
+    let Ok(object) = ObjectPath::from_url_path(url.path()) else {
+        return;
+    };
+    if let Err(e) = store.delete(object) {
+        tracing::warn!(table = table.dataset.name(), file = path, error = %e, "could not delete an uncommitted compacted file; vacuum will");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn file(path: &str, size: u64) -> LiveFile {
+        LiveFile {
+            path: path.into(),
+            size,
+            partition: BTreeMap::new(),
+        }
+    }
+
+    fn paths(bins: &[Vec<LiveFile>]) -> Vec<Vec<&str>> {
+        bins.iter()
+            .map(|b| b.iter().map(|f| f.path.as_str()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn small_files_are_packed_up_to_the_target() {
+        let files = vec![
+            file("d", 40),
+            file("a", 40),
+            file("b", 40),
+            file("big", 100),
+            file("c", 40),
+            file("e", 10),
+        ];
+        let bins = plan_bins(files, 100);
+        assert_eq!(paths(&bins), vec![vec!["a", "b"], vec!["c", "d", "e"]]);
+    }
+
+    #[test]
+    fn a_lone_small_file_is_left_alone() {
+        assert!(plan_bins(vec![file("a", 10), file("b", 200)], 100).is_empty());
+        assert!(plan_bins(vec![], 100).is_empty());
+    }
+}

@@ -1,0 +1,144 @@
+//! `newsflow-lake`: the lake's upkeep, run beside the workers (a
+//! Kubernetes CronJob, or by hand). Every command is safe while workers
+//! write; what each may and may not touch is documented in
+//! `newsflow-lake`'s `maintenance` module.
+//!
+//! Each command prints one JSON report on stdout (logs go to stderr), so a
+//! job's outcome can be read by tools as well as people.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use newsflow_lake::{Lake, LogCheckpoint, TableCompaction, Vacuum};
+use newsflow_settings::Settings;
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(
+    name = "newsflow-lake",
+    version,
+    about = "Upkeep of newsflow's Delta tables beside the workers: compaction, log checkpoints, vacuum."
+)]
+struct Cli {
+    /// TOML configuration file; environment variables NEWSFLOW__SECTION__KEY override it.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    /// Bin-pack small data files into files of `compaction.target_file_size`,
+    /// rows ordered by article_id, then write a log checkpoint.
+    Compact,
+    /// Write a log checkpoint of every table.
+    Checkpoint,
+    /// Delete data files, log entries and shard files older than
+    /// `vacuum.retention` / `vacuum.log_retention` that nothing can need.
+    Vacuum,
+    /// Compact, checkpoint, then vacuum: what the CronJob runs.
+    Maintain,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = newsflow_settings::load(cli.config.as_deref())?;
+    newsflow_telemetry::init_logging(&settings.log);
+    let lake = Lake::open(&settings.output.uri, &settings.output.storage_options())
+        .with_context(|| format!("opening the lake at {}", settings.output.uri))?;
+    let started = Instant::now();
+    let mut report = serde_json::Map::new();
+    report.insert("lake".into(), json!(lake.root()));
+    if matches!(cli.command, Command::Compact | Command::Maintain) {
+        report.insert("compaction".into(), compact(&lake, &settings)?);
+    }
+    if cli.command != Command::Vacuum {
+        report.insert("log_checkpoints".into(), checkpoint(&lake)?);
+    }
+    if matches!(cli.command, Command::Vacuum | Command::Maintain) {
+        report.insert("vacuum".into(), vacuum(&lake, &settings)?);
+    }
+    report.insert("seconds".into(), json!(started.elapsed().as_secs_f64()));
+    println!("{}", Value::Object(report));
+    Ok(())
+}
+
+fn compact(lake: &Lake, settings: &Settings) -> anyhow::Result<Value> {
+    let target = settings.compaction.target_file_size;
+    let tables = lake.compact(target).context("compacting")?;
+    for t in &tables {
+        tracing::info!(
+            table = t.table,
+            files_before = t.files_before,
+            files_after = t.files_after,
+            bytes_read = t.bytes_read,
+            bytes_written = t.bytes_written,
+            conflicts = t.conflicts,
+            seconds = t.seconds,
+            "compacted"
+        );
+    }
+    Ok(json!({
+        "target_file_size": target,
+        "tables": tables.iter().map(compaction_json).collect::<Vec<_>>(),
+    }))
+}
+
+fn compaction_json(t: &TableCompaction) -> Value {
+    json!({
+        "table": t.table,
+        "files_before": t.files_before,
+        "bytes_before": t.bytes_before,
+        "files_after": t.files_after,
+        "bytes_after": t.bytes_after,
+        "files_removed": t.files_removed,
+        "bytes_read": t.bytes_read,
+        "files_written": t.files_written,
+        "bytes_written": t.bytes_written,
+        "commits": t.commits,
+        "conflicts": t.conflicts,
+        "bins_abandoned": t.bins_abandoned,
+        "seconds": t.seconds,
+    })
+}
+
+fn checkpoint(lake: &Lake) -> anyhow::Result<Value> {
+    let written: Vec<LogCheckpoint> = lake.checkpoint_logs().context("writing log checkpoints")?;
+    Ok(Value::Array(
+        written
+            .iter()
+            .map(|c| json!({"table": c.table, "version": c.version, "written": c.written}))
+            .collect(),
+    ))
+}
+
+fn vacuum(lake: &Lake, settings: &Settings) -> anyhow::Result<Value> {
+    let retention = settings.vacuum.retention;
+    let log_retention = settings.vacuum.log_retention;
+    let done: Vacuum = lake.vacuum(retention, log_retention).context("vacuuming")?;
+    for t in &done.tables {
+        tracing::info!(
+            table = t.table,
+            data_files_deleted = t.data_files_deleted,
+            bytes_deleted = t.bytes_deleted,
+            data_files_kept = t.data_files_kept,
+            log_files_deleted = t.log_files_deleted,
+            "vacuumed"
+        );
+    }
+    Ok(json!({
+        "retention": humantime::format_duration(retention).to_string(),
+        "log_retention": humantime::format_duration(log_retention).to_string(),
+        "tables": done.tables.iter().map(|t| json!({
+            "table": t.table,
+            "data_files_deleted": t.data_files_deleted,
+            "bytes_deleted": t.bytes_deleted,
+            "data_files_kept": t.data_files_kept,
+            "log_files_deleted": t.log_files_deleted,
+        })).collect::<Vec<_>>(),
+        "shard_files_deleted": done.shard_files.files_deleted,
+    }))
+}
