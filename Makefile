@@ -3,10 +3,11 @@
 
 CARGO   ?= cargo
 PYTHON  := $(CURDIR)/.venv/bin/python
+SPARK_PYTHON := $(CURDIR)/.venv-spark/bin/python
 KAFKA   := bash deploy/local/kafka.sh
 S3      := bash deploy/local/s3.sh
 
-.PHONY: help demo test chaos fuzz bench bench-lake bench-ingest bench-micro build release deps deps-test venv kafka-up kafka-down kafka-status s3-up s3-down s3-status check-deploy lint fmt clippy reset clean
+.PHONY: help demo test chaos fuzz bench bench-lake bench-ingest bench-micro build release deps deps-test venv venv-spark kafka-up kafka-down kafka-status s3-up s3-down s3-status check-deploy lint fmt clippy reset clean
 
 help: ## list every target with what it does (this text)
 	@awk 'BEGIN { FS = ":[^#]*## " } /^[a-z0-9-]+:.*## / { printf "make %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -22,6 +23,14 @@ $(PYTHON): deploy/local/requirements.txt
 	python3 -m venv .venv
 	.venv/bin/pip install --quiet --disable-pip-version-check -r deploy/local/requirements.txt
 	@touch $(PYTHON)
+
+# Spark reads the tables in the tests too; its jars come from Maven Central.
+venv-spark: $(SPARK_PYTHON) ## pyspark with Delta Lake in .venv-spark, and its jars (cached)
+$(SPARK_PYTHON): deploy/local/requirements-spark.txt
+	python3 -m venv .venv-spark
+	.venv-spark/bin/pip install --quiet --disable-pip-version-check -r deploy/local/requirements-spark.txt
+	bash deploy/local/spark.sh fetch
+	@touch $(SPARK_PYTHON)
 
 kafka-up: deps ## start the local single-node Kafka (KRaft) on 127.0.0.1:9092
 	$(KAFKA) up
@@ -52,8 +61,8 @@ demo: deps venv kafka-up release ## build, start Kafka, publish the seed article
 
 # The binaries are built first because the end-to-end tests run them as
 # separate processes (workers are killed, restarted and scaled like pods).
-test: deps deps-test venv kafka-up s3-up build check-deploy ## every test, against a real Kafka broker and S3 API server (started if none runs)
-	NEWSFLOW_PYTHON=$(PYTHON) $(CARGO) test --workspace
+test: deps deps-test venv venv-spark kafka-up s3-up build check-deploy ## every test, against a real Kafka broker and S3 API server (started if none runs)
+	NEWSFLOW_PYTHON=$(PYTHON) NEWSFLOW_SPARK_PYTHON=$(SPARK_PYTHON) $(CARGO) test --workspace
 
 # The crash-recovery tests (local and s3://) with a larger stream and many
 # more kills than CI time allows, and the frozen-worker test with more

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 pub use newsflow_core::Footer;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+pub use readers::{footers_by_every_reader, live_files, spark_footers, table_version, Footers};
 use serde::Deserialize;
 
 /// A valid `social_comment` event on `article`, as one NDJSON line.
@@ -66,6 +67,8 @@ pub struct TestEnv {
     /// The S3 endpoint the workers and readers use.
     pub s3_endpoint: String,
 }
+
+mod readers;
 
 /// The local S3 server the tests use (`make s3-up`, deploy/local/s3.sh).
 pub mod s3 {
@@ -751,34 +754,21 @@ pub fn lake_sql(lake: impl Into<LakeRef>, sql: &str) -> Vec<Vec<serde_json::Valu
     )
 }
 
-/// One article's current footer as every Python reader of the README reads
-/// it (tests/python/readers.py): reader name → (sources, comments, posts).
+/// One article's current footer as every Python reader reads it (see
+/// [`footers_by_every_reader`]): reader name → (sources, comments, posts).
 pub fn footers_by_reader(
     lake: impl Into<LakeRef>,
     article: &str,
 ) -> BTreeMap<String, (i64, i64, i64)> {
-    let lake = lake.into();
-    let script = workspace().join("tests/python/readers.py");
-    let output = Command::new(python())
-        .args([
-            script.as_os_str(),
-            OsStr::new(&lake.uri),
-            OsStr::new(article),
-        ])
-        .envs(s3::vars(&lake.s3_endpoint))
-        .output()
-        .expect("running the readers");
-    assert!(
-        output.status.success(),
-        "the readers failed on {}: {}",
-        lake.uri,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let parsed: BTreeMap<String, [i64; 3]> =
-        serde_json::from_slice(&output.stdout).expect("footers as JSON");
-    parsed
+    footers_by_every_reader(lake)
         .into_iter()
-        .map(|(k, [a, b, c])| (k, (a, b, c)))
+        .map(|(reader, footers)| {
+            let footer = footers
+                .get(article)
+                .copied()
+                .unwrap_or_else(|| panic!("{reader} finds no footer of {article}"));
+            (reader, footer)
+        })
         .collect()
 }
 
