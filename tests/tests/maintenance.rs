@@ -306,3 +306,45 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Workers write a log checkpoint every `output.log_checkpoint_interval`
+/// commits, so a table opens from it after any number of flushes; vacuum's
+/// log retention then drops the commits before it, and the output still
+/// reads exactly.
+#[test]
+fn workers_checkpoint_the_log_every_n_commits() {
+    let env = TestEnv::new("log-checkpoints", 2);
+    env.create_topics(64);
+    let worker = env.spawn_worker_with(&[("NEWSFLOW__OUTPUT__LOG_CHECKPOINT_INTERVAL", "3")]);
+    let stream = env.stream(64, 8_000, 1_000).finish();
+    env.wait_until_committed(Duration::from_secs(60));
+    worker.terminate();
+
+    let log = env.lake_path().join("events/_delta_log");
+    let names = || -> Vec<String> {
+        std::fs::read_dir(&log)
+            .expect("the events log")
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let commits = names().iter().filter(|n| n.ends_with(".json")).count();
+    let checkpoints = names()
+        .iter()
+        .filter(|n| n.ends_with(".checkpoint.parquet"))
+        .count();
+    assert!(
+        commits >= 7 && checkpoints >= (commits - 1) / 3,
+        "{checkpoints} log checkpoints for {commits} commits at one every 3: {:?}",
+        names()
+    );
+    assert!(names().contains(&"_last_checkpoint".to_string()));
+
+    let vacuum = env.lake_job("vacuum", &NO_RETENTION);
+    let expired = number(&table_report(&vacuum, "vacuum", "events")["log_files_deleted"]);
+    assert!(
+        expired > 0,
+        "the commits before the last checkpoint expire: {vacuum}"
+    );
+    assert!(names().iter().filter(|n| n.ends_with(".json")).count() < commits);
+    env.assert_output_matches(&stream, 1, "log checkpoints and log expiry");
+}

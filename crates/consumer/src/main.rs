@@ -242,6 +242,7 @@ fn join_group(
     let shards = newsflow_kafka::check_co_partitioned(settings)?;
     let lake = Lake::open(&settings.output.uri, &settings.output.storage_options())
         .context("opening the lake")?;
+    lake.set_log_checkpoint_interval(settings.output.log_checkpoint_interval);
     let lake_root = lake.root();
     let dead_letters = DeadLetters::new(settings)?;
     let worker = Arc::new(Mutex::new(Worker::new(

@@ -49,9 +49,6 @@ pub(crate) const ENGINE_INFO: &str = concat!("newsflow/", env!("CARGO_PKG_VERSIO
 const MAX_CONFLICTS: u32 = 200;
 /// How often a commit is tried again after a transient store error.
 const MAX_RETRIES: u32 = 5;
-/// A log checkpoint is written after this many commits, so that opening a
-/// table replays at most this many JSON commits.
-const LOG_CHECKPOINT_EVERY: u64 = 100;
 
 /// The application id of `shard` in the tables' transaction ids.
 pub(crate) fn app_id(shard: i32) -> String {
@@ -217,10 +214,13 @@ impl Table {
     /// taken over are left out (`Fenced`), and so are those already there;
     /// the rest end `Committed`. Losing a race to another commit is
     /// retried on a fresh snapshot, where the fencing check runs again.
+    /// A log checkpoint follows a commit that makes `checkpoint_interval`
+    /// commits since the last one.
     pub fn commit(
         &self,
         engine: &Engine,
         entries: &mut [CommitEntry],
+        checkpoint_interval: u64,
     ) -> Result<CommitReport, Error> {
         let started = Instant::now();
         let mut report = CommitReport::default();
@@ -272,7 +272,7 @@ impl Table {
                     if let Some(snapshot) = committed.post_commit_snapshot() {
                         *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = snapshot.clone();
                         if committed.post_commit_stats().commits_since_checkpoint
-                            >= LOG_CHECKPOINT_EVERY
+                            >= checkpoint_interval
                         {
                             self.write_log_checkpoint(engine, snapshot);
                         }

@@ -23,6 +23,7 @@
 //! from `L`'s checkpoint. Nothing else decides where a shard resumes.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -49,6 +50,9 @@ const COMMIT_ORDER: [Dataset; 3] = [
     Dataset::ArticleTotals,
 ];
 
+/// Commits between two log checkpoints unless set otherwise.
+const DEFAULT_LOG_CHECKPOINT_INTERVAL: u64 = 100;
+
 /// A handle on the output root. Cheap to clone; usable from any thread
 /// that is not itself running async code.
 #[derive(Clone)]
@@ -67,6 +71,9 @@ struct Inner {
     tables: Vec<Table>,
     /// A fault injected for the tests of the protocol; never in production.
     failpoint: Option<Failpoint>,
+    /// A log checkpoint is written after this many commits since the last
+    /// one (`output.log_checkpoint_interval`).
+    log_checkpoint_interval: AtomicU64,
 }
 
 impl Drop for Inner {
@@ -217,6 +224,7 @@ impl Lake {
                 engine,
                 tables,
                 failpoint,
+                log_checkpoint_interval: AtomicU64::new(DEFAULT_LOG_CHECKPOINT_INTERVAL),
             }),
         })
     }
@@ -224,6 +232,19 @@ impl Lake {
     /// The store, the kernel engine and the tables, for maintenance.
     pub(crate) fn parts(&self) -> (&Store, &Engine, &[Table]) {
         (&self.inner.store, &self.inner.engine, &self.inner.tables)
+    }
+
+    /// Writes a log checkpoint after every `commits` commits to a table
+    /// (at least 1), so that opening a table reads at most that many JSON
+    /// commits after a Parquet checkpoint.
+    pub fn set_log_checkpoint_interval(&self, commits: u64) {
+        self.inner
+            .log_checkpoint_interval
+            .store(commits.max(1), Ordering::Relaxed);
+    }
+
+    fn log_checkpoint_interval(&self) -> u64 {
+        self.inner.log_checkpoint_interval.load(Ordering::Relaxed)
     }
 
     /// The output root, for logs (no credentials in it).
@@ -270,7 +291,7 @@ impl Lake {
                 adds: loaded.manifest.adds_of(table.dataset),
                 status: EntryStatus::Pending,
             }];
-            table.commit(&inner.engine, &mut entries)?;
+            table.commit(&inner.engine, &mut entries, self.log_checkpoint_interval())?;
             if let EntryStatus::Fenced { found } = entries[0].status {
                 return Err(Error::Inconsistent(format!(
                     "shard {shard}: {} moved to flush {found} while flush {latest} was being finished; another worker owns the shard",
@@ -461,7 +482,11 @@ impl Inner {
         if entries.is_empty() {
             return;
         }
-        match table.commit(&self.engine, &mut entries) {
+        match table.commit(
+            &self.engine,
+            &mut entries,
+            self.log_checkpoint_interval.load(Ordering::Relaxed),
+        ) {
             Ok(report) => {
                 let mut fenced = 0;
                 for entry in &entries {

@@ -229,6 +229,7 @@ pub(crate) struct Output {
     #[serde(with = "duration_text")]
     pub(crate) flush_interval: Duration,
     pub(crate) flush_max_events: i64,
+    pub(crate) log_checkpoint_interval: i64,
 }
 
 impl Default for Output {
@@ -238,6 +239,7 @@ impl Default for Output {
             storage: BTreeMap::new(),
             flush_interval: Duration::from_secs(10), // 10s
             flush_max_events: 200_000,
+            log_checkpoint_interval: 100,
         }
     }
 }

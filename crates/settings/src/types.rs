@@ -292,6 +292,10 @@ pub struct OutputSettings {
     /// `output.flush_max_events`: events buffered before a flush is forced,
     /// bounding memory and the size of one file.
     pub flush_max_events: usize,
+    /// `output.log_checkpoint_interval`: a worker writes a table's log
+    /// checkpoint after this many commits to it, so opening the table reads
+    /// one Parquet file and at most this many JSON commits.
+    pub log_checkpoint_interval: u64,
 }
 
 impl OutputSettings {

@@ -399,6 +399,12 @@ fn output(o: raw::Output) -> Result<OutputSettings, SettingsError> {
             1,
             100_000_000,
         )? as usize,
+        log_checkpoint_interval: in_range(
+            "output.log_checkpoint_interval",
+            o.log_checkpoint_interval,
+            1,
+            1_000_000,
+        )? as u64,
     })
 }
 
