@@ -67,9 +67,13 @@ pub struct VacuumSettings {
 pub struct IngestSettings {
     /// `ingest.listen`: address of `POST /v1/events`.
     pub listen: SocketAddr,
-    /// `ingest.auth_token` or `ingest.auth_token_file`: the bearer token
-    /// clients must send. Required unless `ingest.allow_unauthenticated`.
+    /// `ingest.auth_token`: the bearer token clients must send, given
+    /// inline. Required (or the file) unless `ingest.allow_unauthenticated`.
     pub auth_token: Option<Secret>,
+    /// `ingest.auth_token_file`: the same token in a file, read only by
+    /// `serve` ([`IngestSettings::required_token`]): the workers and the
+    /// lake's jobs load the same configuration without that Secret mounted.
+    pub auth_token_file: Option<PathBuf>,
     /// `ingest.allow_unauthenticated`: accept requests without a token (a
     /// trusted network only).
     pub allow_unauthenticated: bool,
@@ -103,9 +107,17 @@ pub struct IngestSettings {
 impl IngestSettings {
     /// The token requests must carry, `None` when the operator chose an
     /// open endpoint; an error naming the key when neither is configured.
-    pub fn required_token(&self) -> Result<Option<&Secret>, SettingsError> {
+    pub fn required_token(&self) -> Result<Option<Secret>, SettingsError> {
+        if let Some(path) = &self.auth_token_file {
+            return crate::secret::read_secret_file(path)
+                .map(Some)
+                .map_err(|problem| SettingsError::Invalid {
+                    key: "ingest.auth_token_file",
+                    problem,
+                });
+        }
         match (&self.auth_token, self.allow_unauthenticated) {
-            (Some(token), _) => Ok(Some(token)),
+            (Some(token), _) => Ok(Some(token.clone())),
             (None, true) => Ok(None),
             (None, false) => Err(SettingsError::Invalid {
                 key: "ingest.auth_token",

@@ -209,12 +209,23 @@ fn properties(
 fn ingest(raw: Ingest) -> Result<IngestSettings, SettingsError> {
     Ok(IngestSettings {
         listen: address("ingest.listen", &raw.listen, "0.0.0.0:8080")?,
-        auth_token: secret(
-            "ingest.auth_token",
-            raw.auth_token,
-            "ingest.auth_token_file",
-            raw.auth_token_file,
-        )?,
+        // The file is only read by `serve` (`required_token`): a worker
+        // loading the same configuration has no such Secret mounted.
+        auth_token: match (&raw.auth_token, &raw.auth_token_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "ingest.auth_token",
+                    "set either `ingest.auth_token` or `ingest.auth_token_file`, not both",
+                ))
+            }
+            _ => secret(
+                "ingest.auth_token",
+                raw.auth_token,
+                "ingest.auth_token_file",
+                None,
+            )?,
+        },
+        auth_token_file: raw.auth_token_file,
         allow_unauthenticated: raw.allow_unauthenticated,
         max_body_bytes: in_range(
             "ingest.max_body_bytes",

@@ -79,7 +79,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let ingest_settings = &settings.ingest;
-    let token = ingest_settings.required_token()?.cloned();
+    let token = ingest_settings.required_token()?;
     let listen = ingest_settings.listen;
     if token.is_none() {
         tracing::warn!(%listen, "ingest.allow_unauthenticated is set: anyone who reaches the endpoint can publish");
