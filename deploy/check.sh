@@ -35,6 +35,8 @@ dockerfile_is_sound() {
   done
   grep -q 'ENTRYPOINT \["/usr/local/bin/newsflow-consumer"\]' "$f" || { echo "consumer entrypoint missing"; return 1; }
   grep -q 'ENTRYPOINT \["/usr/local/bin/newsflow-producer"\]' "$f" || { echo "producer entrypoint missing"; return 1; }
+  # The lake's CronJob runs newsflow-lake from the consumer image.
+  sed -n '/AS consumer$/,/^FROM /p' "$f" | grep -q 'newsflow-lake' || { echo "consumer image lacks newsflow-lake"; return 1; }
   # Every path the build copies must exist in the repository.
   grep -q '^COPY \. \.' "$f" && [ -f Cargo.lock ] || { echo "build context incomplete"; return 1; }
 }

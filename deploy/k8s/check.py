@@ -235,6 +235,56 @@ def check(objects: list[dict]) -> list[str]:
         if local and not any(lake_path.startswith(m) for m in mounts):
             problems.append(f"Deployment/{name}: output.uri {uri} is local but no volume is mounted there")
 
+    # The lake's upkeep: a pod like the workers', on the same lake.
+    for name, job in by_kind.get("CronJob", {}).items():
+        where = f"CronJob/{name}"
+        if job["spec"].get("concurrencyPolicy") != "Forbid":
+            problems.append(f"{where}: concurrencyPolicy must be Forbid (one upkeep run at a time)")
+        pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        if not pod.get("securityContext", {}).get("runAsNonRoot"):
+            problems.append(f"{where}: pod does not set runAsNonRoot")
+        account = pod.get("serviceAccountName")
+        if account and account not in accounts:
+            problems.append(f"{where}: ServiceAccount {account} is not rendered")
+        for volume in pod.get("volumes", []):
+            if "configMap" in volume and volume["configMap"]["name"] not in config_maps:
+                problems.append(f"{where}: ConfigMap {volume['configMap']['name']} is not rendered")
+            if "secret" in volume and volume["secret"]["secretName"] not in secrets:
+                problems.append(f"{where}: Secret {volume['secret']['secretName']} is unknown")
+            if "persistentVolumeClaim" in volume and volume["persistentVolumeClaim"]["claimName"] not in claims:
+                problems.append(f"{where}: PVC {volume['persistentVolumeClaim']['claimName']} is not rendered")
+        for container in pod["containers"]:
+            resources = container.get("resources", {})
+            for kind in ("requests", "limits"):
+                if not {"cpu", "memory"} <= set(resources.get(kind, {})):
+                    problems.append(f"{where} container {container['name']}: {kind} must set cpu and memory")
+        mounts = [m["mountPath"] for c in pod["containers"] for m in c.get("volumeMounts", [])]
+        if local and not any(lake_path.startswith(m) for m in mounts):
+            problems.append(f"{where}: output.uri {uri} is local but no volume is mounted there")
+
+    # Every binary validates the whole configuration at start-up, reading
+    # the Kafka credential files it names: each pod that loads it must
+    # mount them (ingest.auth_token_file is read by `serve` alone).
+    kafka = settings.get("kafka", {})
+    loaded_files = [
+        path
+        for path in (
+            kafka.get("sasl", {}).get("password_file"),
+            *(kafka.get("tls", {}).get(k) for k in ("ca_file", "cert_file", "key_file", "key_password_file")),
+        )
+        if path
+    ]
+    pods = [(f"Deployment/{n}", d["spec"]["template"]["spec"]) for n, d in by_kind.get("Deployment", {}).items()]
+    pods += [(f"CronJob/{n}", j["spec"]["jobTemplate"]["spec"]["template"]["spec"]) for n, j in by_kind.get("CronJob", {}).items()]
+    for where, pod in pods:
+        for container in pod["containers"]:
+            if "--config" not in container.get("args", []):
+                continue
+            mounts = [m["mountPath"] for m in container.get("volumeMounts", [])]
+            for path in loaded_files:
+                if not any(path.startswith(m.rstrip("/") + "/") for m in mounts):
+                    problems.append(f"{where} container {container['name']}: {path} (named by the configuration) is not mounted")
+
     deployments = by_kind.get("Deployment", {})
     for name, scaled in by_kind.get("ScaledObject", {}).items():
         target = scaled["spec"]["scaleTargetRef"]["name"]
