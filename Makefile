@@ -7,7 +7,7 @@ SPARK_PYTHON := $(CURDIR)/.venv-spark/bin/python
 KAFKA   := bash deploy/local/kafka.sh
 S3      := bash deploy/local/s3.sh
 
-.PHONY: help demo test chaos fuzz bench bench-lake bench-ingest bench-micro build release deps deps-test venv venv-spark kafka-up kafka-down kafka-status s3-up s3-down s3-status check-deploy lint fmt clippy reset clean
+.PHONY: help demo test chaos fuzz bench bench-lake bench-ingest bench-compaction bench-commits bench-micro build release deps deps-test venv venv-spark kafka-up kafka-down kafka-status s3-up s3-down s3-status check-deploy lint fmt clippy reset clean
 
 help: ## list every target with what it does (this text)
 	@awk 'BEGIN { FS = ":[^#]*## " } /^[a-z0-9-]+:.*## / { printf "make %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -96,6 +96,13 @@ bench-lake: deps venv kafka-up s3-up release ## flush and commit latency of one 
 # shutdown order. Figures as JSON on stdout.
 bench-ingest: deps venv kafka-up release ## HTTP ingest against hostile clients: worst body, idle-socket flood, shutdown order
 	$(PYTHON) deploy/bench/ingest_probe.py --binary target/release/newsflow-producer
+
+COMPACTION_EVENTS ?= 5000000
+bench-compaction: deps venv kafka-up release ## files, mean size and DuckDB footer reads before and after compaction of a lake of COMPACTION_EVENTS
+	$(PYTHON) deploy/bench/compaction.py --events $(COMPACTION_EVENTS)
+
+bench-commits: deps venv s3-up release ## Delta commit rate, lost races and latency against the number of concurrent writers, on s3proxy
+	$(PYTHON) deploy/bench/commits.py
 
 bench-micro: ## Criterion micro-benchmarks of decoding, counting and Parquet encoding
 	$(CARGO) bench -p newsflow-bench

@@ -10,6 +10,8 @@
 //!
 //! Each prints one JSON object on stdout for `deploy/bench/bench.py`.
 
+mod commit_race;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -43,6 +45,22 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         events_per_article: u64,
     },
+    /// Many writers (shards with their own lake handles) flushing to one
+    /// lake at once: commit rate, lost races and commit latency.
+    CommitRace {
+        /// The lake: a local path or s3://… (AWS_* variables apply).
+        #[arg(long)]
+        uri: String,
+        /// Concurrent writers.
+        #[arg(long)]
+        writers: i32,
+        /// How long they write.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// At most one flush per writer this often (0: as fast as it can).
+        #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+    },
     /// Delete these topics.
     DeleteTopics {
         /// Topic names.
@@ -63,6 +81,12 @@ fn main() -> anyhow::Result<()> {
             articles,
             events_per_article,
         } => state(articles, events_per_article),
+        Command::CommitRace {
+            uri,
+            writers,
+            seconds,
+            interval,
+        } => commit_race::run(&uri, writers, seconds, interval),
         Command::DeleteTopics { topics } => delete_topics(&settings, &topics),
     }
 }
