@@ -33,7 +33,9 @@ mod store;
 pub use checkpoint::{Checkpoint, EncodedCheckpoint};
 pub use datasets::{Dataset, EventRow, FlushBatch, WriteStats};
 pub use lake::{FlushError, FlushObserver, Lake, Restored, ShardFlush, ShardOutcome};
-pub use maintenance::{LogCheckpoint, ShardFilesVacuum, TableCompaction, TableVacuum, Vacuum};
+pub use maintenance::{
+    CompactionLimits, LogCheckpoint, ShardFilesVacuum, TableCompaction, TableVacuum, Vacuum,
+};
 
 /// What can go wrong writing or reading the lake.
 #[derive(Debug, thiserror::Error)]

@@ -31,12 +31,14 @@ pub(crate) struct Root {
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Compaction {
     pub(crate) target_file_size: i64,
+    pub(crate) max_bin_memory: i64,
 }
 
 impl Default for Compaction {
     fn default() -> Self {
         Compaction {
             target_file_size: 128 * 1024 * 1024, // 128 MiB
+            max_bin_memory: 384 * 1024 * 1024,   // 384 MiB
         }
     }
 }

@@ -49,6 +49,9 @@ pub struct CompactionSettings {
     /// `compaction.target_file_size`: bytes a compacted file aims at; files
     /// smaller than this are packed together.
     pub target_file_size: u64,
+    /// `compaction.max_bin_memory`: decoded bytes one rewrite holds at
+    /// most; a bin whose rows decode to more is cut into several files.
+    pub max_bin_memory: u64,
 }
 
 /// `[vacuum]`

@@ -293,6 +293,12 @@ impl Root {
                     1024 * 1024,
                     4 * 1024 * 1024 * 1024,
                 )? as u64,
+                max_bin_memory: in_range(
+                    "compaction.max_bin_memory",
+                    self.compaction.max_bin_memory,
+                    16 * 1024 * 1024,
+                    64 * 1024 * 1024 * 1024,
+                )? as u64,
             },
             vacuum: vacuum(self.vacuum)?,
         })

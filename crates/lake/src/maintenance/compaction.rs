@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use arrow::compute::{concat_batches, lexsort_to_indices, take_record_batch, SortColumn};
+use arrow::compute::{concat, interleave_record_batch, lexsort_to_indices, SortColumn};
 use bytes::Bytes;
 use delta_kernel::committer::FileSystemCommitter;
 use delta_kernel::engine::arrow_data::ArrowEngineData;
@@ -23,7 +23,7 @@ use object_store::path::Path as ObjectPath;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::live_files::{by_partition, live_files, path_set, removals, typed_partition, LiveFile};
-use crate::data_files::{store_data_file, Layout};
+use crate::data_files::{store_streamed_data_file, Layout, COMPACTED_ROW_GROUP_ROWS};
 use crate::datasets::Dataset;
 use crate::delta::{Engine, Table, ENGINE_INFO};
 use crate::store::Store;
@@ -76,12 +76,25 @@ struct Rewrite {
     bytes: u64,
 }
 
+/// How large compaction's files get, and how much it holds at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompactionLimits {
+    /// Bytes (compressed, as stored) a compacted file aims at; smaller
+    /// files are packed together (`compaction.target_file_size`).
+    pub target_file_size: u64,
+    /// Decoded bytes one rewrite holds in memory at most: a bin is cut
+    /// into several files when its rows decode to more
+    /// (`compaction.max_bin_memory`). The raw archive's JSON decodes to
+    /// about twelve times its zstd size.
+    pub max_bin_memory: u64,
+}
+
 /// Compacts every partition of `table`.
 pub(crate) fn compact_table(
     store: &Store,
     engine: &Engine,
     table: &Table,
-    target_file_size: u64,
+    limits: CompactionLimits,
 ) -> Result<TableCompaction, Error> {
     let started = Instant::now();
     let snapshot = table.refresh(engine)?;
@@ -93,7 +106,7 @@ pub(crate) fn compact_table(
         ..TableCompaction::default()
     };
     for (partition, files) in by_partition(files) {
-        let bins = plan_bins(files, target_file_size);
+        let bins = plan_bins(files, limits.target_file_size);
         if bins.is_empty() {
             continue;
         }
@@ -101,23 +114,40 @@ pub(crate) fn compact_table(
         let folder = context.write_dir();
         let mut rewrites = Vec::with_capacity(bins.len());
         for bin in bins {
-            let batch = read_sorted(store, table, &bin)?;
-            let name = format!("part-compacted-{}.zstd.parquet", uuid::Uuid::new_v4());
-            let written = store_data_file(
-                store,
-                table.dataset,
-                &context,
-                &name,
-                &batch,
-                Layout::Compacted,
-            )?;
-            let path = relative_path(table, &folder, &name)?;
-            rewrites.push(Rewrite {
-                removed: bin,
-                path,
-                add: written.add,
-                bytes: written.bytes,
-            });
+            let mut files = bin.into_iter().peekable();
+            while files.peek().is_some() {
+                let (group, inputs) = read_group(store, table, &mut files, limits.max_bin_memory)?;
+                if group.len() < 2 {
+                    // One file alone (past the memory budget by itself):
+                    // rewriting it gains nothing.
+                    continue;
+                }
+                tracing::debug!(
+                    table = table.dataset.name(),
+                    files = group.len(),
+                    compressed = group.iter().map(|f| f.size).sum::<u64>(),
+                    decoded = decoded_bytes(&inputs),
+                    "compacting a bin"
+                );
+                let order = article_order(table.dataset, &inputs)?;
+                let name = format!("part-compacted-{}.zstd.parquet", uuid::Uuid::new_v4());
+                let written = store_streamed_data_file(
+                    store,
+                    table.dataset,
+                    &context,
+                    &name,
+                    table.dataset.file_schema(),
+                    sorted_slices(table.dataset, &inputs, &order),
+                    Layout::Compacted,
+                )?;
+                drop(inputs);
+                rewrites.push(Rewrite {
+                    removed: group,
+                    path: relative_path(table, &folder, &name)?,
+                    add: written.add,
+                    bytes: written.bytes,
+                });
+            }
         }
         let swapped = swap(store, engine, table, rewrites, &mut report)?;
         for rewrite in swapped {
@@ -159,48 +189,131 @@ pub(crate) fn plan_bins(files: Vec<LiveFile>, target_file_size: u64) -> Vec<Vec<
     bins
 }
 
-/// Reads the files of `bin` and orders their rows by `article_id` (then by
-/// the column that orders an article's rows), so that a reader looking for
-/// one article finds it in few row groups.
-fn read_sorted(store: &Store, table: &Table, bin: &[LiveFile]) -> Result<RecordBatch, Error> {
-    let dataset = table.dataset;
-    let decode_error = |path: &str, message: String| Error::Encode {
-        dataset: dataset.name(),
-        message: format!("reading {path} to compact it: {message}"),
-    };
-    let mut batches = Vec::new();
-    for file in bin {
-        let url = table
-            .url
-            .join(&file.path)
-            .map_err(|e| decode_error(&file.path, e.to_string()))?;
-        let object = ObjectPath::from_url_path(url.path())
-            .map_err(|e| decode_error(&file.path, e.to_string()))?;
-        let bytes = Bytes::from(store.get(object)?);
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .and_then(|builder| builder.with_batch_size(64 * 1024).build())
-            .map_err(|e| decode_error(&file.path, e.to_string()))?;
-        for batch in reader {
-            batches.push(batch.map_err(|e| decode_error(&file.path, e.to_string()))?);
+/// Reads files from `files` until their rows decode to `budget` bytes or
+/// more (at least one file): the files read and their rows.
+fn read_group(
+    store: &Store,
+    table: &Table,
+    files: &mut std::iter::Peekable<std::vec::IntoIter<LiveFile>>,
+    budget: u64,
+) -> Result<(Vec<LiveFile>, Vec<RecordBatch>), Error> {
+    let mut group = Vec::new();
+    let mut inputs = Vec::new();
+    while let Some(file) = files.next() {
+        inputs.extend(read_file(store, table, &file)?);
+        group.push(file);
+        if decoded_bytes(&inputs) >= budget || files.peek().is_none() {
+            break;
         }
     }
-    let schema = dataset.file_schema();
-    let all = concat_batches(&schema, &batches)
-        .map_err(|e| decode_error("the bin", format!("files of differing schemas: {e}")))?;
-    drop(batches);
-    let sort_columns: Vec<SortColumn> = ["article_id", order_within_article(dataset)]
+    Ok((group, inputs))
+}
+
+fn decoded_bytes(batches: &[RecordBatch]) -> u64 {
+    batches
         .iter()
-        .map(|name| SortColumn {
-            values: all
-                .column_by_name(name)
-                .expect("the dataset's own column")
-                .clone(),
+        .map(|b| b.get_array_memory_size() as u64)
+        .sum()
+}
+
+/// Reads one data file of `table`, decoded.
+fn read_file(store: &Store, table: &Table, file: &LiveFile) -> Result<Vec<RecordBatch>, Error> {
+    let dataset = table.dataset;
+    let decode_error = |message: String| Error::Encode {
+        dataset: dataset.name(),
+        message: format!("reading {} to compact it: {message}", file.path),
+    };
+    let schema = dataset.file_schema();
+    let url = table
+        .url
+        .join(&file.path)
+        .map_err(|e| decode_error(e.to_string()))?;
+    let object = ObjectPath::from_url_path(url.path()).map_err(|e| decode_error(e.to_string()))?;
+    let bytes = Bytes::from(store.get(object)?);
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|builder| builder.with_batch_size(64 * 1024).build())
+        .map_err(|e| decode_error(e.to_string()))?;
+    let mut batches = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| decode_error(e.to_string()))?;
+        if batch.schema().fields() != schema.fields() {
+            return Err(decode_error(format!(
+                "its columns are not the table's: {:?}",
+                batch.schema()
+            )));
+        }
+        // The table's own schema (the file's may differ in metadata only).
+        batches.push(
+            RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+                .map_err(|e| decode_error(e.to_string()))?,
+        );
+    }
+    Ok(batches)
+}
+
+/// The order of the rows of `inputs` by `article_id`, then by the column
+/// that orders one article's rows, as (batch, row) pairs. Only the two key
+/// columns are copied to sort; the rows themselves move once, slice by
+/// slice, when they are written.
+fn article_order(dataset: Dataset, inputs: &[RecordBatch]) -> Result<Vec<(usize, usize)>, Error> {
+    let sort_error = |e: arrow::error::ArrowError| Error::Encode {
+        dataset: dataset.name(),
+        message: format!("sorting rows to compact them: {e}"),
+    };
+    let key = |name: &str| -> Result<arrow::array::ArrayRef, Error> {
+        let columns: Vec<&dyn arrow::array::Array> = inputs
+            .iter()
+            .map(|b| {
+                b.column_by_name(name)
+                    .expect("the dataset's own column")
+                    .as_ref()
+            })
+            .collect();
+        concat(&columns).map_err(sort_error)
+    };
+    let sort_columns = [
+        SortColumn {
+            values: key("article_id")?,
             options: None,
+        },
+        SortColumn {
+            values: key(order_within_article(dataset))?,
+            options: None,
+        },
+    ];
+    let sorted = lexsort_to_indices(&sort_columns, None).map_err(sort_error)?;
+    // Global row number → (batch, row within it).
+    let mut starts = Vec::with_capacity(inputs.len());
+    let mut total = 0;
+    for batch in inputs {
+        starts.push(total);
+        total += batch.num_rows();
+    }
+    Ok(sorted
+        .values()
+        .iter()
+        .map(|global| {
+            let global = *global as usize;
+            let batch = starts.partition_point(|start| *start <= global) - 1;
+            (batch, global - starts[batch])
         })
-        .collect();
-    let order = lexsort_to_indices(&sort_columns, None)
-        .map_err(|e| decode_error("the bin", e.to_string()))?;
-    take_record_batch(&all, &order).map_err(|e| decode_error("the bin", e.to_string()))
+        .collect())
+}
+
+/// The rows of `inputs` in `order`, as record batches of one row group
+/// each.
+fn sorted_slices<'a>(
+    dataset: Dataset,
+    inputs: &'a [RecordBatch],
+    order: &'a [(usize, usize)],
+) -> impl Iterator<Item = Result<RecordBatch, Error>> + 'a {
+    let refs: Vec<&RecordBatch> = inputs.iter().collect();
+    order.chunks(COMPACTED_ROW_GROUP_ROWS).map(move |chunk| {
+        interleave_record_batch(&refs, chunk).map_err(|e| Error::Encode {
+            dataset: dataset.name(),
+            message: format!("gathering sorted rows: {e}"),
+        })
+    })
 }
 
 /// The column that orders one article's rows in `dataset`.

@@ -9,7 +9,7 @@ mod vacuum;
 
 use std::time::{Duration, SystemTime};
 
-pub use compaction::TableCompaction;
+pub use compaction::{CompactionLimits, TableCompaction};
 pub use vacuum::{ShardFilesVacuum, TableVacuum};
 
 use crate::{Error, Lake};
@@ -36,12 +36,12 @@ pub struct Vacuum {
 
 impl Lake {
     /// Compacts every table: small files bin-packed into files of about
-    /// `target_file_size` bytes, ordered by `article_id`.
-    pub fn compact(&self, target_file_size: u64) -> Result<Vec<TableCompaction>, Error> {
+    /// the target size, ordered by `article_id`.
+    pub fn compact(&self, limits: CompactionLimits) -> Result<Vec<TableCompaction>, Error> {
         let (store, engine, tables) = self.parts();
         tables
             .iter()
-            .map(|table| compaction::compact_table(store, engine, table, target_file_size))
+            .map(|table| compaction::compact_table(store, engine, table, limits))
             .collect()
     }
 
