@@ -78,7 +78,7 @@ def main() -> None:
             )
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "commits.json").write_text(json.dumps(results, indent=2))
-    print(f"(figures of the events table; the other two are alike)\nresults: {OUT / 'commits.json'}")
+    print(f"(figures of the events table, the first in commit order and the most contended; all three in {OUT / 'commits.json'})")
 
 
 if __name__ == "__main__":
