@@ -142,6 +142,19 @@ def seconds(duration: str) -> float:
     raise ValueError(f"not a duration: {duration}")
 
 
+def unrendered_volumes(where: str, pod: dict, config_maps, secrets, claims) -> list[str]:
+    """The pod's volumes whose ConfigMap, Secret or claim is not rendered."""
+    problems = []
+    for volume in pod.get("volumes", []):
+        if "configMap" in volume and volume["configMap"]["name"] not in config_maps:
+            problems.append(f"{where}: ConfigMap {volume['configMap']['name']} is not rendered")
+        if "secret" in volume and volume["secret"]["secretName"] not in secrets:
+            problems.append(f"{where}: Secret {volume['secret']['secretName']} is unknown")
+        if "persistentVolumeClaim" in volume and volume["persistentVolumeClaim"]["claimName"] not in claims:
+            problems.append(f"{where}: PVC {volume['persistentVolumeClaim']['claimName']} is not rendered")
+    return problems
+
+
 def check(objects: list[dict]) -> list[str]:
     problems = []
     by_kind: dict[str, dict[str, dict]] = {}
@@ -190,13 +203,7 @@ def check(objects: list[dict]) -> list[str]:
                 )
         if not pod.get("securityContext", {}).get("runAsNonRoot"):
             problems.append(f"{where}: pod does not set runAsNonRoot")
-        for volume in pod.get("volumes", []):
-            if "configMap" in volume and volume["configMap"]["name"] not in config_maps:
-                problems.append(f"{where}: ConfigMap {volume['configMap']['name']} is not rendered")
-            if "secret" in volume and volume["secret"]["secretName"] not in secrets:
-                problems.append(f"{where}: Secret {volume['secret']['secretName']} is unknown")
-            if "persistentVolumeClaim" in volume and volume["persistentVolumeClaim"]["claimName"] not in claims:
-                problems.append(f"{where}: PVC {volume['persistentVolumeClaim']['claimName']} is not rendered")
+        problems += unrendered_volumes(where, pod, config_maps, secrets, claims)
         for container in pod["containers"]:
             cwhere = f"{where} container {container['name']}"
             if container.get("readinessProbe", {}).get("httpGet", {}).get("path") != "/readyz":
@@ -246,13 +253,7 @@ def check(objects: list[dict]) -> list[str]:
         account = pod.get("serviceAccountName")
         if account and account not in accounts:
             problems.append(f"{where}: ServiceAccount {account} is not rendered")
-        for volume in pod.get("volumes", []):
-            if "configMap" in volume and volume["configMap"]["name"] not in config_maps:
-                problems.append(f"{where}: ConfigMap {volume['configMap']['name']} is not rendered")
-            if "secret" in volume and volume["secret"]["secretName"] not in secrets:
-                problems.append(f"{where}: Secret {volume['secret']['secretName']} is unknown")
-            if "persistentVolumeClaim" in volume and volume["persistentVolumeClaim"]["claimName"] not in claims:
-                problems.append(f"{where}: PVC {volume['persistentVolumeClaim']['claimName']} is not rendered")
+        problems += unrendered_volumes(where, pod, config_maps, secrets, claims)
         for container in pod["containers"]:
             resources = container.get("resources", {})
             for kind in ("requests", "limits"):

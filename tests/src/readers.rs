@@ -105,45 +105,37 @@ pub fn spark_footers(reads: &[(LakeRef, Option<u64>)]) -> Vec<Footers> {
         .collect()
 }
 
-/// The latest version of a table's log.
-pub fn table_version(lake: impl Into<LakeRef>, table: &str) -> u64 {
-    let lake = lake.into();
-    let script =
-        "import sys\nfrom deltalake import DeltaTable\nprint(DeltaTable(sys.argv[1]).version())";
-    let uri = format!("{}/{table}", lake.uri.trim_end_matches('/'));
+/// Evaluates `expression` (over `table`, a `deltalake.DeltaTable`) with
+/// the `deltalake` package and returns what it prints as JSON.
+fn delta_table_json(lake: LakeRef, name: &str, expression: &str) -> serde_json::Value {
+    let script = format!(
+        "import json, sys\nfrom deltalake import DeltaTable\ntable = DeltaTable(sys.argv[1])\nprint(json.dumps({expression}))"
+    );
+    let uri = format!("{}/{name}", lake.uri.trim_end_matches('/'));
     let output = Command::new(python())
-        .args([OsStr::new("-c"), OsStr::new(script), OsStr::new(&uri)])
+        .args([OsStr::new("-c"), OsStr::new(&script), OsStr::new(&uri)])
         .envs(s3::vars(&lake.s3_endpoint))
         .output()
         .expect("running deltalake");
     assert!(
         output.status.success(),
-        "reading the version of {uri}: {}",
+        "{expression} on {uri}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8_lossy(&output.stdout)
-        .trim()
-        .parse()
+    serde_json::from_slice(&output.stdout).expect("deltalake's answer as JSON")
+}
+
+/// The latest version of a table's log.
+pub fn table_version(lake: impl Into<LakeRef>, table: &str) -> u64 {
+    delta_table_json(lake.into(), table, "table.version()")
+        .as_u64()
         .expect("a version number")
 }
 
 /// The data files a table's log holds now, as URIs.
 pub fn live_files(lake: impl Into<LakeRef>, table: &str) -> Vec<String> {
-    let lake = lake.into();
-    let script =
-        "import json, sys\nfrom deltalake import DeltaTable\nprint(json.dumps(DeltaTable(sys.argv[1]).file_uris()))";
-    let uri = format!("{}/{table}", lake.uri.trim_end_matches('/'));
-    let output = Command::new(python())
-        .args([OsStr::new("-c"), OsStr::new(script), OsStr::new(&uri)])
-        .envs(s3::vars(&lake.s3_endpoint))
-        .output()
-        .expect("running deltalake");
-    assert!(
-        output.status.success(),
-        "listing the files of {uri}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("file list as JSON")
+    serde_json::from_value(delta_table_json(lake.into(), table, "table.file_uris()"))
+        .expect("a list of file URIs")
 }
 
 impl TestEnv {
