@@ -378,6 +378,18 @@ impl TestEnv {
             .sum()
     }
 
+    /// Publishes the seed article's 234 records (`newsflow-producer replay`
+    /// of tests/fixtures/seed-article.ndjson): footer 16 / 166 / 37.
+    pub fn replay_seed_article(&self) {
+        let fixture = workspace().join("tests/fixtures/seed-article.ndjson");
+        let replay = self.producer(&["replay", fixture.to_str().unwrap()]);
+        assert!(
+            replay.status.success(),
+            "replaying the seed article failed: {}",
+            String::from_utf8_lossy(&replay.stderr)
+        );
+    }
+
     /// Creates this test's topics by publishing the first event of the
     /// generated stream of `seed`. A later `stream` of the same seed starts
     /// with that event again, so it is also a redelivery to count once.

@@ -18,13 +18,7 @@ const ARTICLE: &str = "politik.2026-11-01.russland-nordkorea-buendnis";
 #[test]
 fn the_seed_footer_is_exact_on_s3() {
     let env = TestEnv::on_s3("golden-s3", 3);
-    let fixture = workspace().join("tests/fixtures/seed-article.ndjson");
-    let replay = env.producer(&["replay", fixture.to_str().unwrap()]);
-    assert!(
-        replay.status.success(),
-        "{}",
-        String::from_utf8_lossy(&replay.stderr)
-    );
+    env.replay_seed_article();
     env.consume_until_caught_up();
 
     let footer = &current_totals(&env)[ARTICLE];

@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use newsflow_e2e::{
-    assert_output_invariants, current_totals, engagement_sums, footers_by_reader, lake_sql,
-    workspace, TestEnv,
+    assert_output_invariants, current_totals, engagement_sums, footers_by_reader, lake_sql, TestEnv,
 };
 
 const ARTICLE: &str = "politik.2026-11-01.russland-nordkorea-buendnis";
@@ -14,13 +13,7 @@ const ARTICLE: &str = "politik.2026-11-01.russland-nordkorea-buendnis";
 #[test]
 fn seed_article_footer_is_exact() {
     let env = TestEnv::new("golden", 3);
-    let fixture = workspace().join("tests/fixtures/seed-article.ndjson");
-    let replay = env.producer(&["replay", fixture.to_str().unwrap()]);
-    assert!(
-        replay.status.success(),
-        "replay failed: {}",
-        String::from_utf8_lossy(&replay.stderr)
-    );
+    env.replay_seed_article();
 
     env.consume_until_caught_up();
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use newsflow_e2e::{
     assert_output_invariants, footers_by_every_reader, lake_sql, live_files, read_expected,
-    spark_footers, table_version, wait_for, workspace, Footers, LakeRef, TestEnv,
+    spark_footers, table_version, wait_for, Footers, LakeRef, TestEnv,
 };
 use serde_json::Value;
 
@@ -81,23 +81,13 @@ fn assert_nothing_doubled(lake: impl Into<LakeRef>, when: &str) {
     );
 }
 
-fn replay_seed_article(env: &TestEnv) {
-    let fixture = workspace().join("tests/fixtures/seed-article.ndjson");
-    let replay = env.producer(&["replay", fixture.to_str().unwrap()]);
-    assert!(
-        replay.status.success(),
-        "replay failed: {}",
-        String::from_utf8_lossy(&replay.stderr)
-    );
-}
-
 /// A worker commits a stream while `newsflow-lake compact` swaps its small
 /// files; then every reader reads the oracle's footers, Spark also as of
 /// the version before the last compaction; then vacuum deletes the
 /// replaced files and the old log, and the worker goes on committing.
 fn upkeep_beside_a_worker(env: TestEnv, seed: u64) {
     env.create_topics(seed);
-    replay_seed_article(&env);
+    env.replay_seed_article();
     let worker = env.spawn_worker();
     // About 8 s of events: the two rounds below run while it lasts, and
     // it leaves new small files behind them for the last compaction.
@@ -189,7 +179,7 @@ fn upkeep_beside_a_worker(env: TestEnv, seed: u64) {
 
     // The worker commits on top of the checkpoint-only log: the seed
     // article again is all redelivery, archived but counted once.
-    replay_seed_article(&env);
+    env.replay_seed_article();
     env.wait_until_committed(Duration::from_secs(60));
     worker.terminate();
     let (messages, _) = read_expected(&stream.expected);
