@@ -156,7 +156,15 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
             .set("max.poll.interval.ms", "300000")
             .set("fetch.min.bytes", "65536")
             .set("fetch.wait.max.ms", "100")
-            .set("queued.max.messages.kbytes", "262144");
+            .set("queued.max.messages.kbytes", "262144")
+            // When a partition's prefetch queue is over its threshold,
+            // librdkafka postpones that partition's next fetch by this
+            // long (default 1000 ms). A worker slower than the fetcher hit
+            // the threshold on every partition, emptied its queues long
+            // before the second was up, and waited in poll: 8.3 of 12 s of
+            // an uncompressed 1.5M-event drain (docs/benchmarks.md). 10 ms
+            // keeps the queues topped up.
+            .set("fetch.queue.backoff.ms", "10");
         if let Some(instance) = &settings.kafka.instance_id {
             config.set("group.instance.id", instance);
         }
