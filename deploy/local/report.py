@@ -7,14 +7,16 @@ import os
 import re
 import sys
 
+from pathlib import Path
+
 import duckdb
 import duckdb_extension_delta
 
 lake, page_path = sys.argv[1], sys.argv[2]
 SEED = "politik.2026-11-01.russland-nordkorea-buendnis"
-
-CURRENT = f"""SELECT * FROM delta_scan('{lake}/article_totals')
-QUALIFY row_number() OVER (PARTITION BY article_id ORDER BY version DESC) = 1"""
+# The views analysts use: the tables over delta_scan, and one row per
+# article (deploy/sql/article_footer.sql).
+SQL = Path(__file__).resolve().parents[1] / "sql"
 
 # The extension ships in the duckdb-extension-delta wheel, built for this
 # DuckDB version: no extension server is needed.
@@ -24,9 +26,11 @@ EXTENSION = os.path.join(
 )
 con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
 con.execute(f"LOAD '{EXTENSION}'")
-con.execute(f"CREATE VIEW footer AS {CURRENT}")
+con.execute("SET VARIABLE lake = ?", [lake])
+con.execute((SQL / "duckdb.sql").read_text())
+con.execute((SQL / "article_footer.sql").read_text())
 row = con.execute(
-    "SELECT title, confirming_sources, social_comments, forum_posts FROM footer WHERE article_id = ?", [SEED]
+    "SELECT title, confirming_sources, social_comments, forum_posts FROM article_footer WHERE article_id = ?", [SEED]
 ).fetchone()
 if row is None:
     sys.exit(f"the seed article {SEED} is not in {lake}/article_totals")
@@ -48,10 +52,10 @@ else:
 
 top = con.execute(
     "SELECT article_id, coalesce(title, '(no title yet)'), confirming_sources, social_comments, forum_posts "
-    "FROM footer ORDER BY social_comments + forum_posts DESC, article_id LIMIT 10"
+    "FROM article_footer ORDER BY social_comments + forum_posts DESC, article_id LIMIT 10"
 ).fetchall()
 articles, events = con.execute(
-    f"SELECT (SELECT count(*) FROM footer), (SELECT count(*) FROM delta_scan('{lake}/events'))"
+    "SELECT (SELECT count(*) FROM article_footer), (SELECT count(*) FROM events)"
 ).fetchone()
 print(f"\n  Most-discussed of {articles} articles ({events} archived events):\n")
 print(f"  {'article':<34} {'sources':>7} {'comments':>8} {'posts':>6}  title")
@@ -62,7 +66,13 @@ print(f"""
   Reproduce with DuckDB and its delta extension (INSTALL delta; LOAD delta;
   or the duckdb-extension-delta package), reading through the Delta log:
 
-    {CURRENT.replace(chr(10), chr(10) + '    ')}
-    ORDER BY social_comments + forum_posts DESC LIMIT 10;
+    duckdb -cmd "SET VARIABLE lake = '{lake}'" -cmd ".read deploy/sql/duckdb.sql" \\
+           -cmd ".read deploy/sql/article_footer.sql" \\
+           -c "SELECT * FROM article_footer ORDER BY social_comments + forum_posts DESC LIMIT 10"
+
+  Every flush adds small files; pack them and trim the logs, beside running
+  workers (hourly as a CronJob in production):
+
+    target/release/newsflow-lake maintain
 """)
 sys.exit(0 if (sources, comments, posts) == expected else 1)

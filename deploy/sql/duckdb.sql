@@ -3,7 +3,7 @@
 -- read this file and deploy/sql/article_footer.sql:
 --
 --   duckdb -cmd "SET VARIABLE lake = 'var/lake'" \
---          -c ".read deploy/sql/duckdb.sql" -c ".read deploy/sql/article_footer.sql" \
+--          -cmd ".read deploy/sql/duckdb.sql" -cmd ".read deploy/sql/article_footer.sql" \
 --          -c "SELECT * FROM article_footer ORDER BY social_comments DESC LIMIT 10"
 --
 -- For s3:// create a secret first, e.g.
