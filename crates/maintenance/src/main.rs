@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use newsflow_lake::{CompactionLimits, Lake, LogCheckpoint, TableCompaction, Vacuum};
+use newsflow_lake::{CompactionLimits, Lake};
 use newsflow_settings::Settings;
 use serde_json::{json, Value};
 
@@ -78,77 +78,36 @@ fn compact(lake: &Lake, settings: &Settings) -> anyhow::Result<Value> {
         max_bin_memory: settings.compaction.max_bin_memory,
     };
     let tables = lake.compact(limits).context("compacting")?;
-    for t in &tables {
-        tracing::info!(
-            table = t.table,
-            files_before = t.files_before,
-            files_after = t.files_after,
-            bytes_read = t.bytes_read,
-            bytes_written = t.bytes_written,
-            conflicts = t.conflicts,
-            seconds = t.seconds,
-            "compacted"
-        );
-    }
+    log_each("compacted", &tables)?;
     Ok(json!({
         "target_file_size": limits.target_file_size,
         "max_bin_memory": limits.max_bin_memory,
-        "tables": tables.iter().map(compaction_json).collect::<Vec<_>>(),
+        "tables": tables,
     }))
 }
 
-fn compaction_json(t: &TableCompaction) -> Value {
-    json!({
-        "table": t.table,
-        "files_before": t.files_before,
-        "bytes_before": t.bytes_before,
-        "files_after": t.files_after,
-        "bytes_after": t.bytes_after,
-        "files_removed": t.files_removed,
-        "bytes_read": t.bytes_read,
-        "files_written": t.files_written,
-        "bytes_written": t.bytes_written,
-        "commits": t.commits,
-        "conflicts": t.conflicts,
-        "bins_abandoned": t.bins_abandoned,
-        "seconds": t.seconds,
-    })
-}
-
 fn checkpoint(lake: &Lake) -> anyhow::Result<Value> {
-    let written: Vec<LogCheckpoint> = lake.checkpoint_logs().context("writing log checkpoints")?;
-    Ok(Value::Array(
-        written
-            .iter()
-            .map(|c| json!({"table": c.table, "version": c.version, "written": c.written}))
-            .collect(),
-    ))
+    let written = lake.checkpoint_logs().context("writing log checkpoints")?;
+    Ok(serde_json::to_value(written)?)
 }
 
 fn vacuum(lake: &Lake, settings: &Settings) -> anyhow::Result<Value> {
     let retention = settings.vacuum.retention;
     let log_retention = settings.vacuum.log_retention;
-    let done: Vacuum = lake.vacuum(retention, log_retention).context("vacuuming")?;
-    for t in &done.tables {
-        tracing::info!(
-            table = t.table,
-            data_files_deleted = t.data_files_deleted,
-            bytes_deleted = t.bytes_deleted,
-            data_files_kept = t.data_files_kept,
-            log_files_deleted = t.log_files_deleted,
-            "vacuumed"
-        );
-    }
+    let done = lake.vacuum(retention, log_retention).context("vacuuming")?;
+    log_each("vacuumed", &done.tables)?;
     Ok(json!({
         "retention": humantime::format_duration(retention).to_string(),
         "log_retention": humantime::format_duration(log_retention).to_string(),
-        "tables": done.tables.iter().map(|t| json!({
-            "table": t.table,
-            "data_files_deleted": t.data_files_deleted,
-            "bytes_deleted": t.bytes_deleted,
-            "data_files_kept": t.data_files_kept,
-            "log_files_deleted": t.log_files_deleted,
-        })).collect::<Vec<_>>(),
+        "tables": done.tables,
         "shard_files_deleted": done.shard_files.files_deleted,
     }))
+}
+
+/// One log line per table with its report, the same fields as the JSON.
+fn log_each<T: serde::Serialize>(what: &str, tables: &[T]) -> anyhow::Result<()> {
+    for table in tables {
+        tracing::info!(report = %serde_json::to_string(table)?, "{what}");
+    }
+    Ok(())
 }

@@ -22,7 +22,7 @@ use delta_kernel::transaction::{CommitResult, UpdateTableOperation};
 use object_store::path::Path as ObjectPath;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::live_files::{by_partition, live_files, path_set, removals, typed_partition, LiveFile};
+use super::live_files::{by_partition, file_rows, live_files, typed_partition, LiveFile};
 use crate::data_files::{store_streamed_data_file, Layout, COMPACTED_ROW_GROUP_ROWS};
 use crate::datasets::Dataset;
 use crate::delta::{Engine, Table, ENGINE_INFO};
@@ -36,7 +36,7 @@ const MAX_CONFLICTS: u32 = 100;
 const MAX_RETRIES: u32 = 5;
 
 /// What compaction did to one table.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct TableCompaction {
     /// The table's folder name.
     pub table: &'static str,
@@ -199,10 +199,13 @@ fn read_group(
 ) -> Result<(Vec<LiveFile>, Vec<RecordBatch>), Error> {
     let mut group = Vec::new();
     let mut inputs = Vec::new();
+    let mut decoded = 0;
     while let Some(file) = files.next() {
-        inputs.extend(read_file(store, table, &file)?);
+        let batches = read_file(store, table, &file)?;
+        decoded += decoded_bytes(&batches);
+        inputs.extend(batches);
         group.push(file);
-        if decoded_bytes(&inputs) >= budget || files.peek().is_none() {
+        if decoded >= budget || files.peek().is_none() {
             break;
         }
     }
@@ -355,7 +358,8 @@ fn swap(
     let mut landed = Vec::new();
     loop {
         let snapshot = table.refresh(engine)?;
-        let live = path_set(&live_files(engine, &snapshot)?);
+        let rows = file_rows(engine, &snapshot)?;
+        let live = rows.paths();
         let (done, pending): (Vec<Rewrite>, Vec<Rewrite>) =
             rewrites.into_iter().partition(|r| live.contains(&r.path));
         if !done.is_empty() {
@@ -382,7 +386,7 @@ fn swap(
             .iter()
             .flat_map(|r| r.removed.iter().map(|f| f.path.as_str()))
             .collect();
-        let (removes, found) = removals(engine, &snapshot, &paths)?;
+        let (removes, found) = rows.removals(&paths)?;
         if found != paths.len() {
             return Err(Error::Inconsistent(format!(
                 "{}: {found} of {} files to remove are in the snapshot they were just found in",

@@ -56,21 +56,27 @@ pub(crate) fn live_files(engine: &Engine, snapshot: &SnapshotRef) -> Result<Vec<
     Ok(files)
 }
 
-/// The remove actions for `paths` at `snapshot`, and how many of `paths`
-/// the snapshot still holds. A caller that finds fewer than it asked for
-/// knows another writer removed some in between.
-pub(crate) fn removals(
-    engine: &Engine,
-    snapshot: &SnapshotRef,
-    paths: &HashSet<&str>,
-) -> Result<(Vec<FilteredEngineData>, usize), Error> {
+/// The file rows of one scan of a table version, kept to turn some of them
+/// into remove actions: one read of the log answers both "which files are
+/// live" and "remove these".
+pub(crate) struct FileRows {
+    parts: Vec<FileRowsPart>,
+}
+
+struct FileRowsPart {
+    data: Box<dyn delta_kernel::EngineData>,
+    /// Per row: its path if the scan selected it.
+    paths: Vec<Option<String>>,
+}
+
+/// The file rows of the table at `snapshot`.
+pub(crate) fn file_rows(engine: &Engine, snapshot: &SnapshotRef) -> Result<FileRows, Error> {
     let scan = snapshot
         .clone()
         .scan_builder()
         .build()
         .map_err(kernel("planning a scan"))?;
-    let mut selected = Vec::new();
-    let mut found = 0;
+    let mut parts = Vec::new();
     for metadata in scan
         .scan_metadata(engine)
         .map_err(kernel("reading the file list"))?
@@ -81,7 +87,7 @@ pub(crate) fn removals(
             .any_ref()
             .downcast_ref::<ArrowEngineData>()
             .ok_or_else(|| Error::Delta {
-                context: "selecting files to remove",
+                context: "reading the file list",
                 message: "the engine returned scan files that are not Arrow data".into(),
             })?
             .record_batch();
@@ -89,27 +95,55 @@ pub(crate) fn removals(
             .column_by_name("path")
             .and_then(|c| c.as_any().downcast_ref::<StringArray>())
             .ok_or_else(|| Error::Delta {
-                context: "selecting files to remove",
+                context: "reading the file list",
                 message: "scan files without a string `path` column".into(),
             })?;
         // A selection vector shorter than the data selects the rest.
-        let keep: Vec<bool> = (0..batch.num_rows())
+        let paths = (0..batch.num_rows())
             .map(|row| {
-                selection.get(row).copied().unwrap_or(true)
-                    && path_column.is_valid(row)
-                    && paths.contains(path_column.value(row))
+                (selection.get(row).copied().unwrap_or(true) && path_column.is_valid(row))
+                    .then(|| path_column.value(row).to_string())
             })
             .collect();
-        let count = keep.iter().filter(|k| **k).count();
-        if count > 0 {
-            found += count;
-            selected.push(
-                FilteredEngineData::try_new(data, keep)
-                    .map_err(kernel("selecting files to remove"))?,
-            );
-        }
+        parts.push(FileRowsPart { data, paths });
     }
-    Ok((selected, found))
+    Ok(FileRows { parts })
+}
+
+impl FileRows {
+    /// The paths of the version's files.
+    pub fn paths(&self) -> HashSet<String> {
+        self.parts
+            .iter()
+            .flat_map(|part| part.paths.iter().flatten().cloned())
+            .collect()
+    }
+
+    /// The remove actions for `paths`, and how many of them the version
+    /// holds.
+    pub fn removals(
+        self,
+        paths: &HashSet<&str>,
+    ) -> Result<(Vec<FilteredEngineData>, usize), Error> {
+        let mut selected = Vec::new();
+        let mut found = 0;
+        for part in self.parts {
+            let keep: Vec<bool> = part
+                .paths
+                .iter()
+                .map(|path| path.as_deref().is_some_and(|p| paths.contains(p)))
+                .collect();
+            let count = keep.iter().filter(|k| **k).count();
+            if count > 0 {
+                found += count;
+                selected.push(
+                    FilteredEngineData::try_new(part.data, keep)
+                        .map_err(kernel("selecting files to remove"))?,
+                );
+            }
+        }
+        Ok((selected, found))
+    }
 }
 
 /// Groups `files` by their partition values.

@@ -15,7 +15,7 @@ pub use vacuum::{ShardFilesVacuum, TableVacuum};
 use crate::{Error, Lake};
 
 /// A log checkpoint written (or found) for one table.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct LogCheckpoint {
     /// The table's folder name.
     pub table: &'static str,
@@ -26,7 +26,7 @@ pub struct LogCheckpoint {
 }
 
 /// What one vacuum did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Vacuum {
     /// Per table.
     pub tables: Vec<TableVacuum>,
@@ -90,8 +90,10 @@ impl Lake {
         let log_cutoff = vacuum::cutoff(now, log_retention);
         let mut report = Vacuum::default();
         for table in tables {
-            let mut table_report = vacuum::vacuum_data_files(store, engine, table, files_cutoff)?;
-            table_report.log_files_deleted = vacuum::expire_log(store, table, log_cutoff)?;
+            let listing = vacuum::log_listing(store, table)?;
+            let mut table_report =
+                vacuum::vacuum_data_files(store, engine, table, &listing, files_cutoff)?;
+            table_report.log_files_deleted = vacuum::expire_log(store, &listing, log_cutoff)?;
             report.tables.push(table_report);
         }
         report.shard_files = vacuum::vacuum_shard_files(store, engine, tables, files_cutoff)?;

@@ -30,7 +30,7 @@ use crate::store::Store;
 use crate::Error;
 
 /// What vacuum did to one table.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TableVacuum {
     /// The table's folder name.
     pub table: &'static str,
@@ -47,7 +47,7 @@ pub struct TableVacuum {
 }
 
 /// What vacuum did to the shards' files.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ShardFilesVacuum {
     /// Claims and checkpoints deleted.
     pub files_deleted: u64,
@@ -72,8 +72,12 @@ fn older_than(meta: &ObjectMeta, cutoff: SystemTime) -> bool {
     SystemTime::from(meta.last_modified) < cutoff
 }
 
-/// The object listing of the table's log: version → its files.
-fn log_listing(store: &Store, table: &Table) -> Result<BTreeMap<u64, Vec<ObjectMeta>>, Error> {
+/// The object listing of a table's log: version → its files.
+pub(crate) type LogListing = BTreeMap<u64, Vec<ObjectMeta>>;
+
+/// Lists the table's log once, for both what vacuum opens and what it
+/// expires.
+pub(crate) fn log_listing(store: &Store, table: &Table) -> Result<LogListing, Error> {
     let prefix = store.path(&format!("{}/_delta_log/", table.dataset.name()));
     let mut versions: BTreeMap<u64, Vec<ObjectMeta>> = BTreeMap::new();
     for meta in store.list_all(prefix)? {
@@ -99,8 +103,11 @@ fn is_checkpoint(meta: &ObjectMeta) -> bool {
 /// Deletes the log entries before the newest log checkpoint whose commit
 /// is older than `cutoff`: every version from that checkpoint on (which
 /// includes every version of the retention) can still be opened.
-pub(crate) fn expire_log(store: &Store, table: &Table, cutoff: SystemTime) -> Result<u64, Error> {
-    let listing = log_listing(store, table)?;
+pub(crate) fn expire_log(
+    store: &Store,
+    listing: &LogListing,
+    cutoff: SystemTime,
+) -> Result<u64, Error> {
     let Some(keep_from) = listing
         .iter()
         .filter(|(_, files)| {
@@ -125,12 +132,12 @@ pub(crate) fn expire_log(store: &Store, table: &Table, cutoff: SystemTime) -> Re
 }
 
 /// The version that was the latest at `cutoff`, if the table had one.
-fn version_at(store: &Store, table: &Table, cutoff: SystemTime) -> Result<Option<u64>, Error> {
-    Ok(log_listing(store, table)?
+fn version_at(listing: &LogListing, cutoff: SystemTime) -> Option<u64> {
+    listing
         .iter()
         .filter(|(_, files)| files.iter().any(|f| is_commit(f) && older_than(f, cutoff)))
         .map(|(version, _)| *version)
-        .next_back())
+        .next_back()
 }
 
 /// Deletes the data files of `table` that no reader within the retention
@@ -139,6 +146,7 @@ pub(crate) fn vacuum_data_files(
     store: &Store,
     engine: &Engine,
     table: &Table,
+    listing: &LogListing,
     cutoff: SystemTime,
 ) -> Result<TableVacuum, Error> {
     let mut report = TableVacuum {
@@ -158,7 +166,7 @@ pub(crate) fn vacuum_data_files(
         .collect();
     let snapshot = table.refresh(engine)?;
     let live_now = path_set(&live_files(engine, &snapshot)?);
-    let live_then = match version_at(store, table, cutoff)? {
+    let live_then = match version_at(listing, cutoff) {
         Some(version) => {
             let then = Snapshot::builder_for(table.url.as_str())
                 .at_version(version)
