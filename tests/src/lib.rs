@@ -789,17 +789,26 @@ fn run_python(
     what: &str,
     vars: &[(String, String)],
 ) -> Vec<Vec<serde_json::Value>> {
-    let output = Command::new(python())
-        .args(args)
-        .envs(vars.iter().cloned())
+    let stdout = stdout_of(
+        Command::new(python()).args(args).envs(vars.iter().cloned()),
+        &format!("DuckDB on {what}"),
+    );
+    serde_json::from_slice(&stdout).expect("DuckDB rows as JSON")
+}
+
+/// Runs `command` to completion, fails the test naming `what` (with the
+/// command's stderr) unless it succeeds, and returns its stdout.
+pub(crate) fn stdout_of(command: &mut Command, what: &str) -> Vec<u8> {
+    let output = command
         .output()
-        .expect("running DuckDB");
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
     assert!(
         output.status.success(),
-        "DuckDB failed on {what}: {}",
+        "{what} failed ({}): {}",
+        output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    serde_json::from_slice(&output.stdout).expect("DuckDB rows as JSON")
+    output.stdout
 }
 
 /// Whether a local table has any committed data file yet.

@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::{python, s3, workspace, LakeRef, TestEnv};
+use crate::{python, s3, stdout_of, workspace, LakeRef, TestEnv};
 
 /// Footers per article: (sources, comments, posts).
 pub type Footers = BTreeMap<String, (i64, i64, i64)>;
@@ -32,18 +32,13 @@ fn parse(stdout: &[u8], what: &str) -> BTreeMap<String, Footers> {
 pub fn footers_by_every_reader(lake: impl Into<LakeRef>) -> BTreeMap<String, Footers> {
     let lake = lake.into();
     let script = workspace().join("tests/python/readers.py");
-    let output = Command::new(python())
-        .args([script.as_os_str(), OsStr::new(&lake.uri)])
-        .envs(s3::vars(&lake.s3_endpoint))
-        .output()
-        .expect("running the readers");
-    assert!(
-        output.status.success(),
-        "the readers failed on {}: {}",
-        lake.uri,
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = stdout_of(
+        Command::new(python())
+            .args([script.as_os_str(), OsStr::new(&lake.uri)])
+            .envs(s3::vars(&lake.s3_endpoint)),
+        &format!("the readers on {}", lake.uri),
     );
-    parse(&output.stdout, "the readers' footers")
+    parse(&stdout, "the readers' footers")
 }
 
 fn spark_python() -> PathBuf {
@@ -63,17 +58,13 @@ fn spark_python() -> PathBuf {
 /// and optionally the `article_totals` version to travel back to. One
 /// Spark session serves them all. Returns them in the order asked.
 pub fn spark_footers(reads: &[(LakeRef, Option<u64>)]) -> Vec<Footers> {
-    let jars = Command::new("bash")
-        .arg(workspace().join("deploy/local/spark.sh"))
-        .arg("jars")
-        .output()
-        .expect("running deploy/local/spark.sh");
-    assert!(
-        jars.status.success(),
-        "fetching Spark's jars failed: {}",
-        String::from_utf8_lossy(&jars.stderr)
+    let jars = stdout_of(
+        Command::new("bash")
+            .arg(workspace().join("deploy/local/spark.sh"))
+            .arg("jars"),
+        "fetching Spark's jars",
     );
-    let jars = String::from_utf8(jars.stdout).expect("jar paths");
+    let jars = String::from_utf8(jars).expect("jar paths");
     let specs: Vec<String> = reads
         .iter()
         .map(|(lake, version)| match version {
@@ -86,19 +77,15 @@ pub fn spark_footers(reads: &[(LakeRef, Option<u64>)]) -> Vec<Footers> {
         .map(|(lake, _)| lake.s3_endpoint.clone())
         .next()
         .unwrap_or_else(s3::endpoint);
-    let output = Command::new(spark_python())
-        .arg(workspace().join("tests/python/spark_readers.py"))
-        .arg(jars.trim())
-        .args(&specs)
-        .envs(s3::vars(&endpoint))
-        .output()
-        .expect("running Spark");
-    assert!(
-        output.status.success(),
-        "Spark failed on {specs:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = stdout_of(
+        Command::new(spark_python())
+            .arg(workspace().join("tests/python/spark_readers.py"))
+            .arg(jars.trim())
+            .args(&specs)
+            .envs(s3::vars(&endpoint)),
+        &format!("Spark on {specs:?}"),
     );
-    let mut by_spec = parse(&output.stdout, "Spark's footers");
+    let mut by_spec = parse(&stdout, "Spark's footers");
     specs
         .iter()
         .map(|spec| by_spec.remove(spec).unwrap_or_default())
@@ -112,17 +99,13 @@ fn delta_table_json(lake: LakeRef, name: &str, expression: &str) -> serde_json::
         "import json, sys\nfrom deltalake import DeltaTable\ntable = DeltaTable(sys.argv[1])\nprint(json.dumps({expression}))"
     );
     let uri = format!("{}/{name}", lake.uri.trim_end_matches('/'));
-    let output = Command::new(python())
-        .args([OsStr::new("-c"), OsStr::new(&script), OsStr::new(&uri)])
-        .envs(s3::vars(&lake.s3_endpoint))
-        .output()
-        .expect("running deltalake");
-    assert!(
-        output.status.success(),
-        "{expression} on {uri}: {}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = stdout_of(
+        Command::new(python())
+            .args([OsStr::new("-c"), OsStr::new(&script), OsStr::new(&uri)])
+            .envs(s3::vars(&lake.s3_endpoint)),
+        &format!("deltalake's {expression} on {uri}"),
     );
-    serde_json::from_slice(&output.stdout).expect("deltalake's answer as JSON")
+    serde_json::from_slice(&stdout).expect("deltalake's answer as JSON")
 }
 
 /// The latest version of a table's log.
@@ -142,21 +125,16 @@ impl TestEnv {
     /// Runs `newsflow-lake COMMAND` against this test's lake with extra
     /// settings, asserts it succeeds, and returns its JSON report.
     pub fn lake_job(&self, command: &str, extra_env: &[(&str, &str)]) -> serde_json::Value {
-        let output = self
-            .command("newsflow-lake")
-            .arg(command)
-            .envs(extra_env.iter().copied())
-            .output()
-            .expect("running newsflow-lake");
-        assert!(
-            output.status.success(),
-            "newsflow-lake {command} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
+        let stdout = stdout_of(
+            self.command("newsflow-lake")
+                .arg(command)
+                .envs(extra_env.iter().copied()),
+            &format!("newsflow-lake {command}"),
         );
-        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        serde_json::from_slice(&stdout).unwrap_or_else(|e| {
             panic!(
                 "newsflow-lake {command} printed no JSON report ({e}): {}",
-                String::from_utf8_lossy(&output.stdout)
+                String::from_utf8_lossy(&stdout)
             )
         })
     }

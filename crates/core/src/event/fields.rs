@@ -53,12 +53,17 @@ pub(super) fn optional_string(
     }
 }
 
-pub(super) fn bounded(
-    value: String,
+/// A required string field of `min` to `max` characters.
+pub(super) fn required_bounded(
+    raw: Option<&RawValue>,
     field: &str,
     min: usize,
     max: usize,
 ) -> Result<String, Rejection> {
+    bounded(required_string(raw, field)?, field, min, max)
+}
+
+fn bounded(value: String, field: &str, min: usize, max: usize) -> Result<String, Rejection> {
     let chars = value.chars().count();
     if chars < min || chars > max {
         return Err(Rejection::new(

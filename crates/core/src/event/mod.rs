@@ -15,7 +15,7 @@ mod fields;
 mod rejection;
 
 pub use fields::check_article_id;
-use fields::{bounded, optional_string, required, required_string, truncate, wrong_type};
+use fields::{optional_string, required, required_bounded, required_string, truncate, wrong_type};
 pub use rejection::{RejectReason, Rejection};
 
 /// The schema version this build understands.
@@ -326,42 +326,22 @@ pub fn decode_unkeyed(value: &[u8], limits: &DecodeLimits) -> Result<Event, Reje
 fn body(event_type: EventType, wire: &Wire<'_>) -> Result<EventBody, Rejection> {
     Ok(match event_type {
         EventType::ArticlePublished => EventBody::ArticlePublished {
-            title: bounded(
-                required_string(wire.title, "title")?,
-                "title",
-                0,
-                MAX_TITLE_CHARS,
-            )?,
-            url: bounded(required_string(wire.url, "url")?, "url", 1, MAX_TEXT_CHARS)?,
+            title: required_bounded(wire.title, "title", 0, MAX_TITLE_CHARS)?,
+            url: required_bounded(wire.url, "url", 1, MAX_TEXT_CHARS)?,
             section: optional_string(wire.section, "section")?,
             language: optional_string(wire.language, "language")?,
             author: optional_string(wire.author, "author")?,
         },
         EventType::SourceConfirmed => EventBody::SourceConfirmed {
-            source_id: bounded(
-                required_string(wire.source_id, "source_id")?,
-                "source_id",
-                1,
-                MAX_SOURCE_ID_CHARS,
-            )?,
+            source_id: required_bounded(wire.source_id, "source_id", 1, MAX_SOURCE_ID_CHARS)?,
             source_url: optional_string(wire.source_url, "source_url")?,
         },
         EventType::SocialComment => EventBody::SocialComment {
-            platform: bounded(
-                required_string(wire.platform, "platform")?,
-                "platform",
-                1,
-                MAX_TEXT_CHARS,
-            )?,
+            platform: required_bounded(wire.platform, "platform", 1, MAX_TEXT_CHARS)?,
             author_id: optional_string(wire.author_id, "author_id")?,
         },
         EventType::ForumPost => EventBody::ForumPost {
-            forum: bounded(
-                required_string(wire.forum, "forum")?,
-                "forum",
-                1,
-                MAX_TEXT_CHARS,
-            )?,
+            forum: required_bounded(wire.forum, "forum", 1, MAX_TEXT_CHARS)?,
             thread_id: optional_string(wire.thread_id, "thread_id")?,
             author_id: optional_string(wire.author_id, "author_id")?,
         },
