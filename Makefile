@@ -7,7 +7,7 @@ SPARK_PYTHON := $(CURDIR)/.venv-spark/bin/python
 KAFKA   := bash deploy/local/kafka.sh
 S3      := bash deploy/local/s3.sh
 
-.PHONY: help demo test chaos fuzz bench bench-lake bench-ingest bench-compaction bench-commits bench-micro build release deps deps-test venv venv-spark kafka-up kafka-down kafka-status s3-up s3-down s3-status check-deploy lint fmt clippy reset clean
+.PHONY: help demo test chaos fuzz bench bench-lake bench-ingest bench-compaction bench-commits bench-micro build build-tests release deps deps-test venv venv-spark kafka-up kafka-down kafka-status s3-up s3-down s3-status check-deploy lint fmt clippy reset clean
 
 help: ## list every target with what it does (this text)
 	@awk 'BEGIN { FS = ":[^#]*## " } /^[a-z0-9-]+:.*## / { printf "make %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -53,6 +53,13 @@ s3-status: ## does the local S3 API server answer?
 build: ## debug build of the binaries
 	$(CARGO) build --workspace --bins
 
+# The tests run the binaries as processes; one cargo call builds those and
+# every test target, so dependencies compile once with one feature set (the
+# dev-dependencies add features to serde_json, regex and others, and a
+# separate `cargo build --bins` compiled each of their dependents twice).
+build-tests:
+	$(CARGO) build --workspace --all-targets
+
 release: ## release build of the binaries
 	$(CARGO) build --release --bins
 
@@ -61,7 +68,7 @@ demo: deps venv kafka-up release ## build, start Kafka, publish the seed article
 
 # The binaries are built first because the end-to-end tests run them as
 # separate processes (workers are killed, restarted and scaled like pods).
-test: deps deps-test venv venv-spark kafka-up s3-up build check-deploy ## every test, against a real Kafka broker and S3 API server (started if none runs)
+test: deps deps-test venv venv-spark kafka-up s3-up build-tests check-deploy ## every test, against a real Kafka broker and S3 API server (started if none runs)
 	NEWSFLOW_PYTHON=$(PYTHON) NEWSFLOW_SPARK_PYTHON=$(SPARK_PYTHON) $(CARGO) test --workspace
 
 # The crash-recovery tests (local and s3://) with a larger stream and many
@@ -70,7 +77,7 @@ test: deps deps-test venv venv-spark kafka-up s3-up build check-deploy ## every 
 CHAOS_EVENTS  ?= 1000000
 CHAOS_KILLS   ?= 30
 CHAOS_FREEZES ?= 10
-chaos: deps deps-test venv kafka-up s3-up build ## crash tests at scale, local and s3:// (CHAOS_EVENTS, CHAOS_KILLS, CHAOS_FREEZES)
+chaos: deps deps-test venv kafka-up s3-up build-tests ## crash tests at scale, local and s3:// (CHAOS_EVENTS, CHAOS_KILLS, CHAOS_FREEZES)
 	NEWSFLOW_PYTHON=$(PYTHON) NEWSFLOW_CHAOS_EVENTS=$(CHAOS_EVENTS) NEWSFLOW_CHAOS_KILLS=$(CHAOS_KILLS) \
 	  NEWSFLOW_CHAOS_FREEZES=$(CHAOS_FREEZES) \
 	  $(CARGO) test -p newsflow-e2e --test crash_recovery --test delta_lake -- \
