@@ -4,11 +4,14 @@
 //! rest is the message value.
 //!
 //! Properties: no panic, no allocation beyond libFuzzer's limit (set by
-//! `make fuzz`), and every accepted event obeys the contract's rules.
+//! `make fuzz`), the fast path of decoding answers exactly as the general
+//! parser does, and every accepted event obeys the contract's rules.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use newsflow_core::event::{check_article_id, decode_unkeyed};
+use newsflow_core::event::{
+    check_article_id, decode_unkeyed, decode_unkeyed_fast, decode_unkeyed_general,
+};
 use newsflow_core::time::{DAY, SECOND};
 use newsflow_core::{decode, CountingRules, DecodeLimits, Shard};
 
@@ -24,6 +27,11 @@ fuzz_target!(|data: &[u8]| {
     };
 
     let unkeyed = decode_unkeyed(value, &limits);
+    let general = decode_unkeyed_general(value, &limits);
+    assert_eq!(unkeyed, general);
+    if let Some(event) = decode_unkeyed_fast(value, &limits) {
+        assert_eq!(Ok(event), general, "the fast path must only accept as the general parser does");
+    }
     let keyed = decode(key, value, &limits);
     if let Ok(event) = &keyed {
         // A keyed message that passes is one whose key is its article id.

@@ -6,8 +6,6 @@
 // criterion_group! defines an undocumented public function.
 #![allow(missing_docs)]
 
-use std::sync::Arc;
-
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use newsflow_core::{decode, Shard};
 use newsflow_lake::{
@@ -68,39 +66,45 @@ fn count(c: &mut Criterion) {
 fn encode(c: &mut Criterion) {
     let limits = newsflow_settings::defaults().decode_limits();
     let lines = lines();
-    let topic: Arc<str> = "news.comments".into();
-    let rows: Vec<EventRow> = (0..20)
+    // Owned records, archived anew for each flush.
+    let records: Vec<(String, newsflow_core::Event, &str, i64)> = (0..20)
         .flat_map(|copy| {
-            let topic = topic.clone();
             lines.iter().enumerate().map(move |(i, line)| {
                 let event = newsflow_core::event::decode_unkeyed(line.as_bytes(), &limits).unwrap();
-                EventRow {
-                    event_id: format!("{}-{copy}", event.event_id),
-                    event_type: event.event_type(),
-                    article_id: event.article_id,
-                    occurred_at: event.occurred_at,
-                    topic: topic.clone(),
-                    partition: 0,
-                    offset: (copy * 1000 + i) as i64,
-                    payload: line.to_string(),
-                }
+                let event_id = format!("{}-{copy}", event.event_id);
+                (event_id, event, *line, (copy * 1000 + i) as i64)
             })
         })
         .collect();
+    let archive = || {
+        records
+            .iter()
+            .map(|(event_id, event, line, offset)| EventRow {
+                event_id,
+                event_type: event.event_type(),
+                article_id: &event.article_id,
+                occurred_at: event.occurred_at,
+                topic: "news.comments",
+                partition: 0,
+                offset: *offset,
+                payload: line,
+            })
+            .collect()
+    };
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open(&dir.path().display().to_string(), &Default::default()).unwrap();
     let restored = lake.restore(0).unwrap();
     let (mut committed, mut next_seq) = (restored.committed, restored.next_seq);
     let state = Shard::new(newsflow_settings::defaults().counting_rules());
     let mut group = c.benchmark_group("encode");
-    group.throughput(Throughput::Elements(rows.len() as u64));
+    group.throughput(Throughput::Elements(records.len() as u64));
     group.sample_size(20);
     group.bench_function("events table, one flush written and committed", |b| {
         b.iter_batched(
             || FlushBatch {
                 totals: Vec::new(),
                 engagement: Vec::new(),
-                events: rows.clone(),
+                events: archive(),
             },
             |batch| {
                 let checkpoint =

@@ -9,7 +9,7 @@
 //! commit, and commit latency percentiles (retries included), per table.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use newsflow_core::{EventType, Shard};
@@ -97,16 +97,18 @@ fn writer(
             batch: FlushBatch {
                 totals: drained.totals,
                 engagement: drained.engagement,
-                events: vec![EventRow {
-                    event_id: event.event_id.clone(),
+                events: [EventRow {
+                    event_id: &event.event_id,
                     event_type: EventType::SocialComment,
-                    article_id: event.article_id.clone(),
+                    article_id: &event.article_id,
                     occurred_at: event.occurred_at,
-                    topic: Arc::from("race"),
+                    topic: "race",
                     partition: shard,
                     offset,
-                    payload: line,
-                }],
+                    payload: &line,
+                }]
+                .into_iter()
+                .collect(),
             },
             evicted: drained.evicted,
         };

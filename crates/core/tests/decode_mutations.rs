@@ -3,8 +3,13 @@
 //! truncated) many thousand times, go through decoding and counting. Nothing
 //! may panic, and whatever is accepted obeys the contract's rules. The
 //! open-ended search is `make fuzz` (cargo-fuzz, libFuzzer).
+//!
+//! Every input also goes through the general parser alone: the fast path
+//! of decoding must give exactly its answer, event or rejection.
 
-use newsflow_core::event::{check_article_id, decode_unkeyed};
+use newsflow_core::event::{
+    check_article_id, decode_unkeyed, decode_unkeyed_fast, decode_unkeyed_general,
+};
 use newsflow_core::{decode, Shard};
 
 mod common;
@@ -74,6 +79,7 @@ fn mutated_events_never_panic_and_accepted_ones_obey_the_rules() {
     let limits = common::LIMITS;
     let mut rng = Rng::new(0x5EED);
     let mut accepted = 0;
+    let mut fast = 0;
     let mut shard = Shard::new(common::rules());
     for iteration in 0..200_000 {
         let mut input = seeds[rng.below(seeds.len())].to_vec();
@@ -85,6 +91,22 @@ fn mutated_events_never_panic_and_accepted_ones_obey_the_rules() {
                 String::from_utf8_lossy(&input)
             );
         };
+        let general = decode_unkeyed_general(&input, &limits);
+        assert_eq!(
+            result,
+            general,
+            "iteration {iteration}: decoding and the general parser differ on {:?}",
+            String::from_utf8_lossy(&input)
+        );
+        if let Some(event) = decode_unkeyed_fast(&input, &limits) {
+            fast += 1;
+            assert_eq!(
+                Ok(event),
+                general,
+                "iteration {iteration}: the fast path accepted what the general parser did not, or differently: {:?}",
+                String::from_utf8_lossy(&input)
+            );
+        }
         if let Ok(event) = result {
             accepted += 1;
             assert!(
@@ -108,5 +130,6 @@ fn mutated_events_never_panic_and_accepted_ones_obey_the_rules() {
         accepted > 1_000,
         "only {accepted} mutated events were valid"
     );
+    assert!(fast > 1_000, "only {fast} events took the fast path");
     shard.drain(i64::MAX / 2, true, 1);
 }

@@ -9,13 +9,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-};
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use newsflow_core::time::DAY;
-use newsflow_core::{EngagementRow, EventType, Micros, TotalsRow};
+use newsflow_core::{EngagementRow, Micros, TotalsRow};
 
+use crate::archive::ArchivedEvents;
 use crate::Error;
 
 /// One of the three datasets.
@@ -84,27 +83,6 @@ impl Dataset {
     }
 }
 
-/// One accepted Kafka record, as archived in `events/`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EventRow {
-    /// The event's id.
-    pub event_id: String,
-    /// The event's type.
-    pub event_type: EventType,
-    /// The article it is about.
-    pub article_id: String,
-    /// Event time.
-    pub occurred_at: Micros,
-    /// Source topic.
-    pub topic: Arc<str>,
-    /// Source partition.
-    pub partition: i32,
-    /// Source offset.
-    pub offset: i64,
-    /// The original JSON text.
-    pub payload: String,
-}
-
 /// Everything one flush of one shard writes.
 #[derive(Debug, Default)]
 pub struct FlushBatch {
@@ -112,8 +90,8 @@ pub struct FlushBatch {
     pub totals: Vec<TotalsRow>,
     /// Rows for `article_engagement/`.
     pub engagement: Vec<EngagementRow>,
-    /// Rows for `events/`.
-    pub events: Vec<EventRow>,
+    /// Rows for `events/`, already in columns.
+    pub events: ArchivedEvents,
 }
 
 impl FlushBatch {
@@ -147,11 +125,12 @@ pub(crate) enum PartitionValue {
 /// [`Dataset::partition_columns`].
 pub(crate) type PartitionKey = Vec<PartitionValue>;
 
-fn day_of(t: Micros) -> PartitionValue {
+pub(crate) fn day_of(t: Micros) -> PartitionValue {
     PartitionValue::Date(t.div_euclid(DAY) as i32)
 }
 
 /// One file's worth of rows: its partition values and its record batch.
+#[derive(Clone, Debug)]
 pub(crate) struct PartitionBatch {
     pub key: PartitionKey,
     pub batch: RecordBatch,
@@ -172,19 +151,9 @@ pub(crate) fn partition_batches(
             |r| vec![day_of(r.window_start)],
             engagement_batch,
         ),
-        // Both values come from validated data: the event type is one of
-        // four fixed names and the date is computed by us, so nothing a
-        // sender wrote reaches a path.
-        Dataset::Events => group(
-            &batch.events,
-            |r| {
-                vec![
-                    PartitionValue::Name(r.event_type.as_str()),
-                    day_of(r.occurred_at),
-                ]
-            },
-            events_batch,
-        ),
+        // Built as columns per partition while records arrived (see
+        // `archive.rs`); the batches share their buffers.
+        Dataset::Events => Ok(batch.events.batches.clone()),
     }
 }
 
@@ -319,27 +288,4 @@ pub(crate) fn engagement_batch(rows: &[&EngagementRow]) -> Result<RecordBatch, E
         ts_column(rows.iter().map(|r| r.emitted_at).collect()),
     ];
     batch(Dataset::ArticleEngagement, engagement_schema(), columns)
-}
-
-pub(crate) fn events_batch(rows: &[&EventRow]) -> Result<RecordBatch, Error> {
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.event_id.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.article_id.as_str()),
-        )),
-        ts_column(rows.iter().map(|r| r.occurred_at).collect()),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| &*r.topic),
-        )),
-        Arc::new(Int32Array::from_iter_values(
-            rows.iter().map(|r| r.partition),
-        )),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.offset))),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.payload.as_str()),
-        )),
-    ];
-    batch(Dataset::Events, events_schema(), columns)
 }

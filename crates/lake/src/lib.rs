@@ -19,6 +19,7 @@
 //! number was claimed first). This crate knows nothing about Kafka clients;
 //! offsets are plain numbers.
 
+mod archive;
 mod checkpoint;
 mod data_files;
 mod datasets;
@@ -30,8 +31,9 @@ mod maintenance;
 mod shard_files;
 mod store;
 
+pub use archive::{ArchivedEvents, EventArchive, EventRow};
 pub use checkpoint::{Checkpoint, EncodedCheckpoint};
-pub use datasets::{Dataset, EventRow, FlushBatch, WriteStats};
+pub use datasets::{Dataset, FlushBatch, WriteStats};
 pub use lake::{FlushError, FlushObserver, Lake, Restored, ShardFlush, ShardOutcome};
 pub use maintenance::{
     CompactionLimits, LogCheckpoint, ShardFilesVacuum, TableCompaction, TableVacuum, Vacuum,

@@ -4,7 +4,6 @@
 //! ever overwritten, and a damaged checkpoint is refused by name.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use newsflow_core::event::decode_unkeyed;
 use newsflow_core::{CountingRules, EventType, Shard};
@@ -69,7 +68,7 @@ impl Writer {
 
     /// Counts comments `from..to` and cuts a flush of shard 0.
     fn cut(&mut self, from: i64, to: i64) -> ShardFlush {
-        let mut events = Vec::new();
+        let mut lines = Vec::new();
         for i in from..to {
             let line = format!(
                 r#"{{"schema_version":1,"event_id":"c-{i}","event_type":"social_comment","article_id":"a-1","occurred_at":"2026-11-01T09:{:02}:00Z","platform":"x"}}"#,
@@ -77,17 +76,21 @@ impl Writer {
             );
             let event = decode_unkeyed(line.as_bytes(), &LIMITS).unwrap();
             self.shard.apply(&event);
-            events.push(EventRow {
-                event_id: event.event_id.clone(),
-                event_type: EventType::SocialComment,
-                article_id: event.article_id.clone(),
-                occurred_at: event.occurred_at,
-                topic: Arc::from("t"),
-                partition: 0,
-                offset: i,
-                payload: line,
-            });
+            lines.push((i, event, line));
         }
+        let events = lines
+            .iter()
+            .map(|(i, event, line)| EventRow {
+                event_id: &event.event_id,
+                event_type: EventType::SocialComment,
+                article_id: &event.article_id,
+                occurred_at: event.occurred_at,
+                topic: "t",
+                partition: 0,
+                offset: *i,
+                payload: line,
+            })
+            .collect();
         let drained = self.shard.drain(NOW, true, self.next_seq);
         let offsets = BTreeMap::from([("t".to_string(), to)]);
         let checkpoint =

@@ -307,7 +307,7 @@ fn cut_slot(
     let batch = FlushBatch {
         totals: drained.totals,
         engagement: drained.engagement,
-        events: std::mem::take(&mut slot.events),
+        events: slot.events.finish(),
     };
     if batch.is_empty() && !slot.dirty && drained.evicted.is_empty() {
         return Ok(None);
@@ -349,13 +349,7 @@ fn write_jobs(
     let mut cut: BTreeMap<i32, Cut> = BTreeMap::new();
     let mut flushes = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let occurred = job
-            .flush
-            .batch
-            .events
-            .iter()
-            .map(|e| e.occurred_at)
-            .collect();
+        let occurred = job.flush.batch.events.occurred_at().collect();
         cut.insert(
             job.flush.shard(),
             Cut {

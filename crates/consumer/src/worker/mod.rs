@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use newsflow_core::{ColdArticle, DecodeLimits, EventType, Micros, Shard};
-use newsflow_lake::{EventRow, Lake};
+use newsflow_lake::{EventArchive, Lake};
 use newsflow_settings::Settings;
 use newsflow_telemetry::Metrics;
 use rdkafka::TopicPartitionList;
@@ -41,8 +41,8 @@ struct Slot {
     /// has seen the topic, meaning "from the beginning".
     next: PerTopic<Option<i64>>,
     position: PerTopic<Position>,
-    /// Accepted records waiting for the next flush.
-    events: Vec<EventRow>,
+    /// Accepted records waiting for the next flush, as `events/` columns.
+    events: EventArchive,
     /// Whether offsets moved since the last flush.
     dirty: bool,
     /// When the shard last received a record (processing time), to tell an
@@ -179,7 +179,7 @@ impl Worker {
             next_seq: restored.next_seq,
             next,
             position: PerTopic::from_fn(|_| Position::Unverified),
-            events: Vec::new(),
+            events: EventArchive::default(),
             dirty: false,
             last_record_at: Instant::now(),
             cold_cache: None,

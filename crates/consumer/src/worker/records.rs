@@ -108,19 +108,19 @@ impl Worker {
         // succeeds (and is much cheaper than the lossy conversion, which
         // walks the text in chunks).
         let payload = match std::str::from_utf8(value) {
-            Ok(text) => text.to_owned(),
-            Err(_) => String::from_utf8_lossy(value).into_owned(),
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(value),
         };
         let slot = self.slots.get_mut(&shard).expect("owned");
-        slot.events.push(EventRow {
-            event_id: event.event_id,
+        slot.events.push(&EventRow {
+            event_id: &event.event_id,
             event_type,
-            article_id: event.article_id,
+            article_id: &event.article_id,
             occurred_at: event.occurred_at,
-            topic: self.topics[topic].clone(),
+            topic: &self.topics[topic],
             partition: shard,
             offset,
-            payload,
+            payload: &payload,
         });
         self.buffered += 1;
         self.consumed += 1;
