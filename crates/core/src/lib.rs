@@ -42,7 +42,9 @@ pub mod rows;
 pub mod shard;
 pub mod time;
 
-pub use event::{decode, DecodeLimits, Event, EventBody, EventType, RejectReason, Rejection};
+pub use event::{
+    decode, decode_keeping_text, DecodeLimits, Event, EventBody, EventType, RejectReason, Rejection,
+};
 pub use rng::SplitMix64;
 pub use rows::{EngagementRow, Footer, TotalsRow};
 pub use shard::{Applied, ColdArticle, CountingRules, Drained, Shard, ShardV1};

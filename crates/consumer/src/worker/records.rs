@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use newsflow_core::{decode, Applied, Event, Rejection};
+use newsflow_core::{decode_keeping_text, Applied, Event, Rejection};
 use newsflow_lake::{EventRow, Lake};
 use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Message};
@@ -51,9 +51,9 @@ impl Worker {
         }
         let key = message.key();
         let value = message.payload().unwrap_or_default();
-        match decode(key, value, &self.limits) {
-            Ok(event) => {
-                if !self.count(topic, shard, offset, event, value) {
+        match decode_keeping_text(key, value, &self.limits) {
+            Ok((event, text)) => {
+                if !self.count(topic, shard, offset, event, text) {
                     return;
                 }
             }
@@ -75,7 +75,7 @@ impl Worker {
         shard: i32,
         offset: i64,
         event: Event,
-        value: &[u8],
+        payload: &str,
     ) -> bool {
         let event_type = event.event_type();
         let type_index = event_type_index(event_type);
@@ -104,13 +104,6 @@ impl Worker {
         if applied == Applied::Duplicate {
             self.tally.duplicate[type_index] += 1;
         }
-        // The payload passed validation as UTF-8 text, so the strict check
-        // succeeds (and is much cheaper than the lossy conversion, which
-        // walks the text in chunks).
-        let payload = match std::str::from_utf8(value) {
-            Ok(text) => std::borrow::Cow::Borrowed(text),
-            Err(_) => String::from_utf8_lossy(value),
-        };
         let slot = self.slots.get_mut(&shard).expect("owned");
         slot.events.push(&EventRow {
             event_id: &event.event_id,
@@ -120,7 +113,7 @@ impl Worker {
             topic: &self.topics[topic],
             partition: shard,
             offset,
-            payload: &payload,
+            payload,
         });
         self.buffered += 1;
         self.consumed += 1;

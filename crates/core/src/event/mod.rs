@@ -215,7 +215,19 @@ struct Wire<'a> {
 /// article id itself as the key to validate a line that has no Kafka message
 /// yet (the producer's `replay` does so).
 pub fn decode(key: Option<&[u8]>, value: &[u8], limits: &DecodeLimits) -> Result<Event, Rejection> {
-    let event = decode_unkeyed(value, limits)?;
+    decode_keeping_text(key, value, limits).map(|(event, _)| event)
+}
+
+/// [`decode`], also handing back the value as the UTF-8 text it was
+/// checked to be, for a caller that keeps the text (the worker archives
+/// it) without checking it again.
+pub fn decode_keeping_text<'a>(
+    key: Option<&[u8]>,
+    value: &'a [u8],
+    limits: &DecodeLimits,
+) -> Result<(Event, &'a str), Rejection> {
+    let text = checked_text(value, limits)?;
+    let event = decode_str(text)?;
     match key {
         None => Err(Rejection::new(
             RejectReason::MissingKey,
@@ -229,16 +241,19 @@ pub fn decode(key: Option<&[u8]>, value: &[u8], limits: &DecodeLimits) -> Result
                 event.article_id
             ),
         )),
-        Some(_) => Ok(event),
+        Some(_) => Ok((event, text)),
     }
 }
 
 /// Validates an event that has no Kafka message (and so no key) yet, as the
 /// producer does before it sends a line; the key will be its `article_id`.
 pub fn decode_unkeyed(value: &[u8], limits: &DecodeLimits) -> Result<Event, Rejection> {
-    let text = checked_text(value, limits)?;
-    // Events as producers write them take one pass (`scan.rs`); the rest,
-    // and every rejection, take the general parser below.
+    decode_str(checked_text(value, limits)?)
+}
+
+/// Events as producers write them take one pass (`scan.rs`); the rest, and
+/// every rejection, take the general parser.
+fn decode_str(text: &str) -> Result<Event, Rejection> {
     match scan::simple_event(text) {
         Some(event) => Ok(event),
         None => decode_text(text),

@@ -246,16 +246,18 @@ impl<'a> Reader<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
         let start = self.at;
-        loop {
-            match self.next()? {
-                b'"' => break,
-                b'\\' | 0x00..=0x1f => return None,
-                _ => {}
-            }
+        let rest = &self.bytes[start..];
+        let end = memchr::memchr2(b'"', b'\\', rest)?;
+        // An escape is for the general parser, and so is a control
+        // character, which JSON does not allow unescaped (checked without
+        // an early exit, so that it runs on whole words).
+        if rest[end] != b'"' || rest[..end].iter().fold(false, |bad, &b| bad | (b < 0x20)) {
+            return None;
         }
+        self.at = start + end + 1;
         // Both ends sit next to an ASCII quote, so they are character
         // boundaries of the UTF-8 text.
-        self.text.get(start..self.at - 1)
+        self.text.get(start..start + end)
     }
 
     fn scalar(&mut self) -> Option<Scalar<'a>> {
