@@ -37,6 +37,16 @@ fn decode_and_validate(c: &mut Criterion) {
             }
         })
     });
+    // What every message took before the fast path (and what a message
+    // the fast path defers still takes).
+    group.bench_function("seed article events, general parser only", |b| {
+        b.iter(|| {
+            for line in &lines {
+                let event = newsflow_core::event::decode_unkeyed_general(line.as_bytes(), &limits);
+                std::hint::black_box(event.is_ok());
+            }
+        })
+    });
     group.finish();
 }
 

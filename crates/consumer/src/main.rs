@@ -278,7 +278,7 @@ fn join_group(
 /// Up to [`BATCH`] records: waits up to 100 ms for the first, then takes
 /// what the client already holds.
 fn poll_batch(consumer: &BaseConsumer<WorkerContext>) -> Vec<BorrowedMessage<'_>> {
-    let mut batch = Vec::new();
+    let mut batch = Vec::with_capacity(BATCH);
     let mut timeout = Duration::from_millis(100);
     while batch.len() < BATCH {
         match consumer.poll(timeout) {

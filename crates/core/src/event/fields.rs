@@ -105,10 +105,17 @@ pub fn check_article_id(article_id: &str) -> Result<(), Rejection> {
             ),
         ));
     }
-    if let Some(bad) = article_id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
-    {
+    // Every allowed character is one ASCII byte, so a byte check decides;
+    // the character that failed is looked up only for the message.
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-');
+    let bad = (!article_id.bytes().all(allowed))
+        .then(|| {
+            article_id
+                .chars()
+                .find(|c| !u8::try_from(*c).is_ok_and(allowed))
+        })
+        .flatten();
+    if let Some(bad) = bad {
         return Err(Rejection::new(
             RejectReason::InvalidArticleId,
             format!(
