@@ -21,7 +21,9 @@ use std::collections::BTreeMap;
 use arrow::array::RecordBatch;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
+use bytes::Bytes;
 use newsflow_core::Shard;
+use object_store::PutPayload;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -71,7 +73,8 @@ pub struct EncodedCheckpoint {
     pub(crate) shard: i32,
     pub(crate) seq: u64,
     pub(crate) prev: u64,
-    pub(crate) state: Vec<u8>,
+    /// Shared, so that the file is written from it without a copy.
+    pub(crate) state: Bytes,
 }
 
 impl EncodedCheckpoint {
@@ -100,7 +103,7 @@ impl EncodedCheckpoint {
             shard,
             seq,
             prev,
-            state,
+            state: Bytes::from(state),
         })
     }
 
@@ -114,12 +117,14 @@ impl EncodedCheckpoint {
         self.seq
     }
 
-    /// The whole file: this state part and the manifest of the flush.
-    pub(crate) fn file_bytes(&self, manifest: &Manifest) -> Result<Vec<u8>, Error> {
-        let mut bytes = Vec::with_capacity(Checkpoint::MAGIC.len() + 8 + self.state.len() + 4096);
-        bytes.extend_from_slice(Checkpoint::MAGIC);
-        bytes.extend_from_slice(&(self.state.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&self.state);
+    /// The whole file: this state part and the manifest of the flush, as
+    /// the pieces it is written from. The state part is tens of megabytes
+    /// for a million articles and is not copied (a flush used to copy it
+    /// into one buffer first, 3.5 % of the worker's CPU).
+    pub(crate) fn file_payload(&self, manifest: &Manifest) -> Result<PutPayload, Error> {
+        let mut head = Vec::with_capacity(Checkpoint::MAGIC.len() + 8);
+        head.extend_from_slice(Checkpoint::MAGIC);
+        head.extend_from_slice(&(self.state.len() as u64).to_le_bytes());
         // One IPC stream per file: the statistics' struct differs between
         // files (a column with no value has no min and max).
         let tables: Vec<(String, Vec<Vec<u8>>)> = manifest
@@ -130,11 +135,15 @@ impl EncodedCheckpoint {
                 Ok((table.clone(), streams))
             })
             .collect::<Result<_, Error>>()?;
-        postcard::to_io(&tables, &mut bytes).map_err(|e| Error::Encode {
+        let manifest = postcard::to_stdvec(&tables).map_err(|e| Error::Encode {
             dataset: "checkpoint",
             message: e.to_string(),
         })?;
-        Ok(bytes)
+        Ok(PutPayload::from_iter([
+            Bytes::from(head),
+            self.state.clone(),
+            Bytes::from(manifest),
+        ]))
     }
 }
 

@@ -457,8 +457,8 @@ impl Inner {
             manifest.adds.insert(table.dataset.name().to_string(), adds);
         }
         let started = Instant::now();
-        let bytes = job.checkpoint.file_bytes(&manifest)?;
-        shard_files::write_checkpoint(&self.store, shard, seq, bytes)?;
+        let payload = job.checkpoint.file_payload(&manifest)?;
+        shard_files::write_checkpoint(&self.store, shard, seq, payload)?;
         observer.checkpointed(started.elapsed().as_secs_f64());
         Ok(manifest)
     }

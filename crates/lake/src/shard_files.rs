@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use newsflow_core::ColdArticle;
+use object_store::PutPayload;
 
 use crate::checkpoint::{self, LoadedCheckpoint};
 use crate::store::{CreateError, Store};
@@ -57,9 +58,9 @@ pub(crate) fn write_checkpoint(
     store: &Store,
     shard: i32,
     seq: u64,
-    bytes: Vec<u8>,
+    payload: PutPayload,
 ) -> Result<(), Error> {
-    store.create_claimed(store.path(&checkpoint_path(shard, seq)), bytes)
+    store.create_claimed(store.path(&checkpoint_path(shard, seq)), payload)
 }
 
 /// Reads the checkpoint of flush `seq` of `shard`, checking it is that one.

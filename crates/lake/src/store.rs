@@ -36,18 +36,21 @@ impl Store {
     }
 
     /// Creates `path` with `bytes`, failing if it exists.
-    pub fn create(&self, path: ObjectPath, bytes: Vec<u8>) -> Result<(), CreateError> {
+    pub fn create(
+        &self,
+        path: ObjectPath,
+        bytes: impl Into<PutPayload>,
+    ) -> Result<(), CreateError> {
+        let payload = bytes.into();
         let shown = path.to_string();
         let store = self.location.store.clone();
         let options = PutOptions {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
-        let result = self.handle.block_on(async move {
-            store
-                .put_opts(&path, PutPayload::from(bytes), options)
-                .await
-        });
+        let result = self
+            .handle
+            .block_on(async move { store.put_opts(&path, payload, options).await });
         match result {
             Ok(_) => Ok(()),
             Err(object_store::Error::AlreadyExists { .. }) => Err(CreateError::Exists),
@@ -61,7 +64,11 @@ impl Store {
 
     /// Creates a file named for a sequence number its writer claimed: that
     /// it exists already breaks the claim protocol, and is reported so.
-    pub fn create_claimed(&self, path: ObjectPath, bytes: Vec<u8>) -> Result<(), Error> {
+    pub fn create_claimed(
+        &self,
+        path: ObjectPath,
+        bytes: impl Into<PutPayload>,
+    ) -> Result<(), Error> {
         let shown = path.to_string();
         self.create(path, bytes).map_err(|e| match e {
             CreateError::Exists => Error::Inconsistent(format!(
