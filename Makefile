@@ -57,7 +57,7 @@ build: ## debug build of the binaries
 # every test target, so dependencies compile once with one feature set (the
 # dev-dependencies add features to serde_json, regex and others, and a
 # separate `cargo build --bins` compiled each of their dependents twice).
-build-tests:
+build-tests: ## debug build of the binaries and every test target, in one cargo call
 	$(CARGO) build --workspace --all-targets
 
 release: ## release build of the binaries
