@@ -15,7 +15,7 @@ use arrow::array::{
 };
 use newsflow_core::{EventType, Micros};
 
-use crate::datasets::{day_of, events_schema, PartitionBatch, PartitionValue};
+use crate::datasets::{day_number, events_schema, PartitionBatch, PartitionValue};
 
 /// One accepted Kafka record, as archived in `events/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,9 +72,7 @@ struct Columns {
 impl EventArchive {
     /// Appends one row, copying its text into the columns.
     pub fn push(&mut self, row: &EventRow<'_>) {
-        let PartitionValue::Date(day) = day_of(row.occurred_at) else {
-            unreachable!("day_of gives a date")
-        };
+        let day = day_number(row.occurred_at);
         let columns = self.partitions.entry((row.event_type, day)).or_default();
         columns.event_id.append_value(row.event_id);
         columns.article_id.append_value(row.article_id);

@@ -125,8 +125,13 @@ pub(crate) enum PartitionValue {
 /// [`Dataset::partition_columns`].
 pub(crate) type PartitionKey = Vec<PartitionValue>;
 
-pub(crate) fn day_of(t: Micros) -> PartitionValue {
-    PartitionValue::Date(t.div_euclid(DAY) as i32)
+fn day_of(t: Micros) -> PartitionValue {
+    PartitionValue::Date(day_number(t))
+}
+
+/// The UTC day of `t`, as days since 1970-01-01: a date partition's value.
+pub(crate) fn day_number(t: Micros) -> i32 {
+    t.div_euclid(DAY) as i32
 }
 
 /// One file's worth of rows: its partition values and its record batch.
