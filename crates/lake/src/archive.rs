@@ -141,8 +141,8 @@ impl Columns {
 }
 
 /// The `events/` rows of one flush of one shard: a record batch per table
-/// partition, in partition order.
-#[derive(Debug, Default)]
+/// partition, in partition order. Cloning shares the buffers.
+#[derive(Clone, Debug, Default)]
 pub struct ArchivedEvents {
     pub(crate) batches: Vec<PartitionBatch>,
 }
@@ -153,9 +153,9 @@ impl ArchivedEvents {
         self.batches.iter().map(|b| b.batch.num_rows()).sum()
     }
 
-    /// Whether there is no row.
+    /// Whether there is no row (a partition gets a batch only for rows).
     pub fn is_empty(&self) -> bool {
-        self.batches.iter().all(|b| b.batch.num_rows() == 0)
+        self.batches.is_empty()
     }
 
     /// The event time of every row, for the end-to-end latency once they

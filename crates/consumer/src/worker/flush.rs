@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use newsflow_core::Micros;
 use newsflow_lake::{
-    Dataset, EncodedCheckpoint, FlushBatch, FlushError, FlushObserver, Lake, ShardFlush, WriteStats,
+    ArchivedEvents, Dataset, EncodedCheckpoint, FlushBatch, FlushError, FlushObserver, Lake,
+    ShardFlush, WriteStats,
 };
 use newsflow_telemetry::Metrics;
 use rdkafka::{Offset, TopicPartitionList};
@@ -341,20 +342,21 @@ fn write_jobs(
     jobs: Vec<ShardJob>,
     abandoned: &Abandoned,
 ) -> Vec<JobOutcome> {
-    /// What the run loop needs of a job once its rows are gone.
+    /// What the run loop needs of a job once the lake has taken it: the
+    /// cut offsets, and the archived rows (shared, not copied) for their
+    /// event times.
     struct Cut {
         offsets: PerTopic<Option<i64>>,
-        occurred: Vec<Micros>,
+        events: ArchivedEvents,
     }
     let mut cut: BTreeMap<i32, Cut> = BTreeMap::new();
     let mut flushes = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let occurred = job.flush.batch.events.occurred_at().collect();
         cut.insert(
             job.flush.shard(),
             Cut {
                 offsets: job.offsets,
-                occurred,
+                events: job.flush.batch.events.clone(),
             },
         );
         flushes.push(job.flush);
@@ -370,11 +372,10 @@ fn write_jobs(
     outcomes
         .into_iter()
         .map(|outcome| {
-            let Cut { offsets, occurred } =
-                cut.remove(&outcome.shard).expect("one outcome per job");
+            let Cut { offsets, events } = cut.remove(&outcome.shard).expect("one outcome per job");
             if outcome.result.is_ok() {
                 // The batch's events are durable now: how long after they happened.
-                metrics.durable(occurred.iter().map(|t| now_seconds - *t as f64 / 1e6));
+                metrics.durable(events.occurred_at().map(|t| now_seconds - t as f64 / 1e6));
             }
             JobOutcome {
                 shard: outcome.shard,

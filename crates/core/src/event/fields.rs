@@ -108,14 +108,13 @@ pub fn check_article_id(article_id: &str) -> Result<(), Rejection> {
     // Every allowed character is one ASCII byte, so a byte check decides;
     // the character that failed is looked up only for the message.
     let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-');
-    let bad = (!article_id.bytes().all(allowed))
-        .then(|| {
-            article_id
-                .chars()
-                .find(|c| !u8::try_from(*c).is_ok_and(allowed))
-        })
-        .flatten();
-    if let Some(bad) = bad {
+    if !article_id.bytes().all(allowed) {
+        // A byte outside the set belongs to a character outside it, so the
+        // fallback is never shown.
+        let bad = article_id
+            .chars()
+            .find(|c| !u8::try_from(*c).is_ok_and(allowed))
+            .unwrap_or(char::REPLACEMENT_CHARACTER);
         return Err(Rejection::new(
             RejectReason::InvalidArticleId,
             format!(

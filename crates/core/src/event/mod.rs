@@ -256,7 +256,7 @@ pub fn decode_unkeyed(value: &[u8], limits: &DecodeLimits) -> Result<Event, Reje
 fn decode_str(text: &str) -> Result<Event, Rejection> {
     match scan::simple_event(text) {
         Some(event) => Ok(event),
-        None => decode_text(text),
+        None => decode_general(text),
     }
 }
 
@@ -271,7 +271,7 @@ pub fn decode_unkeyed_fast(value: &[u8], limits: &DecodeLimits) -> Option<Event>
 /// the tests and the fuzz target that hold the two to the same answers.
 #[doc(hidden)]
 pub fn decode_unkeyed_general(value: &[u8], limits: &DecodeLimits) -> Result<Event, Rejection> {
-    decode_text(checked_text(value, limits)?)
+    decode_general(checked_text(value, limits)?)
 }
 
 /// The value as text, if it is within the size limit, not empty and UTF-8.
@@ -303,7 +303,7 @@ fn checked_text<'a>(value: &'a [u8], limits: &DecodeLimits) -> Result<&'a str, R
 /// Decodes and validates UTF-8 text with the general parser: every field
 /// borrowed as raw JSON first, so that each can be checked with an error
 /// that names it.
-fn decode_text(text: &str) -> Result<Event, Rejection> {
+fn decode_general(text: &str) -> Result<Event, Rejection> {
     if let Some(depth) = nesting_beyond(text, MAX_NESTING) {
         return Err(Rejection::new(
             RejectReason::InvalidJson,

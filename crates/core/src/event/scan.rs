@@ -113,13 +113,10 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// Whether `text` has `min` to `max` characters, as the general parser
+/// counts them.
 fn within(text: &str, min: usize, max: usize) -> bool {
-    // Bytes bound characters from above, and equal them for ASCII.
-    if text.len() <= max && text.len() >= min && text.is_ascii() {
-        return true;
-    }
-    let chars = text.chars().count();
-    (min..=max).contains(&chars)
+    (min..=max).contains(&text.chars().count())
 }
 
 /// The event in `text` when it is simple and valid; `None` sends it to the
@@ -177,11 +174,7 @@ pub(super) fn simple_event(text: &str) -> Option<Event> {
 /// field given twice (the general parser rejects that; an unknown one
 /// twice it ignores, and so does this).
 fn scan(text: &str) -> Option<Fields<'_>> {
-    let mut reader = Reader {
-        text,
-        bytes: text.as_bytes(),
-        at: 0,
-    };
+    let mut reader = Reader { text, at: 0 };
     let mut fields = Fields([None; FIELD_COUNT]);
     reader.skip_whitespace();
     reader.expect(b'{')?;
@@ -211,18 +204,21 @@ fn scan(text: &str) -> Option<Fields<'_>> {
         }
     }
     reader.skip_whitespace();
-    (reader.at == reader.bytes.len()).then_some(fields)
+    (reader.at == reader.text.len()).then_some(fields)
 }
 
 struct Reader<'a> {
     text: &'a str,
-    bytes: &'a [u8],
     at: usize,
 }
 
 impl<'a> Reader<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
     fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.at).copied()
+        self.bytes().get(self.at).copied()
     }
 
     fn next(&mut self) -> Option<u8> {
@@ -246,7 +242,7 @@ impl<'a> Reader<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
         let start = self.at;
-        let rest = &self.bytes[start..];
+        let rest = &self.bytes()[start..];
         let end = memchr::memchr2(b'"', b'\\', rest)?;
         // An escape is for the general parser, and so is a control
         // character, which JSON does not allow unescaped (checked without
@@ -279,7 +275,7 @@ impl<'a> Reader<'a> {
 
     fn literal(&mut self, word: &[u8], value: Scalar<'a>) -> Option<Scalar<'a>> {
         let end = self.at + word.len();
-        (self.bytes.get(self.at..end)? == word).then(|| {
+        (self.bytes().get(self.at..end)? == word).then(|| {
             self.at = end;
             value
         })
@@ -301,7 +297,7 @@ impl<'a> Reader<'a> {
             self.at += 1;
         }
         let digits = self.at - start;
-        if digits == 0 || (digits > 1 && self.bytes[start] == b'0') {
+        if digits == 0 || (digits > 1 && self.bytes()[start] == b'0') {
             return None;
         }
         Some(if negative { -value } else { value })
