@@ -47,5 +47,8 @@ pub use event::{
 };
 pub use rng::SplitMix64;
 pub use rows::{EngagementRow, Footer, TotalsRow};
-pub use shard::{Applied, ColdArticle, CountingRules, Drained, Shard, ShardV1};
+pub use shard::{
+    Applied, ColdArticle, CountingRules, Drained, PatchError, Shard, ShardChanges, ShardPatch,
+    ShardV1,
+};
 pub use time::Micros;

@@ -437,10 +437,59 @@ fn collect(
     }
 }
 
+/// A shard checkpointed as the worker does it: a whole snapshot now and
+/// then, and the changes since the last checkpoint at every other flush.
+/// Restoring reads the last snapshot and applies every patch after it.
+struct Chained {
+    counted: Counted,
+    snapshot: String,
+    patches: Vec<String>,
+}
+
+impl Chained {
+    fn new(rules: CountingRules) -> Self {
+        let mut shard = Shard::new(rules);
+        shard.mark_saved();
+        Chained {
+            snapshot: serde_json::to_string(&shard).unwrap(),
+            patches: Vec::new(),
+            counted: Counted {
+                shard,
+                segments: HashMap::new(),
+            },
+        }
+    }
+
+    /// Checkpoints the shard (after a drain, as a flush does).
+    fn save(&mut self) {
+        if self.patches.len() == 4 {
+            self.snapshot = serde_json::to_string(&self.counted.shard).unwrap();
+            self.patches.clear();
+        } else {
+            let changes = self.counted.shard.changes().expect("saved before");
+            self.patches.push(serde_json::to_string(&changes).unwrap());
+        }
+        self.counted.shard.mark_saved();
+    }
+
+    /// Replaces the shard by the one its checkpoints restore.
+    fn restore(&mut self) {
+        let mut shard: Shard = serde_json::from_str(&self.snapshot).unwrap();
+        for patch in &self.patches {
+            shard
+                .apply_patch(serde_json::from_str(patch).unwrap())
+                .unwrap();
+        }
+        shard.mark_saved();
+        self.counted.shard = shard;
+    }
+}
+
 /// Thousands of events over weeks of event time, with redeliveries (always
 /// within the horizon), case variants of sources, out-of-order arrival,
 /// articles going idle and coming back. One shard is snapshotted and
-/// restored through JSON every few hundred events, the other never: both
+/// restored through JSON every few hundred events, one is checkpointed as
+/// snapshots and patches and restored from them, the other never: all
 /// must emit exactly the same rows, and the final footers must equal a
 /// naive oracle's distinct counts.
 #[test]
@@ -459,6 +508,8 @@ fn a_long_random_stream_counts_like_a_naive_oracle_through_snapshots_and_evictio
         shard: Shard::new(rules),
         segments: HashMap::new(),
     };
+    let mut chained = Chained::new(rules);
+    let mut restores_from_patches = 0;
     // The oracle: per article, distinct (type, id) and lower-cased sources.
     let mut comments: HashMap<String, HashSet<String>> = HashMap::new();
     let mut posts: HashMap<String, HashSet<String>> = HashMap::new();
@@ -545,14 +596,24 @@ fn a_long_random_stream_counts_like_a_naive_oracle_through_snapshots_and_evictio
             recent.remove(0);
         }
 
-        assert_eq!(plain.apply(&event), snapshotted.apply(&event), "event {n}");
+        let applied = plain.apply(&event);
+        assert_eq!(applied, snapshotted.apply(&event), "event {n}");
+        assert_eq!(applied, chained.counted.apply(&event), "event {n}");
         if n % 150 == 149 {
             let segment = n / 150;
             let a = plain.drain(false, segment);
             let b = snapshotted.drain(false, segment);
-            assert_eq!(a.totals, b.totals, "drain after event {n}");
-            assert_eq!(a.engagement, b.engagement, "drain after event {n}");
-            assert_eq!(a.evicted, b.evicted, "drain after event {n}");
+            let c = chained.counted.drain(false, segment);
+            for other in [&b, &c] {
+                assert_eq!(a.totals, other.totals, "drain after event {n}");
+                assert_eq!(a.engagement, other.engagement, "drain after event {n}");
+                assert_eq!(a.evicted, other.evicted, "drain after event {n}");
+            }
+            chained.save();
+            if segment % 7 == 6 {
+                restores_from_patches += usize::from(!chained.patches.is_empty());
+                chained.restore();
+            }
             evictions += a.evicted.len();
             collect(a, &mut latest, &mut engagement_sums);
         }
@@ -563,9 +624,15 @@ fn a_long_random_stream_counts_like_a_naive_oracle_through_snapshots_and_evictio
     }
     let a = plain.drain(true, 1_000_000);
     let b = snapshotted.drain(true, 1_000_000);
+    let c = chained.counted.drain(true, 1_000_000);
     assert_eq!((&a.totals, &a.engagement), (&b.totals, &b.engagement));
+    assert_eq!((&a.totals, &a.engagement), (&c.totals, &c.engagement));
     collect(a, &mut latest, &mut engagement_sums);
 
+    assert!(
+        restores_from_patches >= 10,
+        "{restores_from_patches} restores applied patches"
+    );
     assert!(evictions > 100, "idle articles left memory ({evictions})");
     assert!(latest.len() > 300, "{} articles", latest.len());
     for (article, row) in &latest {

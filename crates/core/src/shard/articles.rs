@@ -272,6 +272,51 @@ impl ArticleTable {
         article
     }
 
+    /// Puts `article` (vacant or not) in `slot`, whatever was there,
+    /// adding vacant slots up to it: for applying a checkpoint's changes.
+    /// [`ArticleTable::settle`] must follow before the table is used.
+    pub(crate) fn overwrite(&mut self, slot: u32, article: Article) {
+        let total: usize = self.chunks.iter().map(Vec::len).sum();
+        for _ in total..=slot as usize {
+            if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+                self.chunks.push(Vec::with_capacity(CHUNK));
+            }
+            self.chunks
+                .last_mut()
+                .expect("a chunk")
+                .push(Article::default());
+        }
+        let old = std::mem::replace(self.get_mut(slot), article);
+        if !old.is_vacant() {
+            if let Ok(entry) = self
+                .index
+                .find_entry(article_hash(old.id()), |&s| s == slot)
+            {
+                entry.remove();
+            }
+        }
+        if !self.get(slot).is_vacant() {
+            let chunks = &self.chunks;
+            self.index
+                .insert_unique(article_hash(self.get(slot).id()), slot, |&s| {
+                    let s = s as usize;
+                    article_hash(chunks[s / CHUNK][s % CHUNK].id())
+                });
+        }
+    }
+
+    /// Lists the vacant slots (again, after [`ArticleTable::overwrite`]),
+    /// so that low slots are reused first, as a fresh table would.
+    pub(crate) fn settle(&mut self) {
+        let mut vacant: Vec<u32> = self
+            .all_slots()
+            .filter(|(_, a)| a.is_vacant())
+            .map(|(slot, _)| slot)
+            .collect();
+        vacant.reverse();
+        self.vacant = vacant;
+    }
+
     /// Occupied slots with their articles.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &Article)> + '_ {
         self.all_slots().filter(|(_, a)| !a.is_vacant())
@@ -300,23 +345,17 @@ impl ArticleTable {
             table.chunks.push(chunk);
         }
         let chunks = &table.chunks;
-        let mut vacant = Vec::new();
         for (slot, article) in chunks.iter().flatten().enumerate() {
-            let slot = slot as u32;
-            if article.is_vacant() {
-                vacant.push(slot);
-            } else {
+            if !article.is_vacant() {
                 table
                     .index
-                    .insert_unique(article_hash(article.id()), slot, |&s| {
+                    .insert_unique(article_hash(article.id()), slot as u32, |&s| {
                         let s = s as usize;
                         article_hash(chunks[s / CHUNK][s % CHUNK].id())
                     });
             }
         }
-        // Reuse low slots first, as a fresh table would.
-        vacant.reverse();
-        table.vacant = vacant;
+        table.settle();
         table
     }
 
@@ -391,6 +430,18 @@ impl SourceNames {
 
     pub(crate) fn names(&self) -> &[Box<str>] {
         &self.names
+    }
+
+    /// Adds a name known to be lower-cased, as the next number; false if it
+    /// is held already.
+    pub(crate) fn push_new(&mut self, name: Box<str>) -> bool {
+        if self.numbers.contains_key(&name) {
+            return false;
+        }
+        let number = u32::try_from(self.names.len()).expect("fewer than 2^32 sources");
+        self.numbers.insert(name.clone(), number);
+        self.names.push(name);
+        true
     }
 
     pub(crate) fn from_names(names: Vec<Box<str>>) -> Self {

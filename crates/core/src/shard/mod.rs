@@ -12,6 +12,7 @@
 
 mod articles;
 mod fingerprints;
+mod journal;
 mod snapshot;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -25,6 +26,8 @@ use crate::rows::{EngagementRow, TotalsRow};
 use crate::time::{window_start, Micros};
 use articles::{article_hash, Article, ArticleTable, SourceNames, NO_TIME};
 use fingerprints::FingerprintSet;
+use journal::{ColdChange, FingerprintChange, Journal};
+pub use journal::{PatchError, ShardChanges, ShardPatch};
 pub use snapshot::{ColdArticle, ShardV1};
 
 /// The counting parameters, all in event time. The shipped values come
@@ -130,6 +133,8 @@ pub struct Shard {
     /// cold segment that holds them. 16 bytes an article instead of its
     /// whole state.
     cold: HashMap<u64, u64>,
+    /// Changes since the last save, once the shard is saved at all.
+    journal: Option<Box<Journal>>,
 }
 
 fn generation_width(rules: &CountingRules) -> Micros {
@@ -150,6 +155,7 @@ impl Shard {
             max_event_time: None,
             swept_at: None,
             cold: HashMap::new(),
+            journal: None,
         }
     }
 
@@ -170,6 +176,9 @@ impl Shard {
             self.generation_width = width;
             let newest = self.generation_tag(self.max_event_time.unwrap_or(0));
             self.seen.retag_all(newest);
+            if let Some(journal) = &mut self.journal {
+                journal.fingerprint(FingerprintChange::Retag(newest));
+            }
         }
     }
 
@@ -212,17 +221,18 @@ impl Shard {
     /// Brings an evicted article back into memory, exactly as it left.
     pub fn rehydrate(&mut self, article_id: String, cold: ColdArticle) {
         let hash = article_hash(&article_id);
-        self.cold.remove(&hash);
+        self.forget_cold_hash(hash);
         if self.articles.find(hash, &article_id).is_some() {
             return;
         }
         let (article, seen) = cold.into_article(&article_id, &mut self.sources);
         for (fingerprint, t) in seen {
             let tag = self.generation_tag(t);
-            self.seen.insert(scoped(hash, fingerprint), tag);
+            self.insert_fingerprint(scoped(hash, fingerprint), tag);
         }
         let changed = article.changed;
         let slot = self.articles.insert(hash, article);
+        self.note_slot(slot);
         if changed {
             self.changed.push(slot);
         }
@@ -232,7 +242,33 @@ impl Shard {
     /// when its segment does not hold it (a hash collision), so that it
     /// counts as a new article.
     pub fn forget_cold(&mut self, article_id: &str) {
-        self.cold.remove(&article_hash(article_id));
+        self.forget_cold_hash(article_hash(article_id));
+    }
+
+    fn forget_cold_hash(&mut self, hash: u64) {
+        if self.cold.remove(&hash).is_some() {
+            if let Some(journal) = &mut self.journal {
+                journal.cold(ColdChange::Remove(hash.to_le_bytes()));
+            }
+        }
+    }
+
+    /// Adds a fingerprint to the dedup memory; false if it was held.
+    fn insert_fingerprint(&mut self, fingerprint: u64, tag: u8) -> bool {
+        let added = self.seen.insert(fingerprint, tag);
+        if added {
+            if let Some(journal) = &mut self.journal {
+                journal.fingerprint(FingerprintChange::Insert(fingerprint.to_le_bytes(), tag));
+            }
+        }
+        added
+    }
+
+    /// Records that an article slot changed, for the next checkpoint.
+    fn note_slot(&mut self, slot: u32) {
+        if let Some(journal) = &mut self.journal {
+            journal.slot(slot);
+        }
     }
 
     /// The event-time watermark: the largest event time seen, less the
@@ -277,16 +313,19 @@ impl Shard {
                 if let Some(&segment) = self.cold.get(&hash) {
                     return Applied::Cold { segment };
                 }
-                self.articles.insert(hash, Article::new(&event.article_id))
+                let slot = self.articles.insert(hash, Article::new(&event.article_id));
+                self.note_slot(slot);
+                slot
             }
         };
         let t = event.occurred_at;
         let fingerprint = event_fingerprint(hash, event.event_type(), &event.event_id);
         let tag = self.generation_tag(t);
-        if !self.seen.insert(fingerprint, tag) {
+        if !self.insert_fingerprint(fingerprint, tag) {
             return Applied::Duplicate;
         }
 
+        self.note_slot(slot);
         let article = self.articles.get_mut(slot);
         if article.first_event_at == NO_TIME {
             (article.first_event_at, article.last_event_at) = (t, t);
@@ -351,10 +390,11 @@ impl Shard {
     pub fn drain(&mut self, now: Micros, close_all: bool, segment: u64) -> Drained {
         let mut out = Drained::default();
         for slot in std::mem::take(&mut self.changed) {
-            let article = self.articles.get_mut(slot);
-            if !article.changed {
+            if !self.articles.get(slot).changed {
                 continue;
             }
+            self.note_slot(slot);
+            let article = self.articles.get_mut(slot);
             article.changed = false;
             article.version = article.version.saturating_add(1);
             out.totals.push(TotalsRow {
@@ -422,12 +462,11 @@ impl Shard {
             return Vec::new();
         }
         self.swept_at = Some(wm);
-        // Tags are generations modulo 256. Those held lie between the
-        // cutoff's less a few sweeps and the newest, about ten apart, so
-        // the wrapped difference tells older from newer.
         let cutoff_tag = cutoff_generation as u8;
-        self.seen
-            .retain(|tag| (tag.wrapping_sub(cutoff_tag) as i8) >= 0);
+        self.seen.retain(keeps(cutoff_tag));
+        if let Some(journal) = &mut self.journal {
+            journal.fingerprint(FingerprintChange::Sweep(cutoff_tag));
+        }
 
         let cutoff = wm.saturating_sub(self.rules.dedup_horizon);
         let in_open_windows: HashSet<u32> = self
@@ -449,12 +488,25 @@ impl Shard {
         idle.into_iter()
             .map(|slot| {
                 let article = self.articles.remove(slot);
-                self.cold.insert(article_hash(article.id()), segment);
+                let hash = article_hash(article.id());
+                self.cold.insert(hash, segment);
+                if let Some(journal) = &mut self.journal {
+                    journal.slot(slot);
+                    journal.cold(ColdChange::Insert(hash.to_le_bytes(), segment));
+                }
                 let cold = ColdArticle::from_article(&article, &self.sources);
                 (article.id().to_owned(), cold)
             })
             .collect()
     }
+}
+
+/// Whether a sweep with `cutoff_tag` keeps a fingerprint with a tag.
+/// Tags are generations modulo 256. Those held lie between the cutoff's
+/// less a few sweeps and the newest, about ten apart, so the wrapped
+/// difference tells older from newer.
+fn keeps(cutoff_tag: u8) -> impl Fn(u8) -> bool {
+    move |tag| (tag.wrapping_sub(cutoff_tag) as i8) >= 0
 }
 
 /// Mixes an article's hash into the fingerprints of its events, so one

@@ -217,6 +217,7 @@ impl<'de> Deserialize<'de> for Shard {
             max_event_time: snapshot.max_event_time,
             swept_at: snapshot.swept_at,
             cold: snapshot.cold,
+            journal: None,
         })
     }
 }
