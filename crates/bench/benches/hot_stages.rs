@@ -105,7 +105,8 @@ fn encode(c: &mut Criterion) {
     let lake = Lake::open(&dir.path().display().to_string(), &Default::default()).unwrap();
     let restored = lake.restore(0).unwrap();
     let (mut committed, mut next_seq) = (restored.committed, restored.next_seq);
-    let state = Shard::new(newsflow_settings::defaults().counting_rules());
+    let mut state = Shard::new(newsflow_settings::defaults().counting_rules());
+    let mut chain = restored.chain;
     let mut group = c.benchmark_group("encode");
     group.throughput(Throughput::Elements(records.len() as u64));
     group.sample_size(20);
@@ -117,9 +118,15 @@ fn encode(c: &mut Criterion) {
                 events: archive(),
             },
             |batch| {
-                let checkpoint =
-                    EncodedCheckpoint::encode(0, next_seq, committed, &Default::default(), &state)
-                        .unwrap();
+                let checkpoint = EncodedCheckpoint::encode(
+                    0,
+                    next_seq,
+                    committed,
+                    &Default::default(),
+                    &mut state,
+                    &mut chain,
+                )
+                .unwrap();
                 let job = ShardFlush {
                     checkpoint,
                     batch,

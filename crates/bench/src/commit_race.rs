@@ -76,6 +76,7 @@ fn writer(
         .checkpoint
         .map(|c| c.state)
         .unwrap_or_else(|| Shard::new(settings.counting_rules()));
+    let mut chain = restored.chain;
     let (mut committed, mut next_seq) = (restored.committed, restored.next_seq);
     let mut flushes = 0;
     let mut offset = 0i64;
@@ -91,7 +92,9 @@ fn writer(
         let drained = state.drain(event.occurred_at, true, next_seq);
         offset += 1;
         let offsets = BTreeMap::from([(format!("race-{shard}"), offset)]);
-        let checkpoint = EncodedCheckpoint::encode(shard, next_seq, committed, &offsets, &state)?;
+        let checkpoint = EncodedCheckpoint::encode(
+            shard, next_seq, committed, &offsets, &mut state, &mut chain,
+        )?;
         let job = ShardFlush {
             checkpoint,
             batch: FlushBatch {

@@ -7,14 +7,24 @@
 //! tables' logs say its sequence number was committed (see `crate::lake`):
 //! a checkpoint of a crashed or fenced writer is never loaded.
 //!
+//! **Whole or changes.** A checkpoint holds either the whole state or only
+//! its changes since the checkpoint of the flush before (`prev`), which is
+//! committed too. A restore reads back to the last whole one (the chain's
+//! `base`) and applies the changes after it in order. A whole checkpoint
+//! is written when the changes since the last one would outweigh it, and
+//! after at most [`MAX_PATCHES`] checkpoints of changes: so a shard writes
+//! about twice what changes instead of its whole state at every flush, and
+//! a restore reads at most about twice a whole checkpoint.
+//!
 //! The manifest is what lets a restore finish a flush that crashed between
 //! the commits of two tables: the add actions of every table, kept as Arrow
 //! IPC, are committed again to the tables that lack them, without reading or
 //! rewriting a data file.
 //!
 //! Layout: `MAGIC`, the length of the state part (u64, little endian), the
-//! state part (postcard of [`Checkpoint`]'s fields), then the manifest
-//! (postcard of table name → Arrow IPC stream).
+//! state part (postcard of [`Head`]'s fields, the offsets, then the whole
+//! state or its changes), then the manifest (postcard of table name →
+//! Arrow IPC streams). Format 3 (always whole, no `base`) is still read.
 
 use std::collections::BTreeMap;
 
@@ -22,11 +32,14 @@ use arrow::array::RecordBatch;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use bytes::Bytes;
-use newsflow_core::Shard;
+use newsflow_core::{Shard, ShardChanges, ShardPatch};
 use object_store::PutPayload;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+
+/// Checkpoints of changes in a row before the next whole one.
+pub const MAX_PATCHES: u32 = 30;
 
 /// The durable state of one shard after a flush.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -49,21 +62,117 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// The current layout version.
-    pub const FORMAT: u32 = 3;
+    pub const FORMAT: u32 = 4;
     /// The first bytes of a checkpoint file, so that anything else (a
     /// truncated copy, a file from another tool) is refused by name.
-    pub(crate) const MAGIC: &'static [u8] = b"newsflow checkpoint 3\n";
+    pub(crate) const MAGIC: &'static [u8] = b"newsflow checkpoint 4\n";
+    /// Those of format 3, which held the whole state every time.
+    const MAGIC_V3: &'static [u8] = b"newsflow checkpoint 3\n";
 }
 
-/// The borrowed form of [`Checkpoint`], so encoding does not clone the state.
+/// Where a shard's checkpoints stand, which decides whether the next one
+/// may hold only changes. Kept by the writer beside the shard; a restore
+/// gives the one its checkpoints left.
+#[derive(Clone, Debug, Default)]
+pub struct CheckpointChain {
+    /// The last checkpoint (whole or changes), if the shard's state is the
+    /// one it restores: only then may changes be written on top of it.
+    last: Option<u64>,
+    /// The whole checkpoint the chain starts at, and its size.
+    base: u64,
+    base_bytes: u64,
+    /// Checkpoints of changes since the base, and their sizes.
+    patches: u32,
+    patch_bytes: u64,
+}
+
+impl CheckpointChain {
+    /// The chain a restore found: the state is that of checkpoint `last`,
+    /// whose chain starts at whole checkpoint `base`.
+    pub(crate) fn restored(
+        last: u64,
+        (base, base_bytes): (u64, u64),
+        (patches, patch_bytes): (u32, u64),
+    ) -> Self {
+        CheckpointChain {
+            last: Some(last),
+            base,
+            base_bytes,
+            patches,
+            patch_bytes,
+        }
+    }
+
+    /// The sequence number of the whole checkpoint the chain starts at.
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Checkpoints of changes since the base.
+    pub fn patches(&self) -> u32 {
+        self.patches
+    }
+}
+
+/// The fixed fields at the start of a checkpoint's state part, read alone
+/// by vacuum to learn which older checkpoints a restore still needs.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Head {
+    pub format: u32,
+    pub shard: i32,
+    pub seq: u64,
+    pub prev: u64,
+    /// The whole checkpoint its chain starts at (itself if it is whole).
+    pub base: u64,
+}
+
+/// The borrowed form of a format-4 state part, so encoding copies nothing.
 #[derive(Serialize)]
-struct CheckpointRef<'a> {
+struct StatePartRef<'a> {
     format: u32,
     shard: i32,
     seq: u64,
     prev: u64,
+    base: u64,
     offsets: &'a BTreeMap<String, i64>,
-    state: &'a Shard,
+    state: SavedRef<'a>,
+}
+
+#[derive(Serialize)]
+enum SavedRef<'a> {
+    Whole(&'a Shard),
+    Changes(ShardChanges<'a>),
+}
+
+/// A format-4 state part as read.
+#[derive(Deserialize)]
+struct StatePart {
+    format: u32,
+    shard: i32,
+    seq: u64,
+    prev: u64,
+    base: u64,
+    offsets: BTreeMap<String, i64>,
+    state: Saved,
+}
+
+/// What a checkpoint holds of the state.
+#[derive(Debug, Deserialize)]
+pub(crate) enum Saved {
+    Whole(Shard),
+    /// The changes since the checkpoint of `prev`.
+    Changes(ShardPatch),
+}
+
+/// A format-3 state part: always the whole state.
+#[derive(Deserialize)]
+struct StatePartV3 {
+    format: u32,
+    shard: i32,
+    seq: u64,
+    prev: u64,
+    offsets: BTreeMap<String, i64>,
+    state: Shard,
 }
 
 /// The state part of a checkpoint, encoded at the moment a flush cuts its
@@ -79,31 +188,64 @@ pub struct EncodedCheckpoint {
 
 impl EncodedCheckpoint {
     /// Encodes the checkpoint of `shard` for flush `seq`, which follows
-    /// flush `prev`: `state` reflects every record below `offsets`.
+    /// flush `prev`: `state` reflects every record below `offsets`. It
+    /// holds only the state's changes when `chain` allows, the whole state
+    /// otherwise; either way the state's changes start again from here,
+    /// and `chain` moves on to it.
     pub fn encode(
         shard: i32,
         seq: u64,
         prev: u64,
         offsets: &BTreeMap<String, i64>,
-        state: &Shard,
+        state: &mut Shard,
+        chain: &mut CheckpointChain,
     ) -> Result<Self, Error> {
-        let checkpoint = CheckpointRef {
-            format: Checkpoint::FORMAT,
-            shard,
-            seq,
-            prev,
-            offsets,
-            state,
+        let encode = |base: u64, saved: SavedRef<'_>| {
+            let part = StatePartRef {
+                format: Checkpoint::FORMAT,
+                shard,
+                seq,
+                prev,
+                base,
+                offsets,
+                state: saved,
+            };
+            postcard::to_stdvec(&part).map_err(|e| Error::Encode {
+                dataset: "checkpoint",
+                message: e.to_string(),
+            })
         };
-        let state = postcard::to_stdvec(&checkpoint).map_err(|e| Error::Encode {
-            dataset: "checkpoint",
-            message: e.to_string(),
-        })?;
+        let mut patch = None;
+        if chain.last == Some(prev) && prev > 0 && chain.patches < MAX_PATCHES {
+            if let Some(changes) = state.changes() {
+                let bytes = encode(chain.base, SavedRef::Changes(changes))?;
+                // Changes that would outweigh the whole state since the
+                // base are written as a whole checkpoint instead.
+                if chain.patch_bytes + bytes.len() as u64 <= chain.base_bytes {
+                    patch = Some(bytes);
+                }
+            }
+        }
+        let bytes = match patch {
+            Some(bytes) => {
+                chain.patches += 1;
+                chain.patch_bytes += bytes.len() as u64;
+                bytes
+            }
+            None => {
+                let bytes = encode(seq, SavedRef::Whole(state))?;
+                (chain.base, chain.base_bytes) = (seq, bytes.len() as u64);
+                (chain.patches, chain.patch_bytes) = (0, 0);
+                bytes
+            }
+        };
+        chain.last = Some(seq);
+        state.mark_saved();
         Ok(EncodedCheckpoint {
             shard,
             seq,
             prev,
-            state: Bytes::from(state),
+            state: Bytes::from(bytes),
         })
     }
 
@@ -161,11 +303,69 @@ impl Manifest {
     }
 }
 
-/// A checkpoint read back, with the manifest of its flush.
+/// A checkpoint file read back: its head, offsets, what it holds of the
+/// state, and the manifest of its flush.
 #[derive(Debug)]
 pub(crate) struct LoadedCheckpoint {
-    pub checkpoint: Checkpoint,
+    pub head: Head,
+    pub offsets: BTreeMap<String, i64>,
+    pub saved: Saved,
+    /// Bytes of the state part.
+    pub state_bytes: u64,
     pub manifest: Manifest,
+}
+
+/// Bytes at the start of a checkpoint file that hold its [`Head`]: the
+/// magic, the length and five numbers of at most 10 bytes each.
+pub(crate) const HEAD_BYTES: usize = 128;
+
+/// Splits off a checkpoint file's magic: its format and the rest.
+fn format_of<'a>(bytes: &'a [u8], what: &str) -> Result<(u32, &'a [u8]), Error> {
+    if let Some(body) = bytes.strip_prefix(Checkpoint::MAGIC) {
+        Ok((Checkpoint::FORMAT, body))
+    } else if let Some(body) = bytes.strip_prefix(Checkpoint::MAGIC_V3) {
+        Ok((3, body))
+    } else {
+        Err(Error::CorruptCheckpoint {
+            path: what.to_string(),
+            message: "it does not start like a newsflow checkpoint (format 3 or 4)".into(),
+        })
+    }
+}
+
+/// Reads the head of a checkpoint from its first [`HEAD_BYTES`] (or all
+/// of it, if shorter).
+pub(crate) fn decode_head(bytes: &[u8], what: &str) -> Result<Head, Error> {
+    let corrupt = |message: String| Error::CorruptCheckpoint {
+        path: what.to_string(),
+        message,
+    };
+    let (format, body) = format_of(bytes, what)?;
+    let part = body
+        .get(8..)
+        .ok_or_else(|| corrupt("it is truncated".into()))?;
+    if format == 3 {
+        /// Format 3 had no `base`: every checkpoint was whole.
+        #[derive(Deserialize)]
+        struct HeadV3 {
+            format: u32,
+            shard: i32,
+            seq: u64,
+            prev: u64,
+        }
+        let (head, _) =
+            postcard::take_from_bytes::<HeadV3>(part).map_err(|e| corrupt(format!("head: {e}")))?;
+        return Ok(Head {
+            format: head.format,
+            shard: head.shard,
+            seq: head.seq,
+            prev: head.prev,
+            base: head.seq,
+        });
+    }
+    let (head, _) =
+        postcard::take_from_bytes::<Head>(part).map_err(|e| corrupt(format!("head: {e}")))?;
+    Ok(head)
 }
 
 /// Decodes a checkpoint file; `what` names it in errors.
@@ -174,25 +374,52 @@ pub(crate) fn decode(bytes: &[u8], what: &str) -> Result<LoadedCheckpoint, Error
         path: what.to_string(),
         message,
     };
-    let body = bytes
-        .strip_prefix(Checkpoint::MAGIC)
-        .ok_or_else(|| corrupt("it does not start like a newsflow checkpoint (format 3)".into()))?;
+    let (format, body) = format_of(bytes, what)?;
     if body.len() < 8 {
         return Err(corrupt("it is truncated".into()));
     }
     let (len, body) = body.split_at(8);
-    let len = u64::from_le_bytes(len.try_into().expect("eight bytes")) as usize;
-    if body.len() < len {
+    let len = u64::from_le_bytes(len.try_into().expect("eight bytes"));
+    if (body.len() as u64) < len {
         return Err(corrupt("it is truncated".into()));
     }
-    let (state, manifest) = body.split_at(len);
-    let checkpoint: Checkpoint =
-        postcard::from_bytes(state).map_err(|e| corrupt(format!("state: {e}")))?;
-    if checkpoint.format != Checkpoint::FORMAT {
+    let (state, manifest) = body.split_at(len as usize);
+    let (head, offsets, saved) = if format == 3 {
+        let part: StatePartV3 =
+            postcard::from_bytes(state).map_err(|e| corrupt(format!("state: {e}")))?;
+        let head = Head {
+            format: part.format,
+            shard: part.shard,
+            seq: part.seq,
+            prev: part.prev,
+            base: part.seq,
+        };
+        (head, part.offsets, Saved::Whole(part.state))
+    } else {
+        let part: StatePart =
+            postcard::from_bytes(state).map_err(|e| corrupt(format!("state: {e}")))?;
+        let head = Head {
+            format: part.format,
+            shard: part.shard,
+            seq: part.seq,
+            prev: part.prev,
+            base: part.base,
+        };
+        (head, part.offsets, part.state)
+    };
+    if head.format != format {
         return Err(corrupt(format!(
-            "format {} where {} was expected",
-            checkpoint.format,
-            Checkpoint::FORMAT
+            "format {} where {format} was expected",
+            head.format
+        )));
+    }
+    let whole = matches!(saved, Saved::Whole(_));
+    if whole != (head.base == head.seq) {
+        return Err(corrupt(format!(
+            "flush {} names whole checkpoint {} but holds {}",
+            head.seq,
+            head.base,
+            if whole { "the whole state" } else { "changes" }
         )));
     }
     let tables: Vec<(String, Vec<Vec<u8>>)> =
@@ -210,7 +437,10 @@ pub(crate) fn decode(bytes: &[u8], what: &str) -> Result<LoadedCheckpoint, Error
         adds.insert(table, batches);
     }
     Ok(LoadedCheckpoint {
-        checkpoint,
+        head,
+        offsets,
+        saved,
+        state_bytes: len,
         manifest: Manifest { adds },
     })
 }
@@ -226,4 +456,106 @@ fn to_ipc(batch: &RecordBatch) -> Result<Vec<u8>, Error> {
     writer.finish().map_err(encode)?;
     drop(writer);
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use newsflow_core::CountingRules;
+
+    use super::*;
+
+    fn shard() -> Shard {
+        Shard::new(CountingRules {
+            window_size: 3_600_000_000,
+            dedup_horizon: 86_400_000_000,
+            max_out_of_orderness: 60_000_000,
+        })
+    }
+
+    fn file(state_part: Vec<u8>) -> Vec<u8> {
+        let (magic, body) = if state_part.starts_with(&[3]) {
+            (Checkpoint::MAGIC_V3, state_part)
+        } else {
+            (Checkpoint::MAGIC, state_part)
+        };
+        let manifest = postcard::to_stdvec(&Vec::<(String, Vec<Vec<u8>>)>::new()).unwrap();
+        [magic, &(body.len() as u64).to_le_bytes(), &body, &manifest].concat()
+    }
+
+    /// Lakes written before checkpoints of changes hold format 3, always
+    /// whole: they restore, and their head reads as its own base.
+    #[test]
+    fn a_format_3_checkpoint_still_reads_as_whole() {
+        #[derive(Serialize)]
+        struct V3<'a> {
+            format: u32,
+            shard: i32,
+            seq: u64,
+            prev: u64,
+            offsets: BTreeMap<String, i64>,
+            state: &'a Shard,
+        }
+        let state = shard();
+        let offsets = BTreeMap::from([("news.comments".to_string(), 42)]);
+        let bytes = file(
+            postcard::to_stdvec(&V3 {
+                format: 3,
+                shard: 2,
+                seq: 7,
+                prev: 6,
+                offsets: offsets.clone(),
+                state: &state,
+            })
+            .unwrap(),
+        );
+        let loaded = decode(&bytes, "v3").unwrap();
+        assert_eq!(
+            (loaded.head.seq, loaded.head.prev, loaded.head.base),
+            (7, 6, 7)
+        );
+        assert_eq!(loaded.offsets, offsets);
+        assert!(matches!(loaded.saved, Saved::Whole(_)));
+        let head = decode_head(&bytes[..HEAD_BYTES.min(bytes.len())], "v3").unwrap();
+        assert_eq!((head.format, head.shard, head.seq, head.base), (3, 2, 7, 7));
+    }
+
+    /// The writer's choice: whole first, then changes on top of the last
+    /// checkpoint while they stay lighter than the whole one, whole again
+    /// when the state was not restored from the checkpoint before.
+    fn comments(state: &mut Shard, ids: std::ops::Range<u32>) {
+        for i in ids {
+            state.apply(&newsflow_core::Event {
+                event_id: format!("c-{i}"),
+                article_id: format!("a-{}", i % 7),
+                occurred_at: 1_800_000_000_000_000,
+                body: newsflow_core::EventBody::SocialComment {
+                    platform: "x".into(),
+                    author_id: None,
+                },
+            });
+        }
+    }
+
+    #[test]
+    fn changes_follow_a_whole_checkpoint_of_the_flush_before() {
+        let mut state = shard();
+        let mut chain = CheckpointChain::default();
+        let offsets = BTreeMap::new();
+        comments(&mut state, 0..100);
+        let first = EncodedCheckpoint::encode(0, 1, 0, &offsets, &mut state, &mut chain).unwrap();
+        let head = decode_head(&file(first.state.to_vec()), "1").unwrap();
+        assert_eq!((head.seq, head.base), (1, 1), "the first is whole");
+        comments(&mut state, 100..105);
+        let second = EncodedCheckpoint::encode(0, 2, 1, &offsets, &mut state, &mut chain).unwrap();
+        let loaded = decode(&file(second.state.to_vec()), "2").unwrap();
+        assert_eq!((loaded.head.seq, loaded.head.base), (2, 1));
+        assert!(matches!(loaded.saved, Saved::Changes(_)));
+        assert_eq!((chain.base(), chain.patches()), (1, 1));
+        // A flush that does not follow the last checkpoint (its flush
+        // failed and the shard was restored elsewhere) is whole.
+        let third = EncodedCheckpoint::encode(0, 5, 3, &offsets, &mut state, &mut chain).unwrap();
+        let head = decode_head(&file(third.state.to_vec()), "5").unwrap();
+        assert_eq!((head.seq, head.base), (5, 5));
+        assert_eq!((chain.base(), chain.patches()), (5, 0));
+    }
 }

@@ -32,7 +32,7 @@ mod shard_files;
 mod store;
 
 pub use archive::{ArchivedEvents, EventArchive, EventRow};
-pub use checkpoint::{Checkpoint, EncodedCheckpoint};
+pub use checkpoint::{Checkpoint, CheckpointChain, EncodedCheckpoint, MAX_PATCHES};
 pub use datasets::{Dataset, FlushBatch, WriteStats};
 pub use lake::{FlushError, FlushObserver, Lake, Restored, ShardFlush, ShardOutcome};
 pub use maintenance::{

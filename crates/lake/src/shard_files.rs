@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! claim-QQQQQQQQQQQQQQQQQQQQ       a sequence number, taken
-//! checkpoint-QQQQQQQQQQQQQQQQQQQQ  state, offsets, manifest of the flush
+//! checkpoint-QQQQQQQQQQQQQQQQQQQQ  state (whole or changes), offsets, manifest
 //! cold-QQQQQQQQQQQQQQQQQQQQ.json   articles that left memory in the flush
 //! ```
 
@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use newsflow_core::ColdArticle;
 use object_store::PutPayload;
 
-use crate::checkpoint::{self, LoadedCheckpoint};
+use crate::checkpoint::{self, Head, LoadedCheckpoint};
 use crate::store::{CreateError, Store};
 use crate::Error;
 
@@ -72,16 +72,30 @@ pub(crate) fn load_checkpoint(
     let relative = checkpoint_path(shard, seq);
     let bytes = store.get(store.path(&relative))?;
     let loaded = checkpoint::decode(&bytes, &relative)?;
-    if loaded.checkpoint.shard != shard || loaded.checkpoint.seq != seq {
+    is_the_one(&loaded.head, shard, seq, &relative)?;
+    Ok(loaded)
+}
+
+/// Reads only the head of the checkpoint of flush `seq` of `shard`.
+pub(crate) fn load_checkpoint_head(store: &Store, shard: i32, seq: u64) -> Result<Head, Error> {
+    let relative = checkpoint_path(shard, seq);
+    let bytes = store.get_prefix(store.path(&relative), checkpoint::HEAD_BYTES as u64)?;
+    let head = checkpoint::decode_head(&bytes, &relative)?;
+    is_the_one(&head, shard, seq, &relative)?;
+    Ok(head)
+}
+
+fn is_the_one(head: &Head, shard: i32, seq: u64, relative: &str) -> Result<(), Error> {
+    if head.shard != shard || head.seq != seq {
         return Err(Error::CorruptCheckpoint {
-            path: relative,
+            path: relative.to_string(),
             message: format!(
                 "it holds shard {} flush {} where shard {shard} flush {seq} was expected",
-                loaded.checkpoint.shard, loaded.checkpoint.seq
+                head.shard, head.seq
             ),
         });
     }
-    Ok(loaded)
+    Ok(())
 }
 
 /// Stores the articles that left memory in flush `seq` of `shard`. It is

@@ -6,7 +6,9 @@
 
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectMeta, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{
+    GetOptions, GetRange, ObjectMeta, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+};
 
 use crate::location::Location;
 use crate::Error;
@@ -84,6 +86,25 @@ impl Store {
         let store = self.location.store.clone();
         let result = self.handle.block_on(async move {
             let got = store.get(&path).await?;
+            got.bytes().await
+        });
+        result.map(|b| b.to_vec()).map_err(|e| Error::Store {
+            op: "reading",
+            path: shown,
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads the first `len` bytes of `path` (all of it, if shorter).
+    pub fn get_prefix(&self, path: ObjectPath, len: u64) -> Result<Vec<u8>, Error> {
+        let shown = path.to_string();
+        let store = self.location.store.clone();
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(0..len)),
+            ..GetOptions::default()
+        };
+        let result = self.handle.block_on(async move {
+            let got = store.get_opts(&path, options).await?;
             got.bytes().await
         });
         result.map(|b| b.to_vec()).map_err(|e| Error::Store {

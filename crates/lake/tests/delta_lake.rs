@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use newsflow_core::event::decode_unkeyed;
 use newsflow_core::{CountingRules, EventType, Shard};
 use newsflow_lake::{
-    Dataset, EncodedCheckpoint, EventRow, FlushBatch, FlushError, FlushObserver, Lake, ShardFlush,
-    WriteStats,
+    CheckpointChain, Dataset, EncodedCheckpoint, EventRow, FlushBatch, FlushError, FlushObserver,
+    Lake, ShardFlush, WriteStats,
 };
 
 const NOW: i64 = 1_800_000_000_000_000;
@@ -46,6 +46,7 @@ impl FlushObserver for Tally {
 struct Writer {
     lake: Lake,
     shard: Shard,
+    chain: CheckpointChain,
     committed: u64,
     next_seq: u64,
 }
@@ -61,6 +62,7 @@ impl Writer {
         Writer {
             lake: lake.clone(),
             shard: state,
+            chain: restored.chain,
             committed: restored.committed,
             next_seq: restored.next_seq,
         }
@@ -93,9 +95,15 @@ impl Writer {
             .collect();
         let drained = self.shard.drain(NOW, true, self.next_seq);
         let offsets = BTreeMap::from([("t".to_string(), to)]);
-        let checkpoint =
-            EncodedCheckpoint::encode(0, self.next_seq, self.committed, &offsets, &self.shard)
-                .unwrap();
+        let checkpoint = EncodedCheckpoint::encode(
+            0,
+            self.next_seq,
+            self.committed,
+            &offsets,
+            &mut self.shard,
+            &mut self.chain,
+        )
+        .unwrap();
         ShardFlush {
             checkpoint,
             batch: FlushBatch {
@@ -166,6 +174,106 @@ fn a_shard_resumes_from_what_the_logs_committed() {
         );
     }
     assert!(root.path().join("_newsflow/shards/00000").is_dir());
+}
+
+/// The checkpoint files of shard 0, by sequence number, with their sizes.
+fn checkpoint_files(root: &std::path::Path) -> BTreeMap<u64, u64> {
+    std::fs::read_dir(root.join("_newsflow/shards/00000"))
+        .unwrap()
+        .filter_map(|entry| {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            let seq = name.strip_prefix("checkpoint-")?.parse().ok()?;
+            Some((seq, entry.metadata().unwrap().len()))
+        })
+        .collect()
+}
+
+/// Most checkpoints hold only the changes since the one before; a restore
+/// reads back to the last whole one and applies them in order, vacuum
+/// keeps exactly that chain, and a damaged link is refused by name.
+#[test]
+fn a_shard_resumes_through_checkpoints_of_changes() {
+    let root = tempfile::tempdir().unwrap();
+    let uri = root.path().display().to_string();
+    let lake = Lake::open(&uri, &BTreeMap::new()).unwrap();
+    let tally = Tally::default();
+    let mut writer = Writer::restore(&lake, 0);
+    for k in 0..45 {
+        let job = writer.cut(10 * k, 10 * k + 10);
+        writer.flush(job, &tally).unwrap();
+    }
+
+    let restored = Lake::open(&uri, &BTreeMap::new())
+        .unwrap()
+        .restore(0)
+        .unwrap();
+    assert_eq!(restored.committed, writer.committed);
+    let (base, patches) = (restored.chain.base(), restored.chain.patches());
+    assert!(
+        patches > 0 && base < restored.committed,
+        "the last checkpoint holds changes: base {base}, {patches} after it"
+    );
+    let files = checkpoint_files(root.path());
+    assert_eq!(files.len(), 45);
+    // The state grows by ten comments a flush: a whole checkpoint holds
+    // them all, one of changes only its flush's (beside the manifest of
+    // the flush's files, about the same in every checkpoint).
+    assert!(
+        files[&restored.committed] < files[&base],
+        "changes are smaller than the whole state: {files:?}"
+    );
+    let mut checkpoint = restored.checkpoint.unwrap();
+    assert_eq!(checkpoint.offsets["t"], 450);
+    let line = r#"{"schema_version":1,"event_id":"c-new","event_type":"social_comment","article_id":"a-1","occurred_at":"2026-11-01T09:59:00Z","platform":"x"}"#;
+    let event = decode_unkeyed(line.as_bytes(), &LIMITS).unwrap();
+    checkpoint.state.apply(&event);
+    let row = checkpoint.state.drain(NOW, true, 1000).totals.remove(0);
+    assert_eq!(row.social_comments, 451, "every flush's comments, once");
+    let redelivered = decode_unkeyed(
+        br#"{"schema_version":1,"event_id":"c-3","event_type":"social_comment","article_id":"a-1","occurred_at":"2026-11-01T09:03:00Z","platform":"x"}"#,
+        &LIMITS,
+    )
+    .unwrap();
+    assert_eq!(
+        checkpoint.state.apply(&redelivered),
+        newsflow_core::Applied::Duplicate,
+        "the first flush's dedup memory came through the chain"
+    );
+
+    // Vacuum deletes what lies before the chain's whole checkpoint, and
+    // nothing of the chain.
+    let report = lake
+        .vacuum(std::time::Duration::ZERO, std::time::Duration::ZERO)
+        .unwrap();
+    let kept = checkpoint_files(root.path());
+    assert_eq!(
+        kept.keys().copied().collect::<Vec<_>>(),
+        (base..=restored.committed).collect::<Vec<_>>(),
+        "{report:?}"
+    );
+    let again = Lake::open(&uri, &BTreeMap::new())
+        .unwrap()
+        .restore(0)
+        .unwrap();
+    assert_eq!(again.checkpoint.unwrap().offsets["t"], 450);
+
+    // A damaged checkpoint inside the chain stops the restore, by name.
+    let link = base + 1;
+    assert!(link < restored.committed, "a chain of more than one link");
+    let path = root
+        .path()
+        .join(format!("_newsflow/shards/00000/checkpoint-{link:020}"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes.truncate(middle);
+    std::fs::write(&path, bytes).unwrap();
+    let err = Lake::open(&uri, &BTreeMap::new())
+        .unwrap()
+        .restore(0)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&format!("checkpoint-{link:020}")), "{err}");
 }
 
 #[test]

@@ -317,8 +317,15 @@ fn cut_slot(
         .iter()
         .filter_map(|(topic, name)| slot.next[topic].map(|n| (name.to_string(), n)))
         .collect();
-    let checkpoint = EncodedCheckpoint::encode(shard, seq, slot.committed, &offsets, &slot.state)
-        .map_err(|e| Failure::Checkpoint {
+    let checkpoint = EncodedCheckpoint::encode(
+        shard,
+        seq,
+        slot.committed,
+        &offsets,
+        &mut slot.state,
+        &mut slot.chain,
+    )
+    .map_err(|e| Failure::Checkpoint {
         shard,
         reason: format!("{e:#}"),
     })?;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use newsflow_core::{ColdArticle, DecodeLimits, EventType, Micros, Shard};
-use newsflow_lake::{EventArchive, Lake};
+use newsflow_lake::{CheckpointChain, EventArchive, Lake};
 use newsflow_settings::Settings;
 use newsflow_telemetry::Metrics;
 use rdkafka::TopicPartitionList;
@@ -33,6 +33,9 @@ use crate::topics::{PerTopic, TopicNames};
 /// One owned shard: counting state plus what the last checkpoint covers.
 struct Slot {
     state: Shard,
+    /// Where the shard's checkpoints stand: whether the next may hold only
+    /// the state's changes.
+    chain: CheckpointChain,
     /// Sequence number of the shard's last flush committed to the tables.
     committed: u64,
     /// Sequence number claimed for its next flush.
@@ -175,6 +178,7 @@ impl Worker {
         );
         Ok(Slot {
             state,
+            chain: restored.chain,
             committed: restored.committed,
             next_seq: restored.next_seq,
             next,

@@ -73,8 +73,8 @@ impl Lake {
 
     /// Deletes data files no reader within `retention` and no shard can
     /// need, log entries older than `log_retention` that a log checkpoint
-    /// has made unnecessary, and shard claims and checkpoints of flushes
-    /// every table has moved past. `log_retention` must not be shorter
+    /// has made unnecessary, and shard claims and checkpoints older than
+    /// the whole checkpoint a restore of their shard would start from. `log_retention` must not be shorter
     /// than `retention`: vacuum opens the version that was latest at the
     /// retention's cutoff.
     pub fn vacuum(&self, retention: Duration, log_retention: Duration) -> Result<Vacuum, Error> {

@@ -5,8 +5,8 @@
 //!   in it (written by a writer that crashed or was fenced);
 //! - **log entries** older than the log retention, once a log checkpoint
 //!   after them makes them unnecessary for every version readers may open;
-//! - **shard files** (claims and checkpoints) older than the flush every
-//!   table has committed for their shard.
+//! - **shard files** (claims and checkpoints) older than the whole
+//!   checkpoint a restore of their shard would start from.
 //!
 //! **Which data files go.** A file goes only if (1) the latest version does
 //! not hold it, (2) the version that was latest at the retention cutoff did
@@ -26,6 +26,7 @@ use object_store::ObjectMeta;
 
 use super::live_files::{live_files, path_set};
 use crate::delta::{Engine, Table};
+use crate::shard_files;
 use crate::store::Store;
 use crate::Error;
 
@@ -218,9 +219,11 @@ pub(crate) fn vacuum_data_files(
 }
 
 /// Deletes the claims and checkpoints of every shard that are older than
-/// `cutoff` and older than the flush all tables have committed for it (a
-/// restore reads only that flush's checkpoint; cold segments stay, they
-/// hold articles that left memory).
+/// `cutoff` and older than the whole checkpoint a restore would start
+/// from: the one the chain of the flush all tables have committed for the
+/// shard starts at (a restore reads that flush's checkpoint, or the one
+/// after it, and the checkpoints of changes back to that whole one). Cold
+/// segments stay: they hold articles that left memory.
 pub(crate) fn vacuum_shard_files(
     store: &Store,
     engine: &Engine,
@@ -250,18 +253,22 @@ pub(crate) fn vacuum_shard_files(
         let Some(seq) = seq else {
             continue;
         };
-        let settled_seq = match settled.get(&shard) {
+        let keep_from = match settled.get(&shard) {
             Some(seq) => *seq,
             None => {
                 let mut lowest = u64::MAX;
                 for (table, snapshot) in &snapshots {
                     lowest = lowest.min(table.committed_seq(engine, snapshot, shard)?);
                 }
-                settled.insert(shard, lowest);
-                lowest
+                let keep_from = match lowest {
+                    0 => 0,
+                    settled => shard_files::load_checkpoint_head(store, shard, settled)?.base,
+                };
+                settled.insert(shard, keep_from);
+                keep_from
             }
         };
-        if seq < settled_seq && older_than(&object, cutoff) {
+        if seq < keep_from && older_than(&object, cutoff) {
             store.delete(object.location.clone())?;
             report.files_deleted += 1;
         }
