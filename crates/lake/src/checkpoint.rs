@@ -116,7 +116,9 @@ impl CheckpointChain {
 
 /// The fixed fields at the start of a checkpoint's state part, read alone
 /// by vacuum to learn which older checkpoints a restore still needs.
-#[derive(Debug, Deserialize)]
+/// (postcard writes a struct's fields one after the other with no framing,
+/// so a head nested first in a state part is read as its first bytes.)
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Head {
     pub format: u32,
     pub shard: i32,
@@ -129,11 +131,7 @@ pub(crate) struct Head {
 /// The borrowed form of a format-4 state part, so encoding copies nothing.
 #[derive(Serialize)]
 struct StatePartRef<'a> {
-    format: u32,
-    shard: i32,
-    seq: u64,
-    prev: u64,
-    base: u64,
+    head: Head,
     offsets: &'a BTreeMap<String, i64>,
     state: SavedRef<'a>,
 }
@@ -147,11 +145,7 @@ enum SavedRef<'a> {
 /// A format-4 state part as read.
 #[derive(Deserialize)]
 struct StatePart {
-    format: u32,
-    shard: i32,
-    seq: u64,
-    prev: u64,
-    base: u64,
+    head: Head,
     offsets: BTreeMap<String, i64>,
     state: Saved,
 }
@@ -167,12 +161,30 @@ pub(crate) enum Saved {
 /// A format-3 state part: always the whole state.
 #[derive(Deserialize)]
 struct StatePartV3 {
+    head: HeadV3,
+    offsets: BTreeMap<String, i64>,
+    state: Shard,
+}
+
+/// The head of format 3, which had no `base`: every checkpoint was whole.
+#[derive(Deserialize)]
+struct HeadV3 {
     format: u32,
     shard: i32,
     seq: u64,
     prev: u64,
-    offsets: BTreeMap<String, i64>,
-    state: Shard,
+}
+
+impl From<HeadV3> for Head {
+    fn from(v3: HeadV3) -> Self {
+        Head {
+            format: v3.format,
+            shard: v3.shard,
+            seq: v3.seq,
+            prev: v3.prev,
+            base: v3.seq,
+        }
+    }
 }
 
 /// The state part of a checkpoint, encoded at the moment a flush cuts its
@@ -202,11 +214,13 @@ impl EncodedCheckpoint {
     ) -> Result<Self, Error> {
         let encode = |base: u64, saved: SavedRef<'_>| {
             let part = StatePartRef {
-                format: Checkpoint::FORMAT,
-                shard,
-                seq,
-                prev,
-                base,
+                head: Head {
+                    format: Checkpoint::FORMAT,
+                    shard,
+                    seq,
+                    prev,
+                    base,
+                },
                 offsets,
                 state: saved,
             };
@@ -344,28 +358,12 @@ pub(crate) fn decode_head(bytes: &[u8], what: &str) -> Result<Head, Error> {
     let part = body
         .get(8..)
         .ok_or_else(|| corrupt("it is truncated".into()))?;
-    if format == 3 {
-        /// Format 3 had no `base`: every checkpoint was whole.
-        #[derive(Deserialize)]
-        struct HeadV3 {
-            format: u32,
-            shard: i32,
-            seq: u64,
-            prev: u64,
-        }
-        let (head, _) =
-            postcard::take_from_bytes::<HeadV3>(part).map_err(|e| corrupt(format!("head: {e}")))?;
-        return Ok(Head {
-            format: head.format,
-            shard: head.shard,
-            seq: head.seq,
-            prev: head.prev,
-            base: head.seq,
-        });
-    }
-    let (head, _) =
-        postcard::take_from_bytes::<Head>(part).map_err(|e| corrupt(format!("head: {e}")))?;
-    Ok(head)
+    let head = if format == 3 {
+        postcard::take_from_bytes::<HeadV3>(part).map(|(head, _)| head.into())
+    } else {
+        postcard::take_from_bytes::<Head>(part).map(|(head, _)| head)
+    };
+    head.map_err(|e| corrupt(format!("head: {e}")))
 }
 
 /// Decodes a checkpoint file; `what` names it in errors.
@@ -383,29 +381,14 @@ pub(crate) fn decode(bytes: &[u8], what: &str) -> Result<LoadedCheckpoint, Error
     if (body.len() as u64) < len {
         return Err(corrupt("it is truncated".into()));
     }
-    let (state, manifest) = body.split_at(len as usize);
+    let (state_part, manifest) = body.split_at(len as usize);
+    let state = |e: postcard::Error| corrupt(format!("state: {e}"));
     let (head, offsets, saved) = if format == 3 {
-        let part: StatePartV3 =
-            postcard::from_bytes(state).map_err(|e| corrupt(format!("state: {e}")))?;
-        let head = Head {
-            format: part.format,
-            shard: part.shard,
-            seq: part.seq,
-            prev: part.prev,
-            base: part.seq,
-        };
-        (head, part.offsets, Saved::Whole(part.state))
+        let part: StatePartV3 = postcard::from_bytes(state_part).map_err(state)?;
+        (part.head.into(), part.offsets, Saved::Whole(part.state))
     } else {
-        let part: StatePart =
-            postcard::from_bytes(state).map_err(|e| corrupt(format!("state: {e}")))?;
-        let head = Head {
-            format: part.format,
-            shard: part.shard,
-            seq: part.seq,
-            prev: part.prev,
-            base: part.base,
-        };
-        (head, part.offsets, part.state)
+        let part: StatePart = postcard::from_bytes(state_part).map_err(state)?;
+        (part.head, part.offsets, part.state)
     };
     if head.format != format {
         return Err(corrupt(format!(
