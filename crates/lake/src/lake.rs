@@ -31,9 +31,7 @@ use delta_kernel_default_engine::executor::tokio::TokioMultiThreadExecutor;
 use delta_kernel_default_engine::DefaultEngineBuilder;
 use newsflow_core::ColdArticle;
 
-use crate::checkpoint::{
-    Checkpoint, CheckpointChain, EncodedCheckpoint, LoadedCheckpoint, Manifest, Saved,
-};
+use crate::checkpoint::{Checkpoint, CheckpointChain, EncodedCheckpoint, Manifest};
 use crate::data_files::write_data_file;
 use crate::datasets::{partition_batches, Dataset, FlushBatch, WriteStats};
 use crate::delta::{CommitEntry, Engine, EntryStatus, Table};
@@ -314,7 +312,7 @@ impl Lake {
         }
         let (format, prev, offsets) =
             (loaded.head.format, loaded.head.prev, loaded.offsets.clone());
-        let (state, chain) = restore_state(&inner.store, shard, loaded)?;
+        let (state, chain) = shard_files::load_state(&inner.store, shard, loaded)?;
         Ok(Restored {
             checkpoint: Some(Checkpoint {
                 format,
@@ -420,63 +418,6 @@ impl Written {
             result,
         }
     }
-}
-
-/// Checkpoints of changes a restore follows back at most before it calls
-/// the chain broken: far above what writers leave (`MAX_PATCHES`).
-const MAX_CHAIN: usize = 10_000;
-
-/// The state checkpoint `latest` restores, and the chain it stands in: its
-/// own state if it is whole; otherwise the whole checkpoint its chain
-/// starts at, with the changes of every checkpoint after it applied in
-/// order. Each of those was committed (a checkpoint of changes follows the
-/// checkpoint of its `prev`, the flush committed before it).
-fn restore_state(
-    store: &crate::store::Store,
-    shard: i32,
-    latest: LoadedCheckpoint,
-) -> Result<(newsflow_core::Shard, CheckpointChain), Error> {
-    let (last, base) = (latest.head.seq, latest.head.base);
-    let mut patches = Vec::new();
-    let mut patch_bytes = 0;
-    let mut loaded = latest;
-    let (mut state, base_bytes) = loop {
-        match loaded.saved {
-            Saved::Whole(state) => break (state, loaded.state_bytes),
-            Saved::Changes(patch) => {
-                if patches.len() == MAX_CHAIN || loaded.head.prev < base {
-                    return Err(Error::Inconsistent(format!(
-                        "shard {shard}: the checkpoints from flush {last} back do not reach their whole checkpoint {base}"
-                    )));
-                }
-                patches.push((loaded.head.seq, patch));
-                patch_bytes += loaded.state_bytes;
-                let prev = loaded.head.prev;
-                loaded = shard_files::load_checkpoint(store, shard, prev)?;
-                if loaded.head.base != base {
-                    return Err(Error::Inconsistent(format!(
-                        "shard {shard}: checkpoint {prev} starts at whole checkpoint {}, the ones after it at {base}",
-                        loaded.head.base
-                    )));
-                }
-            }
-        }
-    };
-    let chain = CheckpointChain::restored(
-        last,
-        (base, base_bytes),
-        (patches.len() as u32, patch_bytes),
-    );
-    for (seq, patch) in patches.into_iter().rev() {
-        state
-            .apply_patch(patch)
-            .map_err(|e| Error::CorruptCheckpoint {
-                path: format!("shard {shard} checkpoint {seq}"),
-                message: e.to_string(),
-            })?;
-    }
-    state.mark_saved();
-    Ok((state, chain))
 }
 
 /// Refuses a root that holds a lake of contract v1 (plain Hive folders and

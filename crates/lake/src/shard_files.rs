@@ -10,10 +10,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use newsflow_core::ColdArticle;
+use newsflow_core::{ColdArticle, Shard};
 use object_store::PutPayload;
 
-use crate::checkpoint::{self, Head, LoadedCheckpoint};
+use crate::checkpoint::{self, CheckpointChain, Head, LoadedCheckpoint, Saved};
 use crate::store::{CreateError, Store};
 use crate::Error;
 
@@ -96,6 +96,63 @@ fn is_the_one(head: &Head, shard: i32, seq: u64, relative: &str) -> Result<(), E
         });
     }
     Ok(())
+}
+
+/// Checkpoints of changes a restore follows back at most before it calls
+/// the chain broken: far above what writers leave (`MAX_PATCHES`).
+const MAX_CHAIN: usize = 10_000;
+
+/// The state checkpoint `latest` restores, and the chain it stands in:
+/// its own state if it is whole; otherwise the whole checkpoint its chain
+/// starts at (read here), with the changes of every checkpoint after it
+/// applied in order. Each of those was committed (a checkpoint of changes follows the
+/// checkpoint of its `prev`, the flush committed before it).
+pub(crate) fn load_state(
+    store: &Store,
+    shard: i32,
+    latest: LoadedCheckpoint,
+) -> Result<(Shard, CheckpointChain), Error> {
+    let (last, base) = (latest.head.seq, latest.head.base);
+    let mut patches = Vec::new();
+    let mut patch_bytes = 0;
+    let mut loaded = latest;
+    let (mut state, base_bytes) = loop {
+        match loaded.saved {
+            Saved::Whole(state) => break (state, loaded.state_bytes),
+            Saved::Changes(patch) => {
+                if patches.len() == MAX_CHAIN || loaded.head.prev < base {
+                    return Err(Error::Inconsistent(format!(
+                        "shard {shard}: the checkpoints from flush {last} back do not reach their whole checkpoint {base}"
+                    )));
+                }
+                patches.push((loaded.head.seq, patch));
+                patch_bytes += loaded.state_bytes;
+                let prev = loaded.head.prev;
+                loaded = load_checkpoint(store, shard, prev)?;
+                if loaded.head.base != base {
+                    return Err(Error::Inconsistent(format!(
+                        "shard {shard}: checkpoint {prev} starts at whole checkpoint {}, the ones after it at {base}",
+                        loaded.head.base
+                    )));
+                }
+            }
+        }
+    };
+    let chain = CheckpointChain::restored(
+        last,
+        (base, base_bytes),
+        (patches.len() as u32, patch_bytes),
+    );
+    for (seq, patch) in patches.into_iter().rev() {
+        state
+            .apply_patch(patch)
+            .map_err(|e| Error::CorruptCheckpoint {
+                path: checkpoint_path(shard, seq),
+                message: e.to_string(),
+            })?;
+    }
+    state.mark_saved();
+    Ok((state, chain))
 }
 
 /// Stores the articles that left memory in flush `seq` of `shard`. It is

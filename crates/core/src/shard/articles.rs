@@ -242,21 +242,25 @@ impl ArticleTable {
                 *self.get_mut(slot) = article;
                 slot
             }
-            None => {
-                if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
-                    self.chunks.push(Vec::with_capacity(CHUNK));
-                }
-                let slot = (self.chunks.len() - 1) * CHUNK + self.chunks.last().map_or(0, Vec::len);
-                self.chunks.last_mut().expect("a chunk").push(article);
-                u32::try_from(slot).expect("fewer than 2^32 articles in one shard")
-            }
+            None => self.push_slot(article),
         };
-        let chunks = &self.chunks;
-        self.index.insert_unique(hash, slot, |&s| {
-            let s = s as usize;
-            article_hash(chunks[s / CHUNK][s % CHUNK].id())
-        });
+        self.index_slot(hash, slot);
         slot
+    }
+
+    /// Adds a slot after the last one, holding `article`.
+    fn push_slot(&mut self, article: Article) -> u32 {
+        if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        let slot = (self.chunks.len() - 1) * CHUNK + self.chunks.last().map_or(0, Vec::len);
+        self.chunks.last_mut().expect("a chunk").push(article);
+        u32::try_from(slot).expect("fewer than 2^32 articles in one shard")
+    }
+
+    /// Makes the article in `slot`, whose id hashes to `hash`, findable.
+    fn index_slot(&mut self, hash: u64, slot: u32) {
+        index_slot(&mut self.index, &self.chunks, hash, slot);
     }
 
     /// Takes the article out of `slot`, leaving it vacant for reuse.
@@ -278,13 +282,7 @@ impl ArticleTable {
     pub(crate) fn overwrite(&mut self, slot: u32, article: Article) {
         let total: usize = self.chunks.iter().map(Vec::len).sum();
         for _ in total..=slot as usize {
-            if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
-                self.chunks.push(Vec::with_capacity(CHUNK));
-            }
-            self.chunks
-                .last_mut()
-                .expect("a chunk")
-                .push(Article::default());
+            self.push_slot(Article::default());
         }
         let old = std::mem::replace(self.get_mut(slot), article);
         if !old.is_vacant() {
@@ -296,12 +294,7 @@ impl ArticleTable {
             }
         }
         if !self.get(slot).is_vacant() {
-            let chunks = &self.chunks;
-            self.index
-                .insert_unique(article_hash(self.get(slot).id()), slot, |&s| {
-                    let s = s as usize;
-                    article_hash(chunks[s / CHUNK][s % CHUNK].id())
-                });
+            self.index_slot(article_hash(self.get(slot).id()), slot);
         }
     }
 
@@ -344,15 +337,10 @@ impl ArticleTable {
             }
             table.chunks.push(chunk);
         }
-        let chunks = &table.chunks;
-        for (slot, article) in chunks.iter().flatten().enumerate() {
+        for (slot, article) in table.chunks.iter().flatten().enumerate() {
             if !article.is_vacant() {
-                table
-                    .index
-                    .insert_unique(article_hash(article.id()), slot as u32, |&s| {
-                        let s = s as usize;
-                        article_hash(chunks[s / CHUNK][s % CHUNK].id())
-                    });
+                let hash = article_hash(article.id());
+                index_slot(&mut table.index, &table.chunks, hash, slot as u32);
             }
         }
         table.settle();
@@ -366,6 +354,15 @@ impl ArticleTable {
         let owned: usize = self.iter().map(|(_, a)| a.heap_bytes()).sum();
         records + index + owned
     }
+}
+
+/// Adds `slot` to `index` under `hash`; the index rehashes other slots'
+/// ids from `chunks` when it grows.
+fn index_slot(index: &mut HashTable<u32>, chunks: &[Vec<Article>], hash: u64, slot: u32) {
+    index.insert_unique(hash, slot, |&s| {
+        let s = s as usize;
+        article_hash(chunks[s / CHUNK][s % CHUNK].id())
+    });
 }
 
 struct SlotIter<'a> {
