@@ -82,25 +82,19 @@ impl Store {
 
     /// Reads `path` whole.
     pub fn get(&self, path: ObjectPath) -> Result<Vec<u8>, Error> {
-        let shown = path.to_string();
-        let store = self.location.store.clone();
-        let result = self.handle.block_on(async move {
-            let got = store.get(&path).await?;
-            got.bytes().await
-        });
-        result.map(|b| b.to_vec()).map_err(|e| Error::Store {
-            op: "reading",
-            path: shown,
-            message: e.to_string(),
-        })
+        self.read(path, None)
     }
 
     /// Reads the first `len` bytes of `path` (all of it, if shorter).
     pub fn get_prefix(&self, path: ObjectPath, len: u64) -> Result<Vec<u8>, Error> {
+        self.read(path, Some(GetRange::Bounded(0..len)))
+    }
+
+    fn read(&self, path: ObjectPath, range: Option<GetRange>) -> Result<Vec<u8>, Error> {
         let shown = path.to_string();
         let store = self.location.store.clone();
         let options = GetOptions {
-            range: Some(GetRange::Bounded(0..len)),
+            range,
             ..GetOptions::default()
         };
         let result = self.handle.block_on(async move {

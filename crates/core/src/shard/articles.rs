@@ -244,7 +244,7 @@ impl ArticleTable {
             }
             None => self.push_slot(article),
         };
-        self.index_slot(hash, slot);
+        index_slot(&mut self.index, &self.chunks, hash, slot);
         slot
     }
 
@@ -256,11 +256,6 @@ impl ArticleTable {
         let slot = (self.chunks.len() - 1) * CHUNK + self.chunks.last().map_or(0, Vec::len);
         self.chunks.last_mut().expect("a chunk").push(article);
         u32::try_from(slot).expect("fewer than 2^32 articles in one shard")
-    }
-
-    /// Makes the article in `slot`, whose id hashes to `hash`, findable.
-    fn index_slot(&mut self, hash: u64, slot: u32) {
-        index_slot(&mut self.index, &self.chunks, hash, slot);
     }
 
     /// Takes the article out of `slot`, leaving it vacant for reuse.
@@ -294,7 +289,8 @@ impl ArticleTable {
             }
         }
         if !self.get(slot).is_vacant() {
-            self.index_slot(article_hash(self.get(slot).id()), slot);
+            let hash = article_hash(self.get(slot).id());
+            index_slot(&mut self.index, &self.chunks, hash, slot);
         }
     }
 
@@ -356,8 +352,10 @@ impl ArticleTable {
     }
 }
 
-/// Adds `slot` to `index` under `hash`; the index rehashes other slots'
-/// ids from `chunks` when it grows.
+/// Makes the article in `slot`, whose id hashes to `hash`, findable: adds
+/// the slot to `index`, which rehashes other slots' ids from `chunks` when
+/// it grows. (A function, not a method, so that a caller iterating the
+/// chunks can borrow the index alongside.)
 fn index_slot(index: &mut HashTable<u32>, chunks: &[Vec<Article>], hash: u64, slot: u32) {
     index.insert_unique(hash, slot, |&s| {
         let s = s as usize;
