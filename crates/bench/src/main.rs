@@ -172,13 +172,13 @@ fn state(articles: u64, events_per_article: u64) -> anyhow::Result<()> {
             let body = match e % 4 {
                 0 if e == 0 => EventBody::ArticlePublished {
                     title: "A headline of typical length for a news article".into(),
-                    url: format!("https://example.org/news/{a}"),
+                    url: format!("https://example.org/news/{a}").into(),
                     section: None,
                     language: None,
                     author: None,
                 },
                 1 => EventBody::SourceConfirmed {
-                    source_id: format!("source-{}.example", (a + e) % 40),
+                    source_id: format!("source-{}.example", (a + e) % 40).into(),
                     source_url: None,
                 },
                 2 => EventBody::ForumPost {
@@ -192,8 +192,8 @@ fn state(articles: u64, events_per_article: u64) -> anyhow::Result<()> {
                 },
             };
             shard.apply(&Event {
-                event_id: format!("e-{a}-{e}"),
-                article_id: article_id.clone(),
+                event_id: format!("e-{a}-{e}").into(),
+                article_id: article_id.as_str().into(),
                 occurred_at: published + e as i64 * 30 * SECOND,
                 body,
             });

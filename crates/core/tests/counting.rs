@@ -17,7 +17,7 @@ fn at(text: &str) -> Micros {
     parse_rfc3339(text).unwrap()
 }
 
-fn event(id: &str, article: &str, t: &str, body: EventBody) -> Event {
+fn event<'a>(id: &'a str, article: &'a str, t: &str, body: EventBody<'a>) -> Event<'a> {
     Event {
         event_id: id.into(),
         article_id: article.into(),
@@ -26,7 +26,7 @@ fn event(id: &str, article: &str, t: &str, body: EventBody) -> Event {
     }
 }
 
-fn comment(id: &str, article: &str, t: &str) -> Event {
+fn comment<'a>(id: &'a str, article: &'a str, t: &str) -> Event<'a> {
     event(
         id,
         article,
@@ -38,7 +38,7 @@ fn comment(id: &str, article: &str, t: &str) -> Event {
     )
 }
 
-fn post(id: &str, article: &str, t: &str) -> Event {
+fn post<'a>(id: &'a str, article: &'a str, t: &str) -> Event<'a> {
     event(
         id,
         article,
@@ -51,7 +51,7 @@ fn post(id: &str, article: &str, t: &str) -> Event {
     )
 }
 
-fn source(id: &str, article: &str, t: &str, source_id: &str) -> Event {
+fn source<'a>(id: &'a str, article: &'a str, t: &str, source_id: &'a str) -> Event<'a> {
     event(
         id,
         article,
@@ -63,7 +63,7 @@ fn source(id: &str, article: &str, t: &str, source_id: &str) -> Event {
     )
 }
 
-fn published(id: &str, article: &str, t: &str, title: &str) -> Event {
+fn published<'a>(id: &'a str, article: &'a str, t: &str, title: &'a str) -> Event<'a> {
     event(
         id,
         article,
@@ -79,7 +79,7 @@ fn published(id: &str, article: &str, t: &str, title: &str) -> Event {
 }
 
 /// Applies events and returns the latest totals row of each article.
-fn totals_after(events: &[Event]) -> Vec<TotalsRow> {
+fn totals_after(events: &[Event<'_>]) -> Vec<TotalsRow> {
     let mut shard = Shard::new(common::rules());
     for e in events {
         shard.apply(e);
@@ -398,11 +398,11 @@ struct Counted {
 }
 
 impl Counted {
-    fn apply(&mut self, event: &Event) -> Applied {
+    fn apply(&mut self, event: &Event<'_>) -> Applied {
         match self.shard.apply(event) {
             Applied::Cold { segment } => {
-                let cold = self.segments[&segment][&event.article_id].clone();
-                self.shard.rehydrate(event.article_id.clone(), cold);
+                let cold = self.segments[&segment][&*event.article_id].clone();
+                self.shard.rehydrate(event.article_id.to_string(), cold);
                 self.shard.apply(event)
             }
             applied => applied,
@@ -514,7 +514,7 @@ fn a_long_random_stream_counts_like_a_naive_oracle_through_snapshots_and_evictio
     let mut comments: HashMap<String, HashSet<String>> = HashMap::new();
     let mut posts: HashMap<String, HashSet<String>> = HashMap::new();
     let mut sources: HashMap<String, HashSet<String>> = HashMap::new();
-    let mut recent: Vec<Event> = Vec::new();
+    let mut recent: Vec<Event<'static>> = Vec::new();
     let mut latest: BTreeMap<String, TotalsRow> = BTreeMap::new();
     let mut engagement_sums: HashMap<String, (i64, i64, i64)> = HashMap::new();
     let mut evictions = 0;
@@ -541,8 +541,8 @@ fn a_long_random_stream_counts_like_a_naive_oracle_through_snapshots_and_evictio
             let body = match rng.below(4) {
                 0 => EventBody::SourceConfirmed {
                     source_id: match rng.below(3) {
-                        0 => format!("Source-{}.EXAMPLE", rng.below(20)),
-                        _ => format!("source-{}.example", rng.below(20)),
+                        0 => format!("Source-{}.EXAMPLE", rng.below(20)).into(),
+                        _ => format!("source-{}.example", rng.below(20)).into(),
                     },
                     source_url: None,
                 },
@@ -552,7 +552,7 @@ fn a_long_random_stream_counts_like_a_naive_oracle_through_snapshots_and_evictio
                     author_id: None,
                 },
                 2 if rng.below(4) == 0 => EventBody::ArticlePublished {
-                    title: format!("Title {n}"),
+                    title: format!("Title {n}").into(),
                     url: "https://x".into(),
                     section: None,
                     language: None,
@@ -564,8 +564,8 @@ fn a_long_random_stream_counts_like_a_naive_oracle_through_snapshots_and_evictio
                 },
             };
             Event {
-                event_id: id,
-                article_id: article,
+                event_id: id.into(),
+                article_id: article.into(),
                 occurred_at: t,
                 body,
             }
@@ -573,21 +573,21 @@ fn a_long_random_stream_counts_like_a_naive_oracle_through_snapshots_and_evictio
         match &event.body {
             EventBody::SourceConfirmed { source_id, .. } => {
                 sources
-                    .entry(event.article_id.clone())
+                    .entry(event.article_id.to_string())
                     .or_default()
                     .insert(source_id.to_lowercase());
             }
             EventBody::SocialComment { .. } => {
                 comments
-                    .entry(event.article_id.clone())
+                    .entry(event.article_id.to_string())
                     .or_default()
-                    .insert(event.event_id.clone());
+                    .insert(event.event_id.to_string());
             }
             EventBody::ForumPost { .. } => {
                 posts
-                    .entry(event.article_id.clone())
+                    .entry(event.article_id.to_string())
                     .or_default()
-                    .insert(event.event_id.clone());
+                    .insert(event.event_id.to_string());
             }
             EventBody::ArticlePublished { .. } => {}
         }

@@ -57,12 +57,8 @@ fn accepts_each_type_and_ignores_unknown_fields() {
             newsflow_core::time::parse_rfc3339("2026-11-01T09:00:00Z").unwrap()
         );
     }
-    let event = decode(
-        Some(b"a-1"),
-        valid("forum_post", r#","forum":"f\u00fc""#).as_bytes(),
-        &common::LIMITS,
-    )
-    .unwrap();
+    let escaped = valid("forum_post", r#","forum":"f\u00fc""#);
+    let event = decode(Some(b"a-1"), escaped.as_bytes(), &common::LIMITS).unwrap();
     assert_eq!(
         event.body,
         EventBody::ForumPost {

@@ -508,8 +508,8 @@ mod tests {
     fn comments(state: &mut Shard, ids: std::ops::Range<u32>) {
         for i in ids {
             state.apply(&newsflow_core::Event {
-                event_id: format!("c-{i}"),
-                article_id: format!("a-{}", i % 7),
+                event_id: format!("c-{i}").into(),
+                article_id: format!("a-{}", i % 7).into(),
                 occurred_at: 1_800_000_000_000_000,
                 body: newsflow_core::EventBody::SocialComment {
                     platform: "x".into(),

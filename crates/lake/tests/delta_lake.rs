@@ -70,12 +70,14 @@ impl Writer {
 
     /// Counts comments `from..to` and cuts a flush of shard 0.
     fn cut(&mut self, from: i64, to: i64) -> ShardFlush {
-        let mut lines = Vec::new();
-        for i in from..to {
-            let line = format!(
+        let texts: Vec<(i64, String)> = (from..to)
+            .map(|i| (i, format!(
                 r#"{{"schema_version":1,"event_id":"c-{i}","event_type":"social_comment","article_id":"a-1","occurred_at":"2026-11-01T09:{:02}:00Z","platform":"x"}}"#,
                 i % 60
-            );
+            )))
+            .collect();
+        let mut lines = Vec::new();
+        for (i, line) in &texts {
             let event = decode_unkeyed(line.as_bytes(), &LIMITS).unwrap();
             self.shard.apply(&event);
             lines.push((i, event, line));
@@ -89,7 +91,7 @@ impl Writer {
                 occurred_at: event.occurred_at,
                 topic: "t",
                 partition: 0,
-                offset: *i,
+                offset: **i,
                 payload: line,
             })
             .collect();

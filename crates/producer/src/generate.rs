@@ -455,7 +455,7 @@ mod tests {
             .unwrap_or_else(|r| panic!("generated an invalid event: {r}: {text}"));
             assert_eq!(event.event_type(), generated.event_type);
             assert_eq!(event.event_id, generated.event_id);
-            if !ids.insert(event.event_id.clone()) {
+            if !ids.insert(event.event_id.into_owned()) {
                 redelivered += 1;
             }
             oracle.record(&generated);

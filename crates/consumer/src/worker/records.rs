@@ -74,7 +74,7 @@ impl Worker {
         topic: EventTopic,
         shard: i32,
         offset: i64,
-        event: Event,
+        event: Event<'_>,
         payload: &str,
     ) -> bool {
         let event_type = event.event_type();

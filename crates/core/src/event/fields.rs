@@ -1,6 +1,8 @@
 //! The checks of single fields: present, a string, within its length, and
 //! the article id's rule. Each failure names its field.
 
+use std::borrow::Cow;
+
 use serde_json::value::RawValue;
 
 use super::{RejectReason, Rejection, MAX_ID_CHARS, MAX_TEXT_CHARS};
@@ -45,11 +47,11 @@ pub(super) fn string(raw: &RawValue, field: &str) -> Result<String, Rejection> {
 pub(super) fn optional_string(
     raw: Option<&RawValue>,
     field: &str,
-) -> Result<Option<String>, Rejection> {
+) -> Result<Option<Cow<'static, str>>, Rejection> {
     match raw {
         None => Ok(None),
         Some(v) if v.get() == "null" => Ok(None),
-        Some(v) => bounded(string(v, field)?, field, 0, MAX_TEXT_CHARS).map(Some),
+        Some(v) => bounded(string(v, field)?, field, 0, MAX_TEXT_CHARS).map(|s| Some(s.into())),
     }
 }
 
@@ -59,8 +61,8 @@ pub(super) fn required_bounded(
     field: &str,
     min: usize,
     max: usize,
-) -> Result<String, Rejection> {
-    bounded(required_string(raw, field)?, field, min, max)
+) -> Result<Cow<'static, str>, Rejection> {
+    bounded(required_string(raw, field)?, field, min, max).map(Cow::Owned)
 }
 
 fn bounded(value: String, field: &str, min: usize, max: usize) -> Result<String, Rejection> {

@@ -6,6 +6,8 @@
 //! stable snake_case code: the code goes into dead-letter headers and metric
 //! labels, so codes are never renamed.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -74,20 +76,23 @@ impl std::fmt::Display for EventType {
     }
 }
 
-/// A validated event.
+/// A validated event. Its strings borrow from the message they were
+/// decoded from wherever the JSON holds them without escapes, which is
+/// every event producers write: the worker decodes each record without
+/// allocating, and copies only what it keeps.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Event {
+pub struct Event<'a> {
     /// Unique per observation; a redelivery carries the same id.
-    pub event_id: String,
+    pub event_id: Cow<'a, str>,
     /// The article the observation is about; also the Kafka message key.
-    pub article_id: String,
+    pub article_id: Cow<'a, str>,
     /// Event time.
     pub occurred_at: Micros,
     /// The type-specific fields.
-    pub body: EventBody,
+    pub body: EventBody<'a>,
 }
 
-impl Event {
+impl Event<'_> {
     /// The event's type.
     pub fn event_type(&self) -> EventType {
         match self.body {
@@ -103,26 +108,26 @@ impl Event {
 /// absent or null.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[allow(missing_docs)] // the fields are the contract's, documented there
-pub enum EventBody {
+pub enum EventBody<'a> {
     ArticlePublished {
-        title: String,
-        url: String,
-        section: Option<String>,
-        language: Option<String>,
-        author: Option<String>,
+        title: Cow<'a, str>,
+        url: Cow<'a, str>,
+        section: Option<Cow<'a, str>>,
+        language: Option<Cow<'a, str>>,
+        author: Option<Cow<'a, str>>,
     },
     SourceConfirmed {
-        source_id: String,
-        source_url: Option<String>,
+        source_id: Cow<'a, str>,
+        source_url: Option<Cow<'a, str>>,
     },
     SocialComment {
-        platform: String,
-        author_id: Option<String>,
+        platform: Cow<'a, str>,
+        author_id: Option<Cow<'a, str>>,
     },
     ForumPost {
-        forum: String,
-        thread_id: Option<String>,
-        author_id: Option<String>,
+        forum: Cow<'a, str>,
+        thread_id: Option<Cow<'a, str>>,
+        author_id: Option<Cow<'a, str>>,
     },
 }
 
@@ -214,7 +219,11 @@ struct Wire<'a> {
 /// `key` is the message key (`None` when the message has none). Pass the
 /// article id itself as the key to validate a line that has no Kafka message
 /// yet (the producer's `replay` does so).
-pub fn decode(key: Option<&[u8]>, value: &[u8], limits: &DecodeLimits) -> Result<Event, Rejection> {
+pub fn decode<'a>(
+    key: Option<&[u8]>,
+    value: &'a [u8],
+    limits: &DecodeLimits,
+) -> Result<Event<'a>, Rejection> {
     decode_keeping_text(key, value, limits).map(|(event, _)| event)
 }
 
@@ -225,7 +234,7 @@ pub fn decode_keeping_text<'a>(
     key: Option<&[u8]>,
     value: &'a [u8],
     limits: &DecodeLimits,
-) -> Result<(Event, &'a str), Rejection> {
+) -> Result<(Event<'a>, &'a str), Rejection> {
     let text = checked_text(value, limits)?;
     let event = decode_str(text)?;
     match key {
@@ -247,13 +256,13 @@ pub fn decode_keeping_text<'a>(
 
 /// Validates an event that has no Kafka message (and so no key) yet, as the
 /// producer does before it sends a line; the key will be its `article_id`.
-pub fn decode_unkeyed(value: &[u8], limits: &DecodeLimits) -> Result<Event, Rejection> {
+pub fn decode_unkeyed<'a>(value: &'a [u8], limits: &DecodeLimits) -> Result<Event<'a>, Rejection> {
     decode_str(checked_text(value, limits)?)
 }
 
 /// Events as producers write them take one pass (`scan.rs`); the rest, and
 /// every rejection, take the general parser.
-fn decode_str(text: &str) -> Result<Event, Rejection> {
+fn decode_str(text: &str) -> Result<Event<'_>, Rejection> {
     match scan::simple_event(text) {
         Some(event) => Ok(event),
         None => decode_general(text),
@@ -263,14 +272,17 @@ fn decode_str(text: &str) -> Result<Event, Rejection> {
 /// [`decode_unkeyed`]'s fast path alone: `None` where it defers to the
 /// general parser. For the tests and the fuzz target.
 #[doc(hidden)]
-pub fn decode_unkeyed_fast(value: &[u8], limits: &DecodeLimits) -> Option<Event> {
+pub fn decode_unkeyed_fast<'a>(value: &'a [u8], limits: &DecodeLimits) -> Option<Event<'a>> {
     scan::simple_event(checked_text(value, limits).ok()?)
 }
 
 /// [`decode_unkeyed`] without its fast path: the general parser alone. For
 /// the tests and the fuzz target that hold the two to the same answers.
 #[doc(hidden)]
-pub fn decode_unkeyed_general(value: &[u8], limits: &DecodeLimits) -> Result<Event, Rejection> {
+pub fn decode_unkeyed_general<'a>(
+    value: &'a [u8],
+    limits: &DecodeLimits,
+) -> Result<Event<'a>, Rejection> {
     decode_general(checked_text(value, limits)?)
 }
 
@@ -302,8 +314,8 @@ fn checked_text<'a>(value: &'a [u8], limits: &DecodeLimits) -> Result<&'a str, R
 
 /// Decodes and validates UTF-8 text with the general parser: every field
 /// borrowed as raw JSON first, so that each can be checked with an error
-/// that names it.
-fn decode_general(text: &str) -> Result<Event, Rejection> {
+/// that names it. Its strings are owned: it is the path of the unusual.
+fn decode_general(text: &str) -> Result<Event<'static>, Rejection> {
     if let Some(depth) = nesting_beyond(text, MAX_NESTING) {
         return Err(Rejection::new(
             RejectReason::InvalidJson,
@@ -362,15 +374,15 @@ fn decode_general(text: &str) -> Result<Event, Rejection> {
     let body = body(event_type, &wire)?;
 
     Ok(Event {
-        event_id,
-        article_id,
+        event_id: event_id.into(),
+        article_id: article_id.into(),
         occurred_at,
         body,
     })
 }
 
 /// The fields of one event type, each checked by name.
-fn body(event_type: EventType, wire: &Wire<'_>) -> Result<EventBody, Rejection> {
+fn body(event_type: EventType, wire: &Wire<'_>) -> Result<EventBody<'static>, Rejection> {
     Ok(match event_type {
         EventType::ArticlePublished => EventBody::ArticlePublished {
             title: required_bounded(wire.title, "title", 0, MAX_TITLE_CHARS)?,

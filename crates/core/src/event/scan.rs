@@ -1,6 +1,7 @@
 //! The fast path of decoding: one pass over the bytes of an event as
 //! producers write it (a flat object of strings without escapes, integers
-//! and nulls), no allocation but the event's own strings.
+//! and nulls), without allocating: the event's strings borrow from the
+//! text.
 //!
 //! It only ever accepts. Whatever it does not recognise, and every event
 //! that fails a check, goes to the general parser in `mod.rs`, which finds
@@ -12,6 +13,8 @@
 //! The general parser took about a fifth of the worker's CPU: UTF-8 check,
 //! nesting scan, a serde pass that borrowed every field as raw JSON, then a
 //! second parse of each field (see `docs/benchmarks.md`).
+
+use std::borrow::Cow;
 
 use super::{
     check_article_id, Event, EventBody, EventType, MAX_ID_CHARS, MAX_SOURCE_ID_CHARS,
@@ -94,19 +97,19 @@ impl<'a> Fields<'a> {
     }
 
     /// A required string of `min` to `max` characters.
-    fn bounded(&self, field: Field, min: usize, max: usize) -> Option<String> {
+    fn bounded(&self, field: Field, min: usize, max: usize) -> Option<Cow<'a, str>> {
         let text = self.required(field)?;
-        within(text, min, max).then(|| text.to_owned())
+        within(text, min, max).then_some(Cow::Borrowed(text))
     }
 
     /// An optional string of at most [`MAX_TEXT_CHARS`] characters:
     /// `Some(None)` when absent or null, `None` when the general parser
     /// must decide.
-    fn optional(&self, field: Field) -> Option<Option<String>> {
+    fn optional(&self, field: Field) -> Option<Option<Cow<'a, str>>> {
         match self.get(field) {
             None | Some(Scalar::Null) => Some(None),
             Some(Scalar::Str(text)) => {
-                within(text, 0, MAX_TEXT_CHARS).then(|| Some(text.to_owned()))
+                within(text, 0, MAX_TEXT_CHARS).then_some(Some(Cow::Borrowed(text)))
             }
             Some(_) => None,
         }
@@ -122,7 +125,7 @@ fn within(text: &str, min: usize, max: usize) -> bool {
 /// The event in `text` when it is simple and valid; `None` sends it to the
 /// general parser. `text` is already known to be UTF-8 within the size
 /// limit.
-pub(super) fn simple_event(text: &str) -> Option<Event> {
+pub(super) fn simple_event(text: &str) -> Option<Event<'_>> {
     let fields = scan(text)?;
     match fields.get(Field::SchemaVersion)? {
         Scalar::Int(SCHEMA_VERSION) => {}
@@ -162,8 +165,8 @@ pub(super) fn simple_event(text: &str) -> Option<Event> {
         },
     };
     Some(Event {
-        event_id: event_id.to_owned(),
-        article_id: article_id.to_owned(),
+        event_id: Cow::Borrowed(event_id),
+        article_id: Cow::Borrowed(article_id),
         occurred_at,
         body,
     })
@@ -316,6 +319,16 @@ mod tests {
         let text = text.replace(r#","extra":[1]"#, r#", "extra" : true , "n": -12 "#);
         let event = simple_event(&text).expect("simple");
         assert_eq!(event.event_id, "e-1");
+        // Borrowed from the text: the worker decodes without allocating.
+        assert!(matches!(event.event_id, Cow::Borrowed(_)));
+        assert!(matches!(event.article_id, Cow::Borrowed(_)));
+        assert!(matches!(
+            event.body,
+            EventBody::ForumPost {
+                forum: Cow::Borrowed(_),
+                ..
+            }
+        ));
         assert_eq!(
             event.body,
             EventBody::ForumPost {

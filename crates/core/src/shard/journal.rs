@@ -335,14 +335,14 @@ mod tests {
         assert_eq!(r.changed, l.changed, "{when}: changed articles");
     }
 
-    fn event(rng: &mut SplitMix64, n: u64, clock: Micros) -> Event {
+    fn event(rng: &mut SplitMix64, n: u64, clock: Micros) -> Event<'static> {
         let body = match rng.below(3) {
             0 => EventBody::SourceConfirmed {
-                source_id: format!("Source-{}", rng.below(40)),
+                source_id: format!("Source-{}", rng.below(40)).into(),
                 source_url: None,
             },
             1 => EventBody::ArticlePublished {
-                title: format!("Title {n}"),
+                title: format!("Title {n}").into(),
                 url: "https://x".into(),
                 section: None,
                 language: None,
@@ -364,8 +364,8 @@ mod tests {
             n
         };
         Event {
-            event_id: format!("e-{id}"),
-            article_id: format!("a-{}", newest - rng.below(hours_back)),
+            event_id: format!("e-{id}").into(),
+            article_id: format!("a-{}", newest - rng.below(hours_back)).into(),
             occurred_at: clock - rng.below(600) as i64 * SECOND,
             body,
         }
@@ -396,8 +396,8 @@ mod tests {
                 clock += rng.below(40) as i64 * SECOND;
                 let event = event(&mut rng, n, clock);
                 if let Applied::Cold { segment } = live.apply(&event) {
-                    let cold = segments[&segment][&event.article_id].clone();
-                    live.rehydrate(event.article_id.clone(), cold);
+                    let cold = segments[&segment][&*event.article_id].clone();
+                    live.rehydrate(event.article_id.to_string(), cold);
                     rehydrated += 1;
                     live.apply(&event);
                 }

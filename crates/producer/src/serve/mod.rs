@@ -351,14 +351,14 @@ impl Ingest {
 
     /// Hands one valid event to the producer. Once the queue is full, the
     /// rest of the body is only counted as unpublished.
-    fn queue<'t>(&'t self, event: &newsflow_core::Event, raw: &[u8], queued: &mut Queued<'t>) {
+    fn queue<'t>(&'t self, event: &newsflow_core::Event<'_>, raw: &[u8], queued: &mut Queued<'t>) {
         if queued.queue_full {
             queued.unpublished += 1;
             return;
         }
         let topic = self.topics.for_event_type(event.event_type());
         let record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic)
-            .key(event.article_id.as_str())
+            .key(event.article_id.as_ref())
             .payload(raw);
         match self.producer.send_result(record) {
             Ok(delivery) => queued.in_flight.push((topic, delivery)),
