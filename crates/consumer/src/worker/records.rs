@@ -36,7 +36,8 @@ impl Worker {
         message: &BorrowedMessage<'_>,
         received_at: Instant,
     ) {
-        let Some(topic) = self.topics.find(message.topic()) else {
+        let name = message.topic();
+        let Some(topic) = self.topics.find(name) else {
             return;
         };
         let shard = message.partition();
@@ -46,7 +47,7 @@ impl Worker {
             // owner reads it again from the checkpoint.
             return;
         };
-        if !in_position(consumer, (message.topic(), topic), shard, slot, offset) {
+        if !in_position(consumer, (name, topic), shard, slot, offset) {
             return;
         }
         let key = message.key();

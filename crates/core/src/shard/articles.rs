@@ -80,7 +80,7 @@ impl Article {
         self.text.len() - 4 * usize::from(self.inline_sources)
     }
 
-    fn id_bytes(&self) -> &[u8] {
+    pub(crate) fn id_bytes(&self) -> &[u8] {
         &self.text[..usize::from(self.id_len)]
     }
 

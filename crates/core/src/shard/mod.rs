@@ -439,10 +439,12 @@ impl Shard {
                 })
                 .collect();
             // HashMap order is random; sorted output keeps files reproducible.
-            rows.sort_by(|a, b| a.article_id.cmp(&b.article_id));
+            // An article has one row per window, so no two rows tie.
+            rows.sort_unstable_by(|a, b| a.article_id.cmp(&b.article_id));
             out.engagement.extend(rows);
         }
-        out.totals.sort_by(|a, b| a.article_id.cmp(&b.article_id));
+        out.totals
+            .sort_unstable_by(|a, b| a.article_id.cmp(&b.article_id));
         out.evicted = self.sweep(segment);
         out
     }
@@ -484,7 +486,10 @@ impl Shard {
             })
             .map(|(slot, _)| slot)
             .collect();
-        idle.sort_by(|a, b| self.articles.get(*a).id().cmp(self.articles.get(*b).id()));
+        idle.sort_unstable_by(|a, b| {
+            let id = |slot: &u32| self.articles.get(*slot).id_bytes();
+            id(a).cmp(id(b))
+        });
         idle.into_iter()
             .map(|slot| {
                 let article = self.articles.remove(slot);
