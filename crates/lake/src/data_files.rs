@@ -22,8 +22,10 @@ use crate::delta::Table;
 use crate::store::Store;
 use crate::Error;
 
-/// Columns (of `events/`) whose values are nearly all distinct.
-const UNIQUE_COLUMNS: &[&str] = &["event_id", "kafka_offset", "payload"];
+/// Columns (of `events/`) whose values are nearly all distinct. Event
+/// times too: a file holds one shard's events of one day and type, and
+/// even at whole seconds few of them share a time.
+const UNIQUE_COLUMNS: &[&str] = &["event_id", "occurred_at", "kafka_offset", "payload"];
 
 /// The name of a data file of `shard` written by flush `seq` (one per
 /// partition folder and flush).
@@ -162,11 +164,21 @@ fn writer_properties(layout: Layout) -> WriterProperties {
     for column in UNIQUE_COLUMNS {
         props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
     }
-    // Nobody filters on the raw JSON by range.
-    props =
-        props.set_column_statistics_enabled(ColumnPath::from("payload"), EnabledStatistics::None);
-    if layout == Layout::Compacted {
-        props = props.set_max_row_group_row_count(Some(COMPACTED_ROW_GROUP_ROWS));
+    match layout {
+        // One row group, whose minimum and maximum the table log holds as
+        // the file's statistics (every reader skips files by those), so
+        // Parquet's own copy, computed value by value a second time, would
+        // let no reader skip anything more.
+        Layout::Flush => props = props.set_statistics_enabled(EnabledStatistics::None),
+        Layout::Compacted => {
+            props = props
+                .set_max_row_group_row_count(Some(COMPACTED_ROW_GROUP_ROWS))
+                // Nobody filters on the raw JSON by range.
+                .set_column_statistics_enabled(
+                    ColumnPath::from("payload"),
+                    EnabledStatistics::None,
+                );
+        }
     }
     props
         .set_created_by(concat!("newsflow ", env!("CARGO_PKG_VERSION")).to_string())
