@@ -160,7 +160,8 @@ fn writer_properties(layout: Layout) -> WriterProperties {
         ZstdLevel::try_new(1).expect("valid zstd level"),
     ));
     // Columns where nearly every value is distinct: a dictionary is built
-    // for every page only to be thrown away.
+    // for every page only to be thrown away, or kept and larger than the
+    // plain values.
     for column in UNIQUE_COLUMNS {
         props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
     }

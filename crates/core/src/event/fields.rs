@@ -51,7 +51,9 @@ pub(super) fn optional_string(
     match raw {
         None => Ok(None),
         Some(v) if v.get() == "null" => Ok(None),
-        Some(v) => bounded(string(v, field)?, field, 0, MAX_TEXT_CHARS).map(|s| Some(s.into())),
+        Some(v) => {
+            bounded(string(v, field)?, field, 0, MAX_TEXT_CHARS).map(|s| Some(Cow::Owned(s)))
+        }
     }
 }
 
