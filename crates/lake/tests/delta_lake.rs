@@ -80,7 +80,7 @@ impl Writer {
         for (i, line) in &texts {
             let event = decode_unkeyed(line.as_bytes(), &LIMITS).unwrap();
             self.shard.apply(&event);
-            lines.push((i, event, line));
+            lines.push((*i, event, line));
         }
         let events = lines
             .iter()
@@ -91,7 +91,7 @@ impl Writer {
                 occurred_at: event.occurred_at,
                 topic: "t",
                 partition: 0,
-                offset: **i,
+                offset: *i,
                 payload: line,
             })
             .collect();
