@@ -25,7 +25,7 @@ pub const LATEST_ACCEPTED: Micros = 4_102_444_800 * SECOND;
 /// `+hh:mm`) into UTC microseconds.
 pub fn parse_rfc3339(text: &str) -> Result<Micros, String> {
     let parsed = DateTime::parse_from_rfc3339(text)
-        .map_err(|e| format!("`{text}` is not an RFC 3339 timestamp with offset: {e}"))?;
+        .map_err(|e| format!("not an RFC 3339 timestamp with offset: {e}"))?;
     Ok(parsed.timestamp_micros())
 }
 

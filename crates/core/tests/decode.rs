@@ -322,12 +322,23 @@ fn details_name_the_field_and_stay_short() {
         rejection.detail
     );
     let huge_type = valid(&"z".repeat(10_000), "");
-    let rejection = decode(Some(b"a-1"), huge_type.as_bytes(), &common::LIMITS).unwrap_err();
-    assert!(
-        rejection.detail.len() < 300,
-        "detail is {} bytes",
-        rejection.detail.len()
-    );
+    let huge_time = valid("social_comment", r#","platform":"x""#)
+        .replace("2026-11-01T10:00:00+01:00", &"9".repeat(200_000));
+    for (field, text) in [("event_type", huge_type), ("occurred_at", huge_time)] {
+        let rejection = decode(Some(b"a-1"), text.as_bytes(), &common::LIMITS).unwrap_err();
+        assert!(
+            rejection.detail.starts_with(field) || rejection.detail.contains(field),
+            "{}",
+            rejection.detail
+        );
+        // Details go into log lines, HTTP answers and dead-letter headers:
+        // the value is quoted in at most 80 characters.
+        assert!(
+            rejection.detail.len() < 300,
+            "{field}: detail is {} bytes",
+            rejection.detail.len()
+        );
+    }
 }
 
 #[test]

@@ -359,8 +359,12 @@ fn decode_general(text: &str) -> Result<Event<'static>, Rejection> {
     check_article_id(&article_id)?;
 
     let occurred_text = required_string(wire.occurred_at, "occurred_at")?;
-    let occurred_at = time::parse_rfc3339(&occurred_text)
-        .map_err(|e| Rejection::new(RejectReason::InvalidTimestamp, format!("occurred_at: {e}")))?;
+    let occurred_at = time::parse_rfc3339(&occurred_text).map_err(|e| {
+        Rejection::new(
+            RejectReason::InvalidTimestamp,
+            format!("occurred_at `{}`: {e}", truncate(&occurred_text)),
+        )
+    })?;
     if !(time::EARLIEST_ACCEPTED..time::LATEST_ACCEPTED).contains(&occurred_at) {
         return Err(Rejection::new(
             RejectReason::InvalidTimestamp,

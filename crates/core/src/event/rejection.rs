@@ -98,11 +98,33 @@ pub struct Rejection {
     pub detail: String,
 }
 
+/// The most characters a detail holds. A detail quotes at most 80
+/// characters of the message (`fields::truncate`); this bound holds for
+/// every detail however it was built, because details travel into log
+/// lines, HTTP answers and dead-letter headers.
+pub const MAX_DETAIL_CHARS: usize = 240;
+
 impl Rejection {
     pub(super) fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
-        Rejection {
-            reason,
-            detail: detail.into(),
+        let mut detail = detail.into();
+        if let Some((cut, _)) = detail.char_indices().nth(MAX_DETAIL_CHARS) {
+            detail.truncate(cut);
+            detail.push('…');
         }
+        Rejection { reason, detail }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_detail_is_bounded_however_it_was_built() {
+        let long = Rejection::new(RejectReason::InvalidJson, "é".repeat(10_000));
+        assert_eq!(long.detail.chars().count(), MAX_DETAIL_CHARS + 1);
+        assert!(long.detail.ends_with('…'));
+        let short = Rejection::new(RejectReason::InvalidJson, "expected value");
+        assert_eq!(short.detail, "expected value");
     }
 }
