@@ -186,6 +186,52 @@ impl TestEnv {
         self.lake.path()
     }
 
+    /// The folder that holds this test's lake files: the lake itself, or
+    /// for an `s3://` lake the files of the local s3proxy's filesystem
+    /// backend (`deploy/local/s3.sh`), whose objects' times are their
+    /// files'.
+    pub fn lake_files_dir(&self) -> PathBuf {
+        if !self.lake_uri.starts_with("s3://") {
+            return self.lake_path().to_path_buf();
+        }
+        assert_eq!(
+            self.s3_endpoint,
+            s3::endpoint(),
+            "only the local s3proxy's files are on this machine"
+        );
+        let state = std::env::var("S3_STATE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| workspace().join("var/s3proxy"));
+        state
+            .join("data")
+            .join(self.lake_uri.trim_start_matches("s3://"))
+    }
+
+    /// Sets the modification time of every file of this test's lake back
+    /// by `age`, as if it had been written that long ago: vacuum spares
+    /// files younger than an hour whatever its retention, and reads their
+    /// age from the store.
+    pub fn age_lake_files(&self, age: Duration) {
+        let folder = self.lake_files_dir();
+        assert!(folder.is_dir(), "no lake files at {}", folder.display());
+        let then = std::time::SystemTime::now() - age;
+        let mut stack = vec![folder];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    std::fs::File::options()
+                        .write(true)
+                        .open(&path)
+                        .and_then(|f| f.set_modified(then))
+                        .unwrap_or_else(|e| panic!("ageing {}: {e}", path.display()));
+                }
+            }
+        }
+    }
+
     /// The environment of the binaries: the contract's variables.
     pub fn vars(&self) -> Vec<(String, String)> {
         let [a, c, f, d] = self.topics();

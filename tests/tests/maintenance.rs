@@ -19,11 +19,15 @@ const TABLES: [&str; 3] = ["events", "article_engagement", "article_totals"];
 /// Small enough that the test's files are packed several to a bin.
 const SMALL_TARGET: (&str, &str) = ("NEWSFLOW__COMPACTION__TARGET_FILE_SIZE", "1048576");
 /// Vacuum everything outside the log at once (nothing reads an old version
-/// in these tests).
-const NO_RETENTION: [(&str, &str); 2] = [
+/// in these tests), which needs the override; files younger than an hour
+/// are spared even then, so the tests age them first (`age_lake_files`).
+const NO_RETENTION: [(&str, &str); 3] = [
     ("NEWSFLOW__VACUUM__RETENTION", "0s"),
     ("NEWSFLOW__VACUUM__LOG_RETENTION", "0s"),
+    ("NEWSFLOW__VACUUM__ALLOW_UNSAFE_RETENTION", "true"),
 ];
+/// Older than vacuum's guard of fresh files.
+const AN_HOUR_AND_MORE: Duration = Duration::from_secs(7200);
 
 fn table_report<'a>(report: &'a Value, section: &str, table: &str) -> &'a Value {
     report[section]["tables"]
@@ -156,6 +160,7 @@ fn upkeep_beside_a_worker(env: TestEnv, seed: u64) {
 
     // Vacuum with no retention: the files compaction replaced, and every
     // log entry before the checkpoint, go.
+    env.age_lake_files(AN_HOUR_AND_MORE);
     let vacuum = env.lake_job("vacuum", &NO_RETENTION);
     for table in TABLES {
         let t = table_report(&vacuum, "vacuum", table);
@@ -264,9 +269,15 @@ fn vacuum_spares_a_shard_s_pending_flush_and_deletes_orphans() {
     assert!(pending_totals > 0, "the crashed flush wrote its totals");
     assert!(live_files(&env, "article_totals").is_empty());
 
+    env.age_lake_files(AN_HOUR_AND_MORE);
     let report = env.lake_job(
         "maintain",
-        &[NO_RETENTION[0], NO_RETENTION[1], SMALL_TARGET],
+        &[
+            NO_RETENTION[0],
+            NO_RETENTION[1],
+            NO_RETENTION[2],
+            SMALL_TARGET,
+        ],
     );
     for table in ["article_totals", "article_engagement"] {
         let t = table_report(&report, "vacuum", table);
@@ -285,6 +296,7 @@ fn vacuum_spares_a_shard_s_pending_flush_and_deletes_orphans() {
 
     // Every table has now committed past the killed flush: its orphans go,
     // and what is left on disk is exactly what the logs hold.
+    env.age_lake_files(AN_HOUR_AND_MORE);
     env.lake_job("vacuum", &NO_RETENTION);
     for table in TABLES {
         assert_eq!(
@@ -337,6 +349,7 @@ fn workers_checkpoint_the_log_every_n_commits() {
     );
     assert!(names().contains(&"_last_checkpoint".to_string()));
 
+    env.age_lake_files(AN_HOUR_AND_MORE);
     let vacuum = env.lake_job("vacuum", &NO_RETENTION);
     let expired = number(&table_report(&vacuum, "vacuum", "events")["log_files_deleted"]);
     assert!(

@@ -16,6 +16,10 @@ pub(crate) enum Failpoint {
     /// `stall_before_commit:<ms>`: wait before every flush's first commit,
     /// so that a freeze of the process catches a flush in flight.
     StallBeforeCommit(Duration),
+    /// `stall_before_swap:<ms>`: wait between writing a compaction's new
+    /// files and committing their swap, so that a vacuum can run in
+    /// between.
+    StallBeforeSwap(Duration),
 }
 
 impl Failpoint {
@@ -32,6 +36,10 @@ impl Failpoint {
                 .parse()
                 .ok()
                 .map(|ms| Failpoint::StallBeforeCommit(Duration::from_millis(ms))),
+            "stall_before_swap" => argument
+                .parse()
+                .ok()
+                .map(|ms| Failpoint::StallBeforeSwap(Duration::from_millis(ms))),
             _ => None,
         }
     }

@@ -36,7 +36,8 @@ pub use checkpoint::{Checkpoint, CheckpointChain, EncodedCheckpoint, MAX_PATCHES
 pub use datasets::{Dataset, FlushBatch, WriteStats};
 pub use lake::{FlushError, FlushObserver, Lake, Restored, ShardFlush, ShardOutcome};
 pub use maintenance::{
-    CompactionLimits, LogCheckpoint, ShardFilesVacuum, TableCompaction, TableVacuum, Vacuum,
+    CompactionLimits, LogCheckpoint, ShardFilesVacuum, TableCompaction, TableFailure, TableVacuum,
+    Upkeep, Vacuum, FRESH_FILE_GUARD,
 };
 
 /// What can go wrong writing or reading the lake.

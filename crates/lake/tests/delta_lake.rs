@@ -244,7 +244,9 @@ fn a_shard_resumes_through_checkpoints_of_changes() {
     );
 
     // Vacuum deletes what lies before the chain's whole checkpoint, and
-    // nothing of the chain.
+    // nothing of the chain. It spares files written within the last hour
+    // whatever the retention, so the files are made to look two hours old.
+    age_files(root.path(), std::time::Duration::from_secs(7200));
     let report = lake
         .vacuum(std::time::Duration::ZERO, std::time::Duration::ZERO)
         .unwrap();
@@ -360,5 +362,27 @@ fn rules() -> CountingRules {
         window_size: 3600 * SECOND,
         dedup_horizon: 7 * DAY,
         max_out_of_orderness: 300 * SECOND,
+    }
+}
+
+/// Sets the modification time of every file below `root` back by `age`,
+/// as if the files had been written that long ago (vacuum reads a file's
+/// age from it, as object stores report it).
+fn age_files(root: &std::path::Path, age: std::time::Duration) {
+    let then = std::time::SystemTime::now() - age;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                std::fs::File::options()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_modified(then))
+                    .unwrap();
+            }
+        }
     }
 }

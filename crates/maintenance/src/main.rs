@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use newsflow_lake::{CompactionLimits, Lake};
+use newsflow_lake::{CompactionLimits, Lake, TableFailure};
 use newsflow_settings::Settings;
 use serde_json::{json, Value};
 
@@ -58,43 +58,75 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut report = serde_json::Map::new();
     report.insert("lake".into(), json!(lake.root()));
+    let mut failed = Vec::new();
     if matches!(cli.command, Command::Compact | Command::Maintain) {
-        report.insert("compaction".into(), compact(&lake, &settings)?);
+        report.insert("compaction".into(), compact(&lake, &settings, &mut failed)?);
     }
     if cli.command != Command::Vacuum {
-        report.insert("log_checkpoints".into(), checkpoint(&lake)?);
+        report.insert("log_checkpoints".into(), checkpoint(&lake, &mut failed)?);
     }
     if matches!(cli.command, Command::Vacuum | Command::Maintain) {
-        report.insert("vacuum".into(), vacuum(&lake, &settings)?);
+        report.insert("vacuum".into(), vacuum(&lake, &settings, &mut failed)?);
     }
+    let failures = failed.len();
+    report.insert("errors".into(), Value::Array(failed));
     report.insert("seconds".into(), json!(started.elapsed().as_secs_f64()));
     println!("{}", Value::Object(report));
+    if failures > 0 {
+        anyhow::bail!(
+            "{failures} table step(s) failed (named in the report's errors); the other tables' upkeep was done"
+        );
+    }
     Ok(())
 }
 
-fn compact(lake: &Lake, settings: &Settings) -> anyhow::Result<Value> {
+/// Logs each table that failed a step and adds it to the report's errors.
+fn record_failures(step: &str, failures: &[TableFailure], report: &mut Vec<Value>) {
+    for failure in failures {
+        let error = with_causes(&failure.error);
+        tracing::error!(table = failure.table, step, %error, "upkeep of a table failed; the other tables go on");
+        report.push(json!({ "table": failure.table, "step": step, "error": error }));
+    }
+}
+
+/// An error with every cause below it, as one line.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
+}
+
+fn compact(lake: &Lake, settings: &Settings, failed: &mut Vec<Value>) -> anyhow::Result<Value> {
     let limits = CompactionLimits {
         target_file_size: settings.compaction.target_file_size,
         max_bin_memory: settings.compaction.max_bin_memory,
     };
-    let tables = lake.compact(limits).context("compacting")?;
-    log_each("compacted", &tables)?;
+    let tables = lake.compact(limits);
+    record_failures("compaction", &tables.failed, failed);
+    log_each("compacted", &tables.done)?;
     Ok(json!({
         "target_file_size": limits.target_file_size,
         "max_bin_memory": limits.max_bin_memory,
-        "tables": tables,
+        "tables": tables.done,
     }))
 }
 
-fn checkpoint(lake: &Lake) -> anyhow::Result<Value> {
-    let written = lake.checkpoint_logs().context("writing log checkpoints")?;
-    Ok(serde_json::to_value(written)?)
+fn checkpoint(lake: &Lake, failed: &mut Vec<Value>) -> anyhow::Result<Value> {
+    let written = lake.checkpoint_logs();
+    record_failures("log_checkpoint", &written.failed, failed);
+    Ok(serde_json::to_value(written.done)?)
 }
 
-fn vacuum(lake: &Lake, settings: &Settings) -> anyhow::Result<Value> {
+fn vacuum(lake: &Lake, settings: &Settings, failed: &mut Vec<Value>) -> anyhow::Result<Value> {
     let retention = settings.vacuum.retention;
     let log_retention = settings.vacuum.log_retention;
     let done = lake.vacuum(retention, log_retention).context("vacuuming")?;
+    record_failures("vacuum", &done.failed, failed);
     log_each("vacuumed", &done.tables)?;
     Ok(json!({
         "retention": humantime::format_duration(retention).to_string(),

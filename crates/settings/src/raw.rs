@@ -50,6 +50,7 @@ pub(crate) struct Vacuum {
     pub(crate) retention: Duration,
     #[serde(with = "duration_text")]
     pub(crate) log_retention: Duration,
+    pub(crate) allow_unsafe_retention: bool,
 }
 
 impl Default for Vacuum {
@@ -57,6 +58,7 @@ impl Default for Vacuum {
         Vacuum {
             retention: Duration::from_secs(7 * 86400),      // 7d
             log_retention: Duration::from_secs(30 * 86400), // 30d
+            allow_unsafe_retention: false,
         }
     }
 }

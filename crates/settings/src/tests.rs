@@ -89,6 +89,29 @@ fn bad_values_name_their_key() {
 }
 
 #[test]
+fn a_vacuum_retention_under_the_floor_needs_the_override() {
+    for short in ["0s", "1s", "6days"] {
+        let message = error_of(&[("NEWSFLOW__VACUUM__RETENTION", short)]);
+        assert!(
+            message.contains("vacuum.retention") && message.contains("allow_unsafe_retention"),
+            "{short}: {message}"
+        );
+    }
+    let s = load_from(None, env(&[("NEWSFLOW__VACUUM__RETENTION", "7days")])).unwrap();
+    assert_eq!(s.vacuum.retention, MIN_SAFE_RETENTION);
+    let s = load_from(
+        None,
+        env(&[
+            ("NEWSFLOW__VACUUM__RETENTION", "0s"),
+            ("NEWSFLOW__VACUUM__LOG_RETENTION", "0s"),
+            ("NEWSFLOW__VACUUM__ALLOW_UNSAFE_RETENTION", "true"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.vacuum.retention, Duration::ZERO);
+}
+
+#[test]
 fn unknown_keys_are_refused_by_name() {
     let message = error_of(&[("NEWSFLOW__KAFKA__BROKER", "x")]);
     assert!(message.contains("broker"), "{message}");

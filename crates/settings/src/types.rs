@@ -65,6 +65,11 @@ pub struct VacuumSettings {
     pub log_retention: Duration,
 }
 
+/// The shortest `vacuum.retention` accepted without
+/// `vacuum.allow_unsafe_retention`: Delta Lake's own default check (a
+/// week), which outlasts any reader's snapshot and any compaction.
+pub const MIN_SAFE_RETENTION: Duration = Duration::from_secs(7 * 86400);
+
 /// `[ingest]`: the HTTP endpoint of `newsflow-producer serve`.
 #[derive(Clone, Debug)]
 pub struct IngestSettings {

@@ -306,8 +306,21 @@ impl Root {
 }
 
 fn vacuum(raw: raw::Vacuum) -> Result<VacuumSettings, SettingsError> {
-    // Zero is allowed: it deletes every file outside the log at once, which
-    // is only safe while nothing writes or reads (tests, a stopped lake).
+    // A short retention deletes files that a reader's snapshot or a
+    // running compaction still needs (a table then points at a file that
+    // is gone). Below the floor only on purpose, as Delta Lake's
+    // `retentionDurationCheck.enabled = false`; even then vacuum spares
+    // files written in the last hour (newsflow-lake's maintenance module).
+    if raw.retention < MIN_SAFE_RETENTION && !raw.allow_unsafe_retention {
+        return Err(invalid(
+            "vacuum.retention",
+            format!(
+                "{} is below the safe floor of {}: files a reader or a running compaction still needs would be deleted; set vacuum.allow_unsafe_retention = true to go lower anyway",
+                humantime::format_duration(raw.retention),
+                humantime::format_duration(MIN_SAFE_RETENTION)
+            ),
+        ));
+    }
     if raw.log_retention < raw.retention {
         return Err(invalid(
             "vacuum.log_retention",

@@ -26,6 +26,7 @@ use super::live_files::{by_partition, file_rows, live_files, typed_partition, Li
 use crate::data_files::{store_streamed_data_file, Layout, COMPACTED_ROW_GROUP_ROWS};
 use crate::datasets::Dataset;
 use crate::delta::{Engine, Table, ENGINE_INFO};
+use crate::failpoint::Failpoint;
 use crate::store::Store;
 use crate::Error;
 
@@ -356,6 +357,10 @@ fn swap(
     // After an attempt whose outcome is unknown (a store error), a new
     // file found in the log means that attempt landed.
     let mut landed = Vec::new();
+    if let Some(Failpoint::StallBeforeSwap(pause)) = Failpoint::from_env() {
+        tracing::warn!(?pause, "a test fault is injected: stalling before the swap");
+        std::thread::sleep(pause);
+    }
     loop {
         let snapshot = table.refresh(engine)?;
         let rows = file_rows(engine, &snapshot)?;

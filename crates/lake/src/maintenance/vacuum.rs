@@ -17,6 +17,12 @@
 //! a flush forward from its manifest, so the file must stay however old).
 //! A file that was in the table at the cutoff and removed since is in
 //! version (2); one written and removed since the cutoff is young (3).
+//!
+//! **Whatever the retention, no file written within [`FRESH_FILE_GUARD`]
+//! is deleted.** Rule (3) alone would let a retention of zero (allowed only
+//! with `vacuum.allow_unsafe_retention`) delete a compaction's new file in
+//! the moment between its write and its commit, leaving the log pointing
+//! at nothing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
@@ -148,7 +154,7 @@ pub(crate) fn vacuum_data_files(
     engine: &Engine,
     table: &Table,
     listing: &LogListing,
-    cutoff: SystemTime,
+    (cutoff, written_before): (SystemTime, SystemTime),
 ) -> Result<TableVacuum, Error> {
     let mut report = TableVacuum {
         table: table.dataset.name(),
@@ -207,7 +213,7 @@ pub(crate) fn vacuum_data_files(
             }
             None => false,
         };
-        if live_then.contains(relative) || !older_than(&object, cutoff) || pending {
+        if live_then.contains(relative) || !older_than(&object, written_before) || pending {
             report.data_files_kept += 1;
             continue;
         }
@@ -276,9 +282,20 @@ pub(crate) fn vacuum_shard_files(
     Ok(report)
 }
 
+/// How old a data or shard file must be before vacuum may delete it, even
+/// with a shorter retention: longer than any compaction's write-to-commit
+/// and any flush's, by a wide margin.
+pub const FRESH_FILE_GUARD: Duration = Duration::from_secs(3600);
+
 /// `now - retention`, or the epoch for a retention longer than time.
 pub(crate) fn cutoff(now: SystemTime, retention: Duration) -> SystemTime {
     now.checked_sub(retention).unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+/// The time before which a file must have been written to be deleted:
+/// the retention's cutoff, or [`FRESH_FILE_GUARD`] ago if that is earlier.
+pub(crate) fn written_cutoff(now: SystemTime, retention: Duration) -> SystemTime {
+    cutoff(now, retention.max(FRESH_FILE_GUARD))
 }
 
 #[cfg(test)]
