@@ -74,7 +74,7 @@ fn vacuum_refuses_an_unsafe_retention_and_spares_a_compaction_s_new_files_on_s3(
         .command("newsflow-lake")
         .arg("compact")
         .env(SMALL_TARGET.0, SMALL_TARGET.1)
-        .env("NEWSFLOW_FAILPOINT", "stall_before_swap:6000")
+        .env("NEWSFLOW_FAILPOINT", "stall_before_swap:8000")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -86,6 +86,9 @@ fn vacuum_refuses_an_unsafe_retention_and_spares_a_compaction_s_new_files_on_s3(
         || !files_named(&files, "part-compacted-").is_empty(),
     );
     let fresh = files_named(&files, "part-compacted-");
+    // Two seconds old by the time vacuum lists it: older than a retention
+    // of zero by any clock's rounding, younger than the guard.
+    std::thread::sleep(Duration::from_secs(2));
     let vacuum = env.lake_job(
         "vacuum",
         &[
