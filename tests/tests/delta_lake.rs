@@ -328,3 +328,60 @@ fn an_object_store_that_fails_for_a_while_holds_commits_back() {
     worker.terminate();
     env.assert_output_matches(&stream, 1, "an object-store outage");
 }
+
+/// The object store freezes (SIGSTOP: connections hang, nothing is
+/// refused) under a committing worker: `/readyz` turns red within two
+/// flush intervals' worth of the overdue check, naming the store, and the
+/// failed calls are logged and counted; once the store thaws the worker
+/// catches up, exactly.
+#[test]
+fn a_frozen_object_store_turns_readiness_red_and_is_counted() {
+    let s3 = OwnS3::start();
+    let env = TestEnv::on_s3_at("s3-frozen", 2, &s3.endpoint());
+    env.create_topics(42);
+    let stream = env.stream(42, 12_000, 2_000);
+    let worker = env.spawn_worker();
+    wait_for("first commits", Duration::from_secs(60), || {
+        env.committed_total() > 0
+    });
+
+    let pid: u32 = std::fs::read_to_string(s3.state.path().join("s3proxy.pid"))
+        .expect("s3proxy's pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    signal(pid, "STOP");
+    // Flushes are due every second here, so a flush is overdue after the
+    // check's floor of 10 s; today's object-store client retried for up
+    // to 3 minutes inside one call, and /readyz stayed green throughout.
+    wait_for(
+        "the worker to turn not-ready while the store is frozen",
+        Duration::from_secs(30),
+        || {
+            let (ready, body) = worker.readiness();
+            !ready && body.contains("flush") && body.contains("s3://")
+        },
+    );
+    let metrics = worker.metrics();
+    assert_eq!(
+        metric_value(&metrics, "newsflow_flush_overdue"),
+        Some(1.0),
+        "{metrics}"
+    );
+    // Each store call gives up within its bound (20 s of retries plus a
+    // request's timeout), and is counted when it does.
+    wait_for(
+        "a failed store call to be counted",
+        Duration::from_secs(90),
+        || metric_value(&worker.metrics(), "newsflow_store_errors_total").unwrap_or(0.0) >= 1.0,
+    );
+    signal(pid, "CONT");
+
+    let stream = stream.finish();
+    env.wait_until_committed(Duration::from_secs(180));
+    wait_for("readiness after the thaw", Duration::from_secs(60), || {
+        worker.readiness().0
+    });
+    worker.terminate();
+    env.assert_output_matches(&stream, 1, "a frozen object store");
+}

@@ -142,7 +142,13 @@ async fn run(settings: Arc<Settings>, options: RunOptions) -> anyhow::Result<()>
         liveness.clone(),
         metrics.clone(),
         health.clone(),
-        settings.watchdog.stall_after,
+        watchdog::Limits {
+            stall_after: settings.watchdog.stall_after,
+            flush_overdue_after: watchdog::Limits::flush_overdue_after(
+                settings.output.flush_interval,
+            ),
+            output: settings.output.uri.clone(),
+        },
     ));
 
     let loop_settings = settings.clone();
@@ -205,6 +211,11 @@ fn run_loop(
         drop(batch);
 
         flushes.step(&consumer, health, buffered);
+        {
+            let w = consumer.context().lock();
+            liveness.set_flush_started(w.flush_started());
+            w.publish_store_failures();
+        }
         let consumed = consumer.context().lock().consumed;
         if let Some(rates) = progress.due(consumed) {
             let lag = liveness.total_lag();
@@ -345,16 +356,22 @@ impl FlushSchedule {
     /// Flushes are written on a background thread while counting goes on;
     /// what finished is committed here, on the consumer's thread. A new
     /// flush starts on time or size, unless the output is paused after a
-    /// failure.
+    /// failure. While one is still writing, a flush due on time waits for
+    /// it without blocking the loop (progress, metrics and the watchdog's
+    /// view go on through a slow store); only a full buffer waits on it.
     fn step(&mut self, consumer: &BaseConsumer<WorkerContext>, health: &Health, buffered: usize) {
-        let finished = consumer.context().lock().poll_flushed();
+        let (finished, writing) = {
+            let mut worker = consumer.context().lock();
+            let finished = worker.poll_flushed();
+            (finished, worker.flush_started().is_some())
+        };
         if let Some(flushed) = finished {
             settle_flush(consumer, &mut self.output, health, flushed);
         }
         if self.output.resume_due() {
             self.output.resume(consumer);
         } else if !self.output.paused()
-            && (self.last.elapsed() >= self.interval || buffered >= self.max_events)
+            && ((self.last.elapsed() >= self.interval && !writing) || buffered >= self.max_events)
         {
             let flushed = consumer.context().lock().start_flush(now_micros());
             settle_flush(consumer, &mut self.output, health, flushed);

@@ -4,8 +4,13 @@
 //! It then reports not-ready, so the orchestrator can act, and counts the
 //! stall in a metric so dashboards and alerts see it.
 //!
-//! The check runs on the async runtime, not on the run loop's thread, so it
-//! still fires when that thread is the thing that is stuck.
+//! It also watches the flush in flight: one that has been writing for
+//! longer than two flush intervals means the store is slow or unreachable
+//! (its calls retry for up to 20 s each before a flush fails), and
+//! `/readyz` says so long before the flush gives up.
+//!
+//! The checks run on the async runtime, not on the run loop's thread, so
+//! they still fire when that thread is the thing that is stuck.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -21,6 +26,9 @@ pub struct Liveness {
     /// Sum of the lag of the owned partitions; -1 until the client knows.
     total_lag: AtomicI64,
     owns_partitions: AtomicBool,
+    /// Milliseconds after `started` when the flush in flight began; -1
+    /// when none is.
+    flush_started_ms: AtomicI64,
 }
 
 impl Liveness {
@@ -30,7 +38,22 @@ impl Liveness {
             last_progress_ms: AtomicI64::new(0),
             total_lag: AtomicI64::new(-1),
             owns_partitions: AtomicBool::new(false),
+            flush_started_ms: AtomicI64::new(-1),
         }
+    }
+
+    /// When the flush in flight began, if one is.
+    pub fn set_flush_started(&self, at: Option<Instant>) {
+        let ms = at.map_or(-1, |at| {
+            at.saturating_duration_since(self.started).as_millis() as i64
+        });
+        self.flush_started_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long the flush in flight has been writing, if one is.
+    fn flush_running_for(&self) -> Option<Duration> {
+        let started = self.flush_started_ms.load(Ordering::Relaxed);
+        (started >= 0).then(|| Duration::from_millis((self.now_ms() - started).max(0) as u64))
     }
 
     fn now_ms(&self) -> i64 {
@@ -69,18 +92,40 @@ impl Liveness {
     }
 }
 
+/// What the watchdog holds the worker to.
+pub struct Limits {
+    /// `watchdog.stall_after`: lag without progress for this long is a stall.
+    pub stall_after: Duration,
+    /// A flush writing for longer than this is overdue.
+    pub flush_overdue_after: Duration,
+    /// The output root, named in the readiness reason.
+    pub output: String,
+}
+
+impl Limits {
+    /// A flush is overdue after two flush intervals, and never before 10 s
+    /// (a debug build on a busy machine takes a few seconds for one).
+    pub fn flush_overdue_after(flush_interval: Duration) -> Duration {
+        (flush_interval * 2).max(Duration::from_secs(10))
+    }
+}
+
 /// Checks the worker every few seconds, for as long as the process runs.
 pub async fn watch(
     liveness: Arc<Liveness>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
-    stall_after: Duration,
+    limits: Limits,
 ) {
-    let period = (stall_after / 4).clamp(Duration::from_millis(250), Duration::from_secs(5));
+    let shortest = limits.stall_after.min(limits.flush_overdue_after);
+    let period = (shortest / 4).clamp(Duration::from_millis(250), Duration::from_secs(5));
     let mut ticker = tokio::time::interval(period);
+    let stall_after = limits.stall_after;
     let mut stalled = false;
+    let mut overdue = false;
     loop {
         ticker.tick().await;
+        overdue = check_flush(&liveness, &metrics, &health, &limits, overdue);
         match liveness.stalled_for() {
             Some(idle) if idle >= stall_after => {
                 if !stalled {
@@ -108,9 +153,86 @@ pub async fn watch(
     }
 }
 
+/// Turns readiness red while the flush in flight is overdue, and green
+/// again once it is not; returns whether it is overdue now.
+fn check_flush(
+    liveness: &Liveness,
+    metrics: &Metrics,
+    health: &Health,
+    limits: &Limits,
+    was_overdue: bool,
+) -> bool {
+    match liveness.flush_running_for() {
+        Some(running) if running >= limits.flush_overdue_after => {
+            if !was_overdue {
+                metrics.flush_overdue(true);
+                tracing::warn!(store = limits.output, running = ?running, "a flush has not finished writing to the store; it may be unreachable");
+            }
+            health.set_problem(
+                "flush",
+                format!(
+                    "a flush to {} has been writing for {}s (overdue after {}s): the store is slow or unreachable",
+                    limits.output,
+                    running.as_secs(),
+                    limits.flush_overdue_after.as_secs()
+                ),
+            );
+            true
+        }
+        _ if was_overdue => {
+            metrics.flush_overdue(false);
+            tracing::info!(store = limits.output, "the overdue flush finished");
+            health.clear_problem("flush");
+            false
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn limits(stall_after: Duration) -> Limits {
+        Limits {
+            stall_after,
+            flush_overdue_after: Duration::from_secs(3600),
+            output: "file:///lake/".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_overdue_flush_turns_readiness_red_until_it_finishes() {
+        let liveness = Arc::new(Liveness::new());
+        let metrics = Arc::new(Metrics::new());
+        let health = Health::new();
+        health.set_ready();
+        tokio::spawn(watch(
+            liveness.clone(),
+            metrics.clone(),
+            health.clone(),
+            Limits {
+                stall_after: Duration::from_secs(3600),
+                flush_overdue_after: Duration::from_millis(400),
+                output: "s3://bucket/lake/".into(),
+            },
+        ));
+        liveness.set_flush_started(Some(Instant::now()));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(health.is_ready(), "a flush of 0.2 s is not overdue");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(!health.is_ready(), "a flush of 0.8 s is");
+        assert!(
+            health.not_ready_because().contains("s3://bucket/lake/"),
+            "{}",
+            health.not_ready_because()
+        );
+        assert!(metrics.render().contains("newsflow_flush_overdue 1"));
+        liveness.set_flush_started(None);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(health.is_ready(), "the flush finished");
+        assert!(metrics.render().contains("newsflow_flush_overdue 0"));
+    }
 
     #[tokio::test]
     async fn lag_without_progress_turns_readiness_red_and_progress_turns_it_green() {
@@ -125,7 +247,7 @@ mod tests {
             liveness.clone(),
             metrics.clone(),
             health.clone(),
-            Duration::from_millis(400),
+            limits(Duration::from_millis(400)),
         ));
 
         tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -154,7 +276,7 @@ mod tests {
             liveness.clone(),
             metrics.clone(),
             health.clone(),
-            Duration::from_millis(200),
+            limits(Duration::from_millis(200)),
         ));
         tokio::time::sleep(Duration::from_millis(800)).await;
         assert!(health.is_ready());

@@ -261,6 +261,12 @@ impl Lake {
         self.inner.store.location.display()
     }
 
+    /// Object-store calls that failed since the lake was opened; each was
+    /// logged where it happened.
+    pub fn store_failures(&self) -> u64 {
+        self.inner.store.location.failures.load(Ordering::Relaxed)
+    }
+
     /// Finds where `shard` resumes: the last flush every table committed
     /// for it (finishing one a crash left half-committed), that flush's
     /// checkpoint, and a fresh sequence number claimed for the next flush.

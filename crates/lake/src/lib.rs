@@ -28,6 +28,7 @@ mod failpoint;
 mod lake;
 mod location;
 mod maintenance;
+mod observed;
 mod shard_files;
 mod store;
 

@@ -18,7 +18,31 @@ use object_store::path::Path as ObjectPath;
 use object_store::DynObjectStore;
 use url::Url;
 
+use crate::observed::{Failures, ObservedStore, RETRY};
 use crate::Error;
+
+/// The client refuses an `http://` endpoint unless told to allow it, and
+/// then fails every call with a bare "builder error"; this says at start
+/// which variable allows it.
+fn refuse_plain_http_unless_allowed(builder: &AmazonS3Builder) -> object_store::Result<()> {
+    use object_store::ClientConfigKey;
+    let endpoint = builder
+        .get_config_value(&AmazonS3ConfigKey::Endpoint)
+        .unwrap_or_default();
+    let allowed = builder
+        .get_config_value(&AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp))
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if endpoint.starts_with("http://") && !allowed {
+        return Err(object_store::Error::Generic {
+            store: "S3",
+            source: format!(
+                "the endpoint {endpoint} is plain http://, which the client refuses: set AWS_ALLOW_HTTP=true (or [output.storage] allow_http = \"true\") to allow it"
+            )
+            .into(),
+        });
+    }
+    Ok(())
+}
 
 /// The output root: a store and where in it the lake begins.
 #[derive(Clone, Debug)]
@@ -27,7 +51,10 @@ pub(crate) struct Location {
     pub root: Url,
     /// The store that holds it. For buckets the store is the bucket, and
     /// object paths are the URL's path (as the Delta kernel resolves them).
+    /// Every call through it that fails is logged and counted.
     pub store: Arc<DynObjectStore>,
+    /// Store calls that failed since the lake was opened.
+    pub failures: Failures,
 }
 
 /// Applies `[output.storage]` `options` to a store `builder` (each key
@@ -106,19 +133,28 @@ impl Location {
                 Arc::new(LocalFileSystem::new())
             }
             "s3" | "s3a" => Arc::new(build(
-                AmazonS3Builder::from_env().with_url(root.as_str()),
+                AmazonS3Builder::from_env()
+                    .with_url(root.as_str())
+                    .with_retry(RETRY),
                 options,
                 |b, key: AmazonS3ConfigKey, value| b.with_config(key, value),
-                AmazonS3Builder::build,
+                |b| {
+                    refuse_plain_http_unless_allowed(&b)?;
+                    b.build()
+                },
             )?),
             "gs" => Arc::new(build(
-                GoogleCloudStorageBuilder::from_env().with_url(root.as_str()),
+                GoogleCloudStorageBuilder::from_env()
+                    .with_url(root.as_str())
+                    .with_retry(RETRY),
                 options,
                 |b, key: GoogleConfigKey, value| b.with_config(key, value),
                 GoogleCloudStorageBuilder::build,
             )?),
             "az" | "abfs" | "abfss" | "azure" => Arc::new(build(
-                MicrosoftAzureBuilder::from_env().with_url(root.as_str()),
+                MicrosoftAzureBuilder::from_env()
+                    .with_url(root.as_str())
+                    .with_retry(RETRY),
                 options,
                 |b, key: AzureConfigKey, value| b.with_config(key, value),
                 MicrosoftAzureBuilder::build,
@@ -132,7 +168,17 @@ impl Location {
                 ))
             }
         };
-        Ok(Location { root, store })
+        let failures = Failures::default();
+        let store = Arc::new(ObservedStore::new(
+            store,
+            root.to_string(),
+            failures.clone(),
+        ));
+        Ok(Location {
+            root,
+            store,
+            failures,
+        })
     }
 
     /// The URL of a table (or any folder) below the root, ending in `/`.

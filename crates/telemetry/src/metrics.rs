@@ -42,6 +42,8 @@ pub struct Metrics {
     commits: IntCounterVec,
     stalled: IntGauge,
     stalls: IntCounter,
+    flush_overdue: IntGauge,
+    store_failures: IntCounter,
     flush_failures: IntCounterVec,
     ingest_requests: IntCounterVec,
     ingest_events: IntCounterVec,
@@ -113,6 +115,10 @@ impl Metrics {
             stalled: gauge(r, "newsflow_worker_stalled",
                 "1 while the worker owns lagging partitions but handles no record (see watchdog.stall_after)."),
             stalls: counter(r, "newsflow_worker_stalls_total", "Times the watchdog found the worker stalled."),
+            flush_overdue: gauge(r, "newsflow_flush_overdue",
+                "1 while a flush has been writing for longer than two flush intervals (the store is slow or unreachable)."),
+            store_failures: counter(r, "newsflow_store_errors_total",
+                "Object-store calls that failed after the client's own retries (20 s at most); the flush or restore that made each is retried."),
             flush_failures: counter_vec(r, "newsflow_flush_failures_total",
                 "Flushes that could not make their output durable and will be retried, by what failed (output, dead_letters).",
                 &["stage"]),
@@ -377,6 +383,21 @@ impl Metrics {
             self.stalls.inc();
         }
         self.stalled.set(i64::from(stalled));
+    }
+
+    /// Whether a flush has been writing for too long (logged by the
+    /// watchdog, which knows for how long).
+    pub fn flush_overdue(&self, overdue: bool) {
+        self.flush_overdue.set(i64::from(overdue));
+    }
+
+    /// The lake's count of failed store calls, each logged where it
+    /// happened; the counter follows it.
+    pub fn store_failures_seen(&self, total: u64) {
+        let counted = self.store_failures.get();
+        if total > counted {
+            self.store_failures.inc_by(total - counted);
+        }
     }
 
     /// A flush failed at `stage` with `problem`: logged and counted. The

@@ -69,6 +69,8 @@ struct ShardJob {
 /// A flush being written on its own thread.
 pub(super) struct InFlight {
     handle: std::thread::JoinHandle<Vec<JobOutcome>>,
+    /// When it started, for the watchdog's overdue check.
+    started: std::time::Instant,
     /// Shards the group took away meanwhile: their remaining writes are
     /// skipped, the checkpoint above all (see [`Worker::drop_shards`]).
     abandoned: Abandoned,
@@ -133,9 +135,23 @@ impl Worker {
                 .name("newsflow-flush".into())
                 .spawn(move || write_jobs(&lake, &metrics, jobs, &skip))
                 .expect("spawning the flush thread");
-            self.in_flight = Some(InFlight { handle, abandoned });
+            self.in_flight = Some(InFlight {
+                handle,
+                started: std::time::Instant::now(),
+                abandoned,
+            });
         }
         self.take_settled()
+    }
+
+    /// When the background flush in flight started, if one is.
+    pub fn flush_started(&self) -> Option<std::time::Instant> {
+        self.in_flight.as_ref().map(|f| f.started)
+    }
+
+    /// Publishes the lake's count of failed store calls.
+    pub fn publish_store_failures(&self) {
+        self.metrics.store_failures_seen(self.lake.store_failures());
     }
 
     /// What finished flushes settled since the last call, if anything:
