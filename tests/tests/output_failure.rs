@@ -88,3 +88,39 @@ fn an_unwritable_output_holds_commits_back_and_loses_nothing_once_it_recovers() 
     worker.terminate();
     env.assert_output_matches(&stream, 1, "the output recovered");
 }
+
+/// The lake is wiped under a running worker (between flushes, deleted and
+/// left to be created again, as an operator starting over would): the
+/// worker's cached view of the tables names log files that are gone. It
+/// must not stay red forever: it reads the tables afresh, rebuilds the
+/// lake from the topics, and is ready again, without a restart.
+#[test]
+fn a_lake_wiped_under_a_running_worker_is_rebuilt_without_a_restart() {
+    let env = TestEnv::new("lake-wiped", 2);
+    env.create_topics(52);
+    let worker = env.spawn_worker();
+    let first = env.stream(52, 3_000, 3_000).finish();
+    env.wait_until_committed(Duration::from_secs(60));
+    for entry in std::fs::read_dir(env.lake_path()).unwrap().flatten() {
+        std::fs::remove_dir_all(entry.path()).unwrap();
+    }
+    // The same stream once more: all redeliveries, counted once, and
+    // something for the worker to flush into the new lake.
+    let again = env.stream(52, 3_000, 3_000).finish();
+    let archived = || {
+        newsflow_e2e::lake_sql(&env, "SELECT count(*) FROM events")[0][0]
+            .as_i64()
+            .unwrap_or(0)
+    };
+    wait_for(
+        "the rebuilt lake to archive every record of the topics",
+        Duration::from_secs(120),
+        || has_files(env.lake_path(), "events") && archived() == env.events_in_topics(),
+    );
+    wait_for("readiness after the wipe", Duration::from_secs(60), || {
+        worker.readiness().0
+    });
+    worker.terminate();
+    let (messages, _) = newsflow_e2e::read_expected(&first.expected);
+    env.assert_output_matches(&again, messages + 1, "a lake wiped under the worker");
+}

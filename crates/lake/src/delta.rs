@@ -55,6 +55,36 @@ pub(crate) fn app_id(shard: i32) -> String {
     format!("newsflow-shard-{shard:05}")
 }
 
+/// The latest snapshot of the table of `dataset` at `url`, read from
+/// scratch; the table is created first (empty, partitioned, with the
+/// minimal protocol) if it has no log yet.
+fn latest(
+    engine: &Engine,
+    store: &Store,
+    dataset: Dataset,
+    url: &Url,
+) -> Result<SnapshotRef, Error> {
+    if let Ok(path) = url.to_file_path() {
+        // The kernel wants a local table's folder to exist.
+        std::fs::create_dir_all(&path).map_err(|source| Error::Io {
+            op: "creating table folder",
+            path,
+            source,
+        })?;
+    }
+    // Asked first, so that opening a new lake logs no kernel error.
+    let (log_files, _) = store.list(store.path(&format!("{}/_delta_log/", dataset.name())))?;
+    if !log_files.iter().any(|name| name.ends_with(".json")) {
+        // Several workers may race to create it; the log lets one win.
+        if let Err(e) = create(engine, dataset, url) {
+            tracing::debug!(table = dataset.name(), error = %e, "did not create the table; another worker may have");
+        }
+    }
+    Snapshot::builder_for(url.as_str())
+        .build(engine)
+        .map_err(kernel("opening table"))
+}
+
 fn kernel(context: &'static str) -> impl Fn(delta_kernel::KernelError) -> Error {
     move |e| Error::Delta {
         context,
@@ -113,25 +143,7 @@ impl Table {
     /// (empty, partitioned, with the minimal protocol) if there is none yet.
     pub fn open(engine: &Engine, store: &Store, dataset: Dataset) -> Result<Table, Error> {
         let url = store.location.folder(dataset.name());
-        if let Ok(path) = url.to_file_path() {
-            // The kernel wants a local table's folder to exist.
-            std::fs::create_dir_all(&path).map_err(|source| Error::Io {
-                op: "creating table folder",
-                path,
-                source,
-            })?;
-        }
-        // Asked first, so that opening a new lake logs no kernel error.
-        let (log_files, _) = store.list(store.path(&format!("{}/_delta_log/", dataset.name())))?;
-        if !log_files.iter().any(|name| name.ends_with(".json")) {
-            // Several workers may race to create it; the log lets one win.
-            if let Err(e) = create(engine, dataset, &url) {
-                tracing::debug!(table = dataset.name(), error = %e, "did not create the table; another worker may have");
-            }
-        }
-        let snapshot = Snapshot::builder_for(url.as_str())
-            .build(engine)
-            .map_err(kernel("opening table"))?;
+        let snapshot = latest(engine, store, dataset, &url)?;
         let write_state = snapshot
             .clone()
             .update_table(UpdateTableOperation::StreamingUpdate, ENGINE_INFO, true)
@@ -144,6 +156,16 @@ impl Table {
             snapshot: Mutex::new(snapshot),
             write_state,
         })
+    }
+
+    /// Reads the table's latest snapshot from scratch, creating the table
+    /// if its log is gone, instead of incrementally from the cached one:
+    /// after a failure, the cached snapshot may name log files that no
+    /// longer exist (the lake was wiped or replaced under the worker).
+    pub fn reload(&self, engine: &Engine, store: &Store) -> Result<(), Error> {
+        let fresh = latest(engine, store, self.dataset, &self.url)?;
+        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
     }
 
     /// A snapshot at the table's latest version, read incrementally from

@@ -261,6 +261,14 @@ impl Lake {
         self.inner.store.location.display()
     }
 
+    /// Reads every table's latest snapshot from scratch (creating a table
+    /// whose log is gone), for a retry after a failure that a stale cached
+    /// snapshot may have caused: a lake wiped or replaced under the worker.
+    pub fn reload_tables(&self) -> Result<(), Error> {
+        let (store, engine, tables) = self.parts();
+        tables.iter().try_for_each(|t| t.reload(engine, store))
+    }
+
     /// Object-store calls that failed since the lake was opened; each was
     /// logged where it happened.
     pub fn store_failures(&self) -> u64 {

@@ -248,6 +248,14 @@ impl Worker {
     /// failure that remains, if any.
     fn retry_restores(&mut self) -> Option<Failure> {
         let mut remaining = None;
+        if !self.unrestored.is_empty() {
+            // The restore before failed; if the tables' cached snapshots
+            // are what is stale (the lake was wiped or replaced), reading
+            // them afresh is what lets this one succeed.
+            if let Err(e) = self.lake.reload_tables() {
+                tracing::warn!(error = %e, "cannot read the tables afresh yet; will retry");
+            }
+        }
         for shard in std::mem::take(&mut self.unrestored) {
             match self.reset(shard) {
                 Ok(()) => tracing::info!(shard, "shard restored after an output failure"),
