@@ -105,6 +105,11 @@ pub async fn serve(
         .with_context(|| format!("binding ingest.listen {listen}"))?;
     tracing::info!(listen = %listener.local_addr()?, "accepting events on POST /v1/events");
     health.set_ready();
+    let kafka_watch = tokio::spawn(watch_kafka(
+        ingest.producer.clone(),
+        settings.topics.articles.clone(),
+        health.clone(),
+    ));
 
     let limits = ConnectionLimits {
         header_timeout: ingest_settings.header_timeout,
@@ -125,6 +130,7 @@ pub async fn serve(
         }
     };
     accept_until(listener, app, limits, metrics, stop_accepting).await;
+    kafka_watch.abort();
 
     let producer = ingest.producer.clone();
     tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(30)))
@@ -133,6 +139,46 @@ pub async fn serve(
         .context("waiting for Kafka to acknowledge queued events")?;
     tracing::info!("ingest stopped");
     Ok(())
+}
+
+/// How often the endpoint asks Kafka whether it answers, and how long it
+/// waits for the answer.
+const KAFKA_CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// Keeps `/readyz` red while Kafka does not answer: events taken then
+/// could only wait in the queue until their delivery times out, and a load
+/// balancer should send them to an endpoint that can deliver them. Asks
+/// for one topic's metadata every [`KAFKA_CHECK_EVERY`].
+async fn watch_kafka(producer: FutureProducer, topic: String, health: Arc<Health>) {
+    let mut ticker = tokio::time::interval(KAFKA_CHECK_EVERY);
+    let mut unreachable = false;
+    loop {
+        ticker.tick().await;
+        let (client, topic) = (producer.clone(), topic.clone());
+        let answer = tokio::task::spawn_blocking(move || {
+            client
+                .client()
+                .fetch_metadata(Some(&topic), KAFKA_CHECK_EVERY)
+                .map(|_| ())
+        })
+        .await;
+        match answer {
+            Ok(Ok(())) if unreachable => {
+                unreachable = false;
+                tracing::info!("Kafka answers again; ready");
+                health.clear_problem("kafka");
+            }
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                if !unreachable {
+                    tracing::warn!(%error, "Kafka does not answer; /readyz is red until it does");
+                }
+                unreachable = true;
+                health.set_problem("kafka", format!("Kafka does not answer: {error}"));
+            }
+            Err(_) => {} // the check itself panicked or was cancelled
+        }
+    }
 }
 
 /// The event producer's configuration with the ingest queue bound, and a
