@@ -33,9 +33,11 @@ fn workers_ride_out_a_broker_restart() {
     let a = env.spawn_worker();
     let b = env.spawn_worker();
     let mut ingest = env.spawn_ingest(&[("NEWSFLOW__INGEST__ALLOW_UNAUTHENTICATED", "true")]);
-    wait_for("the ingest endpoint to be ready", Duration::from_secs(30), || {
-        ingest.ready()
-    });
+    wait_for(
+        "the ingest endpoint to be ready",
+        Duration::from_secs(30),
+        || ingest.ready(),
+    );
     let stream = env.stream(3, 40_000, 4_000);
 
     std::thread::sleep(Duration::from_secs(3));

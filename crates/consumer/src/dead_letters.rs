@@ -195,9 +195,8 @@ impl DeadLetters {
             .get("message.max.bytes")
             .and_then(|v| v.parse().ok())
             .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES);
-        let producer = config
-            .create_with_context(tracker)
-            .context("creating the dead-letter producer")?;
+        let producer =
+            newsflow_kafka::create_client(&config, tracker, "creating the dead-letter producer")?;
         Ok(DeadLetters {
             producer,
             topic: settings.topics.dead_letters.clone(),

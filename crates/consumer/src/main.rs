@@ -268,9 +268,11 @@ fn join_group(
         topics: settings.topics.event_topics().map(String::from),
         liveness: liveness.clone(),
     };
-    let consumer: BaseConsumer<WorkerContext> = newsflow_kafka::consumer_config(settings)
-        .create_with_context(context)
-        .context("creating the Kafka consumer")?;
+    let consumer: BaseConsumer<WorkerContext> = newsflow_kafka::create_client(
+        &newsflow_kafka::consumer_config(settings),
+        context,
+        "creating the Kafka consumer",
+    )?;
     // Membership follows the articles topic only; the rebalance callback
     // adds the co-partitions of the other two (see context.rs).
     consumer

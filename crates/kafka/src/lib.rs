@@ -42,6 +42,49 @@ pub enum Error {
     /// The brokers cannot be reached, or refuse us.
     #[error("cannot connect to Kafka: {0}")]
     Connection(String),
+    /// librdkafka refused the configuration; the message is librdkafka's
+    /// with every secret value taken out ([`redact_secrets`]).
+    #[error("kafka: {what}: {message}")]
+    Creation {
+        /// What we were creating.
+        what: &'static str,
+        /// librdkafka's error, redacted.
+        message: String,
+    },
+}
+
+/// librdkafka's errors quote property values (`Invalid value "…" for
+/// configuration property "ssl.key.password"`): this takes the value of
+/// every secret-looking property of `config` out of `text`.
+pub fn redact_secrets(config: &ClientConfig, text: &str) -> String {
+    // `config_map` hides some values already; `get` gives them all.
+    config
+        .config_map()
+        .into_keys()
+        .filter(|key| newsflow_settings::is_secret_property(key))
+        .filter_map(|key| config.get(key).filter(|value| !value.is_empty()))
+        .fold(text.to_string(), |text, value| {
+            text.replace(value, "[redacted]")
+        })
+}
+
+/// Creates a client of `config` with `context`; an error names `what` and
+/// never a secret value.
+pub fn create_client<C, T>(
+    config: &ClientConfig,
+    context: C,
+    what: &'static str,
+) -> Result<T, Error>
+where
+    C: rdkafka::ClientContext,
+    T: rdkafka::config::FromClientConfigAndContext<C>,
+{
+    config
+        .create_with_context(context)
+        .map_err(|e| Error::Creation {
+            what,
+            message: redact_secrets(config, &e.to_string()),
+        })
 }
 
 fn client_error(context: impl Into<String>) -> impl FnOnce(rdkafka::error::KafkaError) -> Error {
@@ -61,7 +104,7 @@ fn client_config(settings: &Settings, role: impl FnOnce(&mut ClientConfig)) -> C
         .set("socket.keepalive.enable", "true");
     apply_security(&mut config, &settings.kafka.security);
     role(&mut config);
-    for (key, value) in &settings.kafka.properties {
+    for (key, value) in settings.kafka.properties.iter() {
         config.set(key, value);
     }
     config
@@ -176,9 +219,11 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
 /// one fewer concern: it is not co-partitioned, but the same count is
 /// harmless). Existing topics are left as they are.
 pub async fn ensure_topics(settings: &Settings) -> Result<(), Error> {
-    let admin: AdminClient<DefaultClientContext> = base_config(settings)
-        .create()
-        .map_err(client_error("creating admin client"))?;
+    let admin: AdminClient<DefaultClientContext> = create_client(
+        &base_config(settings),
+        DefaultClientContext,
+        "creating admin client",
+    )?;
     let replication = settings.kafka.replication_factor;
     let names = [
         settings.topics.articles.as_str(),
@@ -268,9 +313,11 @@ pub fn verify_connection(settings: &Settings) -> Result<(), Error> {
     use rdkafka::producer::Producer as _;
     // A producer, because its poll hands background errors to the context
     // with librdkafka's explanation (a consumer's poll drops the text).
-    let client: rdkafka::producer::BaseProducer<ErrorRecorder> = base_config(settings)
-        .create_with_context(ErrorRecorder::default())
-        .map_err(client_error("creating a client"))?;
+    let client: rdkafka::producer::BaseProducer<ErrorRecorder> = create_client(
+        &base_config(settings),
+        ErrorRecorder::default(),
+        "creating a client",
+    )?;
     let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
     loop {
         let attempt = client
@@ -321,9 +368,11 @@ pub fn partition_count<C: Consumer>(consumer: &C, topic: &str) -> Result<Option<
 /// and returns it. A worker refuses to start otherwise: with different
 /// counts, the events of one article would be split across workers.
 pub fn check_co_partitioned(settings: &Settings) -> Result<i32, Error> {
-    let consumer: BaseConsumer = base_config(settings)
-        .create()
-        .map_err(client_error("creating metadata client"))?;
+    let consumer: BaseConsumer = create_client(
+        &base_config(settings),
+        rdkafka::consumer::DefaultConsumerContext,
+        "creating metadata client",
+    )?;
     let mut counts = Vec::new();
     for topic in settings.topics.event_topics() {
         match partition_count(&consumer, topic)? {
@@ -344,4 +393,47 @@ pub fn check_co_partitioned(settings: &Settings) -> Result<i32, Error> {
         )));
     }
     Ok(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn librdkafka_errors_lose_every_secret_value() {
+        let mut config = ClientConfig::new();
+        config
+            .set("sasl.password", "hunter2")
+            .set(
+                "sasl.oauthbearer.assertion.private.key.passphrase",
+                "s3same",
+            )
+            .set("linger.ms", "five");
+        let text = "Invalid value \"hunter2\" for \"SASL.PASSWORD\"; s3same; linger.ms: five";
+        let redacted = redact_secrets(&config, text);
+        assert!(
+            !redacted.contains("hunter2") && !redacted.contains("s3same"),
+            "{redacted}"
+        );
+        assert!(redacted.contains("five"), "only secrets go: {redacted}");
+    }
+
+    #[test]
+    fn a_client_that_cannot_be_created_names_no_secret() {
+        let mut config = ClientConfig::new();
+        config
+            .set("security.protocol", "ssl")
+            .set("ssl.key.pem", "hunter2-creation")
+            .set("ssl.key.password", "hunter2-creation");
+        let error = create_client::<_, rdkafka::producer::BaseProducer>(
+            &config,
+            rdkafka::producer::DefaultProducerContext,
+            "creating a producer",
+        )
+        .err()
+        .expect("a key that is no PEM is refused");
+        let text = error.to_string();
+        assert!(text.contains("creating a producer"), "{text}");
+        assert!(!text.contains("hunter2-creation"), "{text}");
+    }
 }

@@ -202,3 +202,25 @@ impl Location {
         self.root.to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_http_endpoint_needs_aws_allow_http_and_says_so() {
+        let mut options = BTreeMap::from([
+            ("endpoint".to_string(), "http://127.0.0.1:9".to_string()),
+            ("region".to_string(), "us-east-1".to_string()),
+        ]);
+        let error = Location::parse("s3://bucket/lake", &options)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("AWS_ALLOW_HTTP") && error.contains("output.uri"),
+            "{error}"
+        );
+        options.insert("allow_http".into(), "true".into());
+        assert!(Location::parse("s3://bucket/lake", &options).is_ok());
+    }
+}

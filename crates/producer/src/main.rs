@@ -99,7 +99,8 @@ fn main() -> anyhow::Result<()> {
             .metrics
             .listen
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
-        newsflow_telemetry::bind(listen, metrics.clone(), health.clone()).await?;
+        // Its own thread: a busy ingest must not starve the probes.
+        newsflow_telemetry::bind_on_own_thread(listen, metrics.clone(), health.clone())?;
         {
             let settings = settings.clone();
             tokio::task::spawn_blocking(move || newsflow_kafka::verify_connection(&settings))

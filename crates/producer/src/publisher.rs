@@ -66,13 +66,15 @@ impl Publisher {
     pub fn new(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let acked = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
-        let producer = newsflow_kafka::producer_config(settings)
-            .create_with_context(Deliveries {
+        let producer = newsflow_kafka::create_client(
+            &newsflow_kafka::producer_config(settings),
+            Deliveries {
                 metrics,
                 acked: acked.clone(),
                 failed: failed.clone(),
-            })
-            .context("creating the Kafka producer")?;
+            },
+            "creating the Kafka producer",
+        )?;
         Ok(Publisher {
             producer,
             acked,

@@ -23,7 +23,7 @@ mod tests;
 mod types;
 mod validate;
 
-pub use secret::Secret;
+pub use secret::{is_secret_property, KafkaProperties, Secret};
 pub use types::*;
 
 /// A configuration problem, always naming the key it is about.
@@ -41,6 +41,26 @@ pub enum SettingsError {
         /// What is wrong with its value.
         problem: String,
     },
+}
+
+/// Refuses a file that is not TOML, saying where without quoting it: the
+/// `config` crate's own message shows the offending line, and in a file of
+/// passwords that line may be one.
+fn check_toml_syntax(path: &Path, text: &str) -> Result<(), SettingsError> {
+    let Err(error) = text.parse::<toml::Table>() else {
+        return Ok(());
+    };
+    let at = error.span().map_or(0, |span| span.start).min(text.len());
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    Err(SettingsError::Invalid {
+        key: "--config",
+        problem: format!(
+            "{} is not valid TOML at line {line}, column {column} (the line is not shown: it may hold a secret)",
+            path.display()
+        ),
+    })
 }
 
 /// The settings with nothing configured: every default.
@@ -69,6 +89,7 @@ where
             key: "--config",
             problem: format!("cannot read {}: {e}", path.display()),
         })?;
+        check_toml_syntax(path, &text)?;
         builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
     }
     builder = builder.add_source(

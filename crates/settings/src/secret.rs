@@ -53,6 +53,70 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Parts of a librdkafka property name that mark its value as a secret.
+/// A rule, not a list of today's properties, so that a property librdkafka
+/// adds later (as it added the OAuth assertion keys) is redacted too.
+const SECRET_NAME_PARTS: [&str; 13] = [
+    "password",
+    "passphrase",
+    "secret",
+    "token",
+    "credential",
+    "username",
+    "private.key",
+    "ssl.key",
+    "ssl_key",
+    "keystore",
+    ".pem",
+    "oauthbearer.config",
+    "jaas",
+];
+
+/// Whether the value of librdkafka property `key` is a secret: its name
+/// contains one of [`SECRET_NAME_PARTS`] (case-insensitively). Such values
+/// are shown as `[redacted]` in the configuration dump, in errors and in
+/// logs.
+pub fn is_secret_property(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_NAME_PARTS.iter().any(|part| key.contains(part))
+}
+
+/// `kafka.properties`: librdkafka properties passed through as they are.
+/// Values of secret-looking keys ([`is_secret_property`]) never print.
+#[derive(Clone, Default)]
+pub struct KafkaProperties(std::collections::BTreeMap<String, String>);
+
+impl KafkaProperties {
+    pub(crate) fn new(properties: std::collections::BTreeMap<String, String>) -> Self {
+        KafkaProperties(properties)
+    }
+
+    /// Every property, for the client configuration. Never log the values.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The value of `key`, if set.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+}
+
+impl fmt::Debug for KafkaProperties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let shown = if is_secret_property(k) {
+                    "[redacted]"
+                } else {
+                    v.as_str()
+                };
+                (k, shown)
+            }))
+            .finish()
+    }
+}
+
 /// Reads a secret from a file, dropping one trailing newline (as `echo`
 /// and `kubectl create secret --from-file` leave). The error names the
 /// file, never its contents.

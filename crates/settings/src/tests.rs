@@ -236,6 +236,67 @@ fn secrets_are_refused_in_pass_through_properties() {
     assert!(!message.contains("hunter2"), "{message}");
 }
 
+/// Every property librdkafka marks sensitive (`_RK_SENSITIVE` in
+/// rdkafka_conf.c of librdkafka 2.12), and a few that only look it.
+const SENSITIVE_PROPERTIES: [&str; 16] = [
+    "sasl.username",
+    "sasl.password",
+    "sasl.oauthbearer.config",
+    "sasl.oauthbearer.client.secret",
+    "sasl.oauthbearer.client.credentials.client.secret",
+    "sasl.oauthbearer.assertion.private.key.file",
+    "sasl.oauthbearer.assertion.private.key.passphrase",
+    "sasl.oauthbearer.assertion.private.key.pem",
+    "ssl.key.location",
+    "ssl.key.password",
+    "ssl.key.pem",
+    "ssl_key",
+    "ssl.ca.pem",
+    "ssl.keystore.location",
+    "ssl.keystore.password",
+    "sasl.jaas.config",
+];
+
+#[test]
+fn secret_properties_never_print_whether_refused_or_passed_through() {
+    let dir = tempfile::tempdir().unwrap();
+    for key in SENSITIVE_PROPERTIES {
+        assert!(is_secret_property(key), "{key} is not recognised as secret");
+        let value = format!("hunter2-{}", key.len());
+        let file = dir.path().join("newsflow.toml");
+        std::fs::write(
+            &file,
+            format!("[kafka.properties]\n\"{key}\" = \"{value}\"\n"),
+        )
+        .unwrap();
+        let shown = match load_from(Some(&file), env(&[])) {
+            Ok(settings) => {
+                assert_eq!(settings.kafka.properties.get(key), Some(value.as_str()));
+                format!("{settings:?} {settings:#?}")
+            }
+            Err(e) => e.to_string(),
+        };
+        assert!(!shown.contains(&value), "{key}'s value is shown: {shown}");
+    }
+    assert!(!is_secret_property("linger.ms"));
+    assert!(!is_secret_property("ssl.endpoint.identification.algorithm"));
+}
+
+#[test]
+fn a_toml_syntax_error_says_where_without_quoting_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("newsflow.toml");
+    std::fs::write(
+        &file,
+        "[kafka.sasl]\nusername = \"u\"\npassword = \"hunter2\n",
+    )
+    .unwrap();
+    let message = load_from(Some(&file), env(&[])).unwrap_err().to_string();
+    assert!(message.contains("line 3"), "{message}");
+    assert!(message.contains("--config"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+}
+
 #[test]
 fn serve_needs_a_token_unless_told_otherwise() {
     let s = load_from(None, env(&[])).unwrap();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use newsflow_core::{CountingRules, DecodeLimits};
 
-use crate::{Secret, SettingsError};
+use crate::{KafkaProperties, Secret, SettingsError};
 
 /// Validated settings shared by both binaries; each reads the sections it
 /// needs.
@@ -260,9 +260,10 @@ pub struct KafkaSettings {
     /// Encryption and authentication.
     pub security: KafkaSecurity,
     /// `kafka.properties`: extra librdkafka properties (tuning), passed through
-    /// as they are and applied last. Secrets are refused here: they belong in
-    /// `kafka.sasl` and `kafka.tls`, which keep them out of logs.
-    pub properties: BTreeMap<String, String>,
+    /// as they are and applied last. The secrets `kafka.sasl` and
+    /// `kafka.tls` have a key for are refused here; any other secret-looking
+    /// property's value is redacted wherever it would print.
+    pub properties: KafkaProperties,
 }
 
 /// `[topics]`

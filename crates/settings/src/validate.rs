@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::raw::{self, Ingest, Root, Sasl, Tls};
 use crate::types::*;
-use crate::{secret, Secret, SettingsError};
+use crate::{secret, KafkaProperties, Secret, SettingsError};
 
 fn invalid(key: &'static str, problem: impl Into<String>) -> SettingsError {
     SettingsError::Invalid {
@@ -188,9 +188,7 @@ const SECRET_PROPERTIES: [&str; 5] = [
     "sasl.oauthbearer.client.secret",
 ];
 
-fn properties(
-    properties: BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>, SettingsError> {
+fn properties(properties: BTreeMap<String, String>) -> Result<KafkaProperties, SettingsError> {
     if let Some(key) = properties
         .keys()
         .find(|k| SECRET_PROPERTIES.contains(&k.as_str()))
@@ -203,7 +201,7 @@ fn properties(
             ),
         ));
     }
-    Ok(properties)
+    Ok(KafkaProperties::new(properties))
 }
 
 fn ingest(raw: Ingest) -> Result<IngestSettings, SettingsError> {

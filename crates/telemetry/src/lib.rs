@@ -22,7 +22,7 @@ pub use labels::{
 };
 pub use metrics::Metrics;
 pub use progress::{per_second, Progress, Rates};
-pub use server::{bind, Health};
+pub use server::{bind, bind_on_own_thread, Health};
 
 use newsflow_settings::{LogFormat, LogSettings};
 use tracing_subscriber::EnvFilter;

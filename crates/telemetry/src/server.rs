@@ -105,6 +105,41 @@ pub async fn bind(
     Ok(local)
 }
 
+/// [`bind`] on a thread and runtime of its own, so that probes and scrapes
+/// are answered however busy the process's own runtime is (an ingest
+/// endpoint validating large bodies): Kubernetes restarts a pod whose
+/// `/healthz` misses its one-second timeout a few times in a row.
+pub fn bind_on_own_thread(
+    listen: SocketAddr,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+) -> std::io::Result<SocketAddr> {
+    let (bound, bound_seen) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("newsflow-probes".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = bound.send(Err(e));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let _ = bound.send(bind(listen, metrics, health).await);
+                std::future::pending::<()>().await;
+            });
+        })?;
+    bound_seen.recv().unwrap_or_else(|_| {
+        Err(std::io::Error::other(
+            "the metrics listener's thread ended before binding",
+        ))
+    })
+}
+
 async fn metrics_handler(
     State(state): State<AppState>,
 ) -> ([(axum::http::header::HeaderName, &'static str); 1], String) {

@@ -19,12 +19,12 @@ pub enum BodyRead {
 
 /// How much of an oversized body is still read (and dropped) before the
 /// 413 goes out.
-const DRAIN_LIMIT: usize = 1 << 20;
+pub const DRAIN_BEYOND_LIMIT: usize = 1 << 20;
 
 /// Reads a body of at most `limit` bytes, reserving `declared` bytes (the
 /// Content-Length, already checked against the limit) up front so the
 /// buffer does not double past the body. Past the limit the rest is read
-/// and dropped (up to [`DRAIN_LIMIT`] more, never kept): a server that
+/// and dropped (up to [`DRAIN_BEYOND_LIMIT`] more, never kept): a server that
 /// answers and closes while request bytes are still unread makes the kernel
 /// reset the connection, and the client sees a broken connection instead of
 /// the 413.
@@ -43,7 +43,7 @@ pub async fn read_body(mut body: Body, limit: usize, declared: Option<usize>) ->
         match dropped.as_mut() {
             Some(n) => {
                 *n += data.len();
-                if *n > DRAIN_LIMIT {
+                if *n > DRAIN_BEYOND_LIMIT {
                     break;
                 }
             }
@@ -57,6 +57,22 @@ pub async fn read_body(mut body: Body, limit: usize, declared: Option<usize>) ->
     match dropped {
         Some(_) => BodyRead::TooLarge,
         None => BodyRead::Complete(bytes),
+    }
+}
+
+/// Reads and drops up to `limit` bytes of a body that will not be used,
+/// before an early answer (401, 413, 415): a client that sends its whole
+/// body before reading (Python's `urllib` and `requests` do) would
+/// otherwise see the connection reset instead of the answer.
+pub async fn drain(mut body: Body, limit: usize) {
+    let mut dropped = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            dropped += data.len();
+            if dropped > limit {
+                break;
+            }
+        }
     }
 }
 

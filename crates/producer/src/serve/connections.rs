@@ -10,11 +10,17 @@
 //! - **One request deadline.** The body must be complete by
 //!   `ingest.request_timeout` after the request's first byte (the handler
 //!   enforces this with the instant recorded here), else 408.
-//! - **Idle first.** At `ingest.max_connections`, the connection that has
-//!   waited longest (at least a second) without a request in the handler
-//!   is closed to make room. A new connection is refused only when every
-//!   connection is mid-request or just opened, and those refusals are
-//!   logged at most every 10 s.
+//! - **Strangers first, then the idle.** At `ingest.max_connections`, a
+//!   connection without a request in the handler is closed to make room:
+//!   first the one waiting longest of those that never had a request
+//!   answered other than 401 (strangers: a flood of new sockets that send
+//!   nothing is all strangers, whatever their age), else the one waiting
+//!   longest (at least a second) of the others. A token holder's new
+//!   connection therefore always gets in while strangers hold the cap,
+//!   and its head is read within milliseconds, after which it is in a
+//!   request and safe. A new connection is refused only when every
+//!   connection is mid-request or a token holder's just answered, and
+//!   those refusals are logged at most every 10 s.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -82,6 +88,9 @@ struct ConnectionState {
     first_byte: Option<Instant>,
     /// A request is in the handler.
     in_request: bool,
+    /// A request was answered with something other than 401: the client
+    /// holds the token (or none is needed).
+    proven: bool,
 }
 
 #[derive(Debug)]
@@ -98,6 +107,7 @@ impl Connection {
                 waiting_since: Instant::now(),
                 first_byte: None,
                 in_request: false,
+                proven: false,
             }),
             evict: Notify::new(),
         }
@@ -116,9 +126,11 @@ impl Connection {
         state.first_byte.unwrap_or_else(Instant::now)
     }
 
-    /// The handler answered; the next request's clock starts now.
-    fn request_answered(&self) {
+    /// The handler answered (`authorized` unless with 401); the next
+    /// request's clock starts now.
+    fn request_answered(&self, authorized: bool) {
         let mut state = self.state();
+        state.proven |= authorized;
         state.in_request = false;
         state.first_byte = None;
         state.waiting_since = Instant::now();
@@ -150,6 +162,21 @@ impl Connection {
     fn waiting_since(&self) -> Option<Instant> {
         let state = self.state();
         (!state.in_request).then_some(state.waiting_since)
+    }
+
+    /// Where the connection stands in the order of eviction at `now`
+    /// (lowest first), or `None` if it may not be closed to make room: in
+    /// a request, or a token holder's idle for less than
+    /// [`EVICTABLE_AFTER`].
+    fn eviction_rank(&self, now: Instant) -> Option<(bool, Instant)> {
+        let state = self.state();
+        if state.in_request {
+            return None;
+        }
+        if state.proven && now.duration_since(state.waiting_since) < EVICTABLE_AFTER {
+            return None;
+        }
+        Some((state.proven, state.waiting_since))
     }
 }
 
@@ -247,23 +274,20 @@ impl Registry {
     }
 
     /// Makes room for one more connection: below the cap there is room;
-    /// at it, the connection waiting longest without a request in the
-    /// handler is asked to close (it leaves the registry at once, so it is
-    /// not chosen twice). Connections younger than [`EVICTABLE_AFTER`] are
-    /// spared, so a burst of new ones cannot push out a client whose head
-    /// is on its way. `false` when no connection can go.
+    /// at it, the first in the order of eviction (see the module's rules)
+    /// is asked to close (it leaves the registry at once, so it is not
+    /// chosen twice). `false` when no connection can go.
     fn make_room(&self, cap: usize) -> bool {
         let mut open = self.open();
         if open.len() < cap {
             return true;
         }
         let now = Instant::now();
-        let oldest = open
+        let first = open
             .iter()
-            .filter_map(|(id, c)| c.waiting_since().map(|since| (since, *id)))
-            .filter(|(since, _)| now.duration_since(*since) >= EVICTABLE_AFTER)
+            .filter_map(|(id, c)| c.eviction_rank(now).map(|rank| (rank, *id)))
             .min();
-        match oldest.and_then(|(_, id)| open.remove(&id)) {
+        match first.and_then(|(_, id)| open.remove(&id)) {
             Some(victim) => {
                 victim.evict.notify_one();
                 true
@@ -287,8 +311,8 @@ impl RefusalLog {
             tracing::warn!(
                 refused = self.unreported,
                 max_connections = cap,
-                "every connection is mid-request at ingest.max_connections; refusing new ones \
-                 (logged at most every 10 s)"
+                "every connection at ingest.max_connections is mid-request or a token holder's \
+                 just answered; refusing new ones (logged at most every 10 s)"
             );
             self.last = Some(Instant::now());
             self.unreported = 0;
@@ -392,7 +416,10 @@ async fn serve_connection(
             let connection = connection.clone();
             async move {
                 let response = answered.await;
-                connection.request_answered();
+                let authorized = response
+                    .as_ref()
+                    .is_ok_and(|r| r.status() != hyper::StatusCode::UNAUTHORIZED);
+                connection.request_answered(authorized);
                 response
             }
         })

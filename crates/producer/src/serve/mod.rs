@@ -42,7 +42,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
-use newsflow_core::DecodeLimits;
+use newsflow_core::{DecodeLimits, EventType};
 use newsflow_settings::{Secret, Settings, Topics};
 use newsflow_telemetry::{DeliveryFailure, Health, IngestOutcome, Metrics};
 use rdkafka::error::KafkaError;
@@ -51,7 +51,7 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::publisher::delivery_failure;
 use answer::{Outcome, Rejections};
-use body::{for_each_event, read_body, BodyRead};
+use body::{drain, for_each_event, read_body, BodyRead, DRAIN_BEYOND_LIMIT};
 use connections::{accept_until, ConnectionLimits, RequestStarted};
 
 /// What `Retry-After` asks a client to wait when the queue is full.
@@ -84,9 +84,11 @@ pub async fn serve(
     if token.is_none() {
         tracing::warn!(%listen, "ingest.allow_unauthenticated is set: anyone who reaches the endpoint can publish");
     }
-    let producer: FutureProducer = ingest_producer_config(&settings)
-        .create()
-        .context("creating the Kafka producer")?;
+    let producer: FutureProducer = newsflow_kafka::create_client(
+        &ingest_producer_config(&settings),
+        rdkafka::client::DefaultClientContext,
+        "creating the Kafka producer",
+    )?;
     let ingest = Arc::new(Ingest {
         producer,
         topics: settings.topics.clone(),
@@ -239,40 +241,42 @@ fn bearer_credentials(value: &[u8]) -> Option<&[u8]> {
 }
 
 /// What queueing the valid events of a body came to.
-struct Queued<'t> {
-    in_flight: Vec<(&'t str, DeliveryFuture)>,
+struct Queued {
+    in_flight: Vec<(EventType, DeliveryFuture)>,
     unpublished: usize,
     queue_full: bool,
 }
 
+/// What validating a body and queueing its valid events came to.
+struct Validated {
+    rejections: Rejections,
+    queued: Queued,
+    events: Result<usize, String>,
+}
+
 impl Ingest {
     async fn handle(
-        &self,
+        self: &Arc<Self>,
         started: tokio::time::Instant,
         headers: &HeaderMap,
         body: Body,
     ) -> Response {
-        if !self.authorized(headers) {
-            let mut response = problem(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "send a valid `Authorization: Bearer <token>` header",
-            );
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return closing(response);
+        let deadline = started + self.request_timeout;
+        if let Some(early) = self.early_answer(headers) {
+            // Read (and drop) what a client that sends before it reads is
+            // still sending, within the request's deadline, so it sees
+            // this answer and not a reset connection.
+            let limit = self.max_body_bytes + DRAIN_BEYOND_LIMIT;
+            let _ = tokio::time::timeout_at(deadline, drain(body, limit)).await;
+            return closing(early);
         }
         let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.max_body_bytes as u64) {
-            return closing(self.too_large());
-        }
         // One deadline for the whole request, counted from its first byte.
         let reading = read_body(body, self.max_body_bytes, declared.map(|n| n as usize));
-        let bytes = match tokio::time::timeout_at(started + self.request_timeout, reading).await {
+        let bytes = match tokio::time::timeout_at(deadline, reading).await {
             Err(_) => {
                 return closing(problem(
                     StatusCode::REQUEST_TIMEOUT,
@@ -293,7 +297,41 @@ impl Ingest {
             }
             Ok(BodyRead::Complete(bytes)) => bytes,
         };
-        self.publish(&bytes).await
+        self.publish(bytes).await
+    }
+
+    /// The answer to a request refused on its head alone: no token (401),
+    /// a body encoded in a way this endpoint does not decode (415), or a
+    /// declared length over the limit (413).
+    fn early_answer(&self, headers: &HeaderMap) -> Option<Response> {
+        if !self.authorized(headers) {
+            let mut response = problem(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send a valid `Authorization: Bearer <token>` header",
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return Some(response);
+        }
+        let encoding = headers
+            .get(header::CONTENT_ENCODING)
+            .map(|v| v.to_str().unwrap_or("?").trim());
+        if encoding.is_some_and(|e| !e.eq_ignore_ascii_case("identity")) {
+            return Some(problem(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_content_encoding",
+                "send the body uncompressed (no Content-Encoding, or identity)",
+            ));
+        }
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        declared
+            .is_some_and(|n| n > self.max_body_bytes as u64)
+            .then(|| self.too_large())
     }
 
     fn too_large(&self) -> Response {
@@ -317,22 +355,25 @@ impl Ingest {
             .is_some_and(|presented| token.matches(presented))
     }
 
-    /// Validates each event of the body, queues the valid ones, waits for
-    /// Kafka, and answers.
-    async fn publish(&self, body: &[u8]) -> Response {
-        let mut rejections = Rejections::new(self.max_rejected_details);
-        let mut queued = Queued {
-            in_flight: Vec::new(),
-            unpublished: 0,
-            queue_full: false,
+    /// Validates each event of the body and queues the valid ones, on the
+    /// blocking pool: a 16 MiB body takes a CPU for about a second, which
+    /// on an async thread would stall every other request and probe.
+    /// Then waits for Kafka, and answers.
+    async fn publish(self: &Arc<Self>, body: Vec<u8>) -> Response {
+        let ingest = self.clone();
+        let validated = tokio::task::spawn_blocking(move || ingest.validate(&body)).await;
+        let Ok(Validated {
+            rejections,
+            queued,
+            events,
+        }) = validated
+        else {
+            return problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "validating the body failed; nothing of it was published",
+            );
         };
-        let events = for_each_event(
-            body,
-            |line, raw| match newsflow_core::event::decode_unkeyed(raw, &self.limits) {
-                Ok(event) => self.queue(&event, raw, &mut queued),
-                Err(rejection) => rejections.add(line, rejection),
-            },
-        );
         match events {
             Ok(0) => return problem(StatusCode::BAD_REQUEST, "empty", "the body holds no events"),
             Ok(_) => {}
@@ -346,25 +387,8 @@ impl Ingest {
         self.metrics
             .ingest_events(IngestOutcome::Rejected, rejections.total() as u64);
 
-        let Queued {
-            in_flight,
-            mut unpublished,
-            queue_full,
-        } = queued;
-        let mut accepted = 0usize;
-        for (topic, delivery) in in_flight {
-            match delivery.await {
-                Ok(Ok(_)) => {
-                    accepted += 1;
-                    self.metrics.produced(topic, 1);
-                }
-                Ok(Err((error, _))) => {
-                    self.metrics.produce_error(delivery_failure(&error));
-                    unpublished += 1;
-                }
-                Err(_cancelled) => unpublished += 1,
-            }
-        }
+        let queue_full = queued.queue_full;
+        let (accepted, unpublished) = self.delivered(queued).await;
         self.metrics
             .ingest_events(IngestOutcome::Accepted, accepted as u64);
         if queue_full {
@@ -395,19 +419,63 @@ impl Ingest {
         response
     }
 
+    /// Waits for Kafka's acknowledgement of every queued event: how many
+    /// were accepted, and how many were not published.
+    async fn delivered(&self, queued: Queued) -> (usize, usize) {
+        let (mut accepted, mut unpublished) = (0, queued.unpublished);
+        for (event_type, delivery) in queued.in_flight {
+            match delivery.await {
+                Ok(Ok(_)) => {
+                    accepted += 1;
+                    self.metrics
+                        .produced(self.topics.for_event_type(event_type), 1);
+                }
+                Ok(Err((error, _))) => {
+                    self.metrics.produce_error(delivery_failure(&error));
+                    unpublished += 1;
+                }
+                Err(_cancelled) => unpublished += 1,
+            }
+        }
+        (accepted, unpublished)
+    }
+
+    /// Validates every event of `body` and queues the valid ones.
+    fn validate(&self, body: &[u8]) -> Validated {
+        let mut rejections = Rejections::new(self.max_rejected_details);
+        let mut queued = Queued {
+            in_flight: Vec::new(),
+            unpublished: 0,
+            queue_full: false,
+        };
+        let events = for_each_event(
+            body,
+            |line, raw| match newsflow_core::event::decode_unkeyed(raw, &self.limits) {
+                Ok(event) => self.queue(&event, raw, &mut queued),
+                Err(rejection) => rejections.add(line, rejection),
+            },
+        );
+        Validated {
+            rejections,
+            queued,
+            events,
+        }
+    }
+
     /// Hands one valid event to the producer. Once the queue is full, the
     /// rest of the body is only counted as unpublished.
-    fn queue<'t>(&'t self, event: &newsflow_core::Event<'_>, raw: &[u8], queued: &mut Queued<'t>) {
+    fn queue(&self, event: &newsflow_core::Event<'_>, raw: &[u8], queued: &mut Queued) {
         if queued.queue_full {
             queued.unpublished += 1;
             return;
         }
-        let topic = self.topics.for_event_type(event.event_type());
+        let event_type = event.event_type();
+        let topic = self.topics.for_event_type(event_type);
         let record: FutureRecord<'_, str, [u8]> = FutureRecord::to(topic)
             .key(event.article_id.as_ref())
             .payload(raw);
         match self.producer.send_result(record) {
-            Ok(delivery) => queued.in_flight.push((topic, delivery)),
+            Ok(delivery) => queued.in_flight.push((event_type, delivery)),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 queued.queue_full = true;
                 queued.unpublished += 1;
