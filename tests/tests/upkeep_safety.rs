@@ -200,3 +200,40 @@ fn one_damaged_table_does_not_stop_the_upkeep_of_the_others() {
         );
     }
 }
+
+/// A log checkpoint damaged after it was written (cut in half here): the
+/// workers and the upkeep read the table from its JSON commits instead,
+/// count on exactly, and the checkpoints written after it let every
+/// reader in again.
+#[test]
+fn a_damaged_log_checkpoint_is_read_around_from_the_json_commits() {
+    let env = TestEnv::new("damaged-checkpoint", 2);
+    env.create_topics(73);
+    let every_two = [("NEWSFLOW__OUTPUT__LOG_CHECKPOINT_INTERVAL", "2")];
+    let worker = env.spawn_worker_with(&every_two);
+    let first = env.stream(73, 4_000, 2_000).finish();
+    env.wait_until_committed(Duration::from_secs(60));
+    worker.terminate();
+
+    let log = env.lake_path().join("article_totals/_delta_log");
+    let newest = std::fs::read_dir(&log)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".checkpoint.parquet"))
+        .max()
+        .expect("a log checkpoint of the totals table");
+    let bytes = std::fs::read(&newest).unwrap();
+    std::fs::write(&newest, &bytes[..bytes.len() / 2]).unwrap();
+
+    // The same stream once more: all redeliveries, counted once, and new
+    // commits (with new log checkpoints) on top of the damaged one.
+    let worker = env.spawn_worker_with(&every_two);
+    let again = env.stream(73, 4_000, 4_000).finish();
+    env.wait_until_committed(Duration::from_secs(120));
+    worker.terminate();
+    let report = env.lake_job("maintain", &[SMALL_TARGET]);
+    assert_eq!(report["errors"], serde_json::json!([]), "{report}");
+    let (messages, _) = newsflow_e2e::read_expected(&first.expected);
+    env.assert_output_matches(&again, messages + 1, "a damaged log checkpoint");
+}

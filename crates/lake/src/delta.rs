@@ -59,11 +59,12 @@ pub(crate) fn app_id(shard: i32) -> String {
 /// scratch; the table is created first (empty, partitioned, with the
 /// minimal protocol) if it has no log yet.
 fn latest(
-    engine: &Engine,
+    engines: &Engines,
     store: &Store,
     dataset: Dataset,
     url: &Url,
 ) -> Result<SnapshotRef, Error> {
+    let engine = &engines.engine;
     if let Ok(path) = url.to_file_path() {
         // The kernel wants a local table's folder to exist.
         std::fs::create_dir_all(&path).map_err(|source| Error::Io {
@@ -80,9 +81,74 @@ fn latest(
             tracing::debug!(table = dataset.name(), error = %e, "did not create the table; another worker may have");
         }
     }
-    Snapshot::builder_for(url.as_str())
-        .build(engine)
-        .map_err(kernel("opening table"))
+    snapshot_at(engines, dataset, url, None)
+}
+
+/// The kernel engine, and one that reads the same store without the log's
+/// checkpoints (`crate::log_fallback`), for a table whose checkpoint is
+/// damaged.
+pub(crate) struct Engines {
+    pub engine: Engine,
+    pub without_checkpoints: Engine,
+}
+
+impl Engines {
+    /// Both engines over `store`, on the lake's runtime `handle`.
+    pub fn new(
+        store: &Arc<object_store::DynObjectStore>,
+        handle: &tokio::runtime::Handle,
+    ) -> Engines {
+        let executor = Arc::new(TokioMultiThreadExecutor::new(handle.clone()));
+        let over = |store| {
+            delta_kernel_default_engine::DefaultEngineBuilder::new(store)
+                .with_task_executor(executor.clone())
+                .build()
+        };
+        Engines {
+            engine: over(store.clone()),
+            without_checkpoints: over(Arc::new(crate::log_fallback::WithoutLogCheckpoints::new(
+                store.clone(),
+            ))),
+        }
+    }
+}
+
+/// The snapshot of the table at `url` as of `version` (the latest if
+/// `None`), read from scratch. If that fails (a damaged log checkpoint),
+/// the log is read again without its checkpoints, from the JSON commits,
+/// and the damage is logged; the error, if that fails too, names the table.
+fn snapshot_at(
+    engines: &Engines,
+    dataset: Dataset,
+    url: &Url,
+    version: Option<u64>,
+) -> Result<SnapshotRef, Error> {
+    let build = |engine: &Engine| {
+        let builder = Snapshot::builder_for(url.as_str());
+        match version {
+            Some(v) => builder.at_version(v).build(engine),
+            None => builder.build(engine),
+        }
+    };
+    let error = match build(&engines.engine) {
+        Ok(snapshot) => return Ok(snapshot),
+        Err(error) => error,
+    };
+    match build(&engines.without_checkpoints) {
+        Ok(snapshot) => {
+            tracing::warn!(
+                table = dataset.name(),
+                %error,
+                "the table's log checkpoint cannot be read; read it from the JSON commits instead \
+                 (newsflow-lake checkpoint writes a new one at the next version)"
+            );
+            Ok(snapshot)
+        }
+        Err(_) => Err(Error::Delta {
+            context: "reading table log",
+            message: format!("{}: {error}", url),
+        }),
+    }
 }
 
 fn kernel(context: &'static str) -> impl Fn(delta_kernel::KernelError) -> Error {
@@ -98,6 +164,8 @@ pub(crate) struct Table {
     pub url: Url,
     snapshot: Mutex<SnapshotRef>,
     write_state: Arc<WriteState>,
+    /// For reading the log afresh, with or without its checkpoints.
+    engines: Arc<Engines>,
 }
 
 /// What one shard wants to commit to a table, and what became of it.
@@ -141,9 +209,10 @@ pub(crate) struct CommitReport {
 impl Table {
     /// Opens the table of `dataset` below the store's root, creating it
     /// (empty, partitioned, with the minimal protocol) if there is none yet.
-    pub fn open(engine: &Engine, store: &Store, dataset: Dataset) -> Result<Table, Error> {
+    pub fn open(engines: &Arc<Engines>, store: &Store, dataset: Dataset) -> Result<Table, Error> {
         let url = store.location.folder(dataset.name());
-        let snapshot = latest(engine, store, dataset, &url)?;
+        let snapshot = latest(engines, store, dataset, &url)?;
+        let engine = &engines.engine;
         let write_state = snapshot
             .clone()
             .update_table(UpdateTableOperation::StreamingUpdate, ENGINE_INFO, true)
@@ -155,6 +224,7 @@ impl Table {
             url,
             snapshot: Mutex::new(snapshot),
             write_state,
+            engines: engines.clone(),
         })
     }
 
@@ -162,8 +232,8 @@ impl Table {
     /// if its log is gone, instead of incrementally from the cached one:
     /// after a failure, the cached snapshot may name log files that no
     /// longer exist (the lake was wiped or replaced under the worker).
-    pub fn reload(&self, engine: &Engine, store: &Store) -> Result<(), Error> {
-        let fresh = latest(engine, store, self.dataset, &self.url)?;
+    pub fn reload(&self, store: &Store) -> Result<(), Error> {
+        let fresh = latest(&self.engines, store, self.dataset, &self.url)?;
         *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
         Ok(())
     }
@@ -172,11 +242,19 @@ impl Table {
     /// the last one.
     pub fn refresh(&self, engine: &Engine) -> Result<SnapshotRef, Error> {
         let old = self.cached();
-        let fresh = Snapshot::builder_from(old)
-            .build(engine)
-            .map_err(kernel("reading table log"))?;
+        let fresh = match Snapshot::builder_from(old).build(engine) {
+            Ok(fresh) => fresh,
+            // The log changed in a way an incremental read cannot follow
+            // (a damaged checkpoint): read it whole.
+            Err(_) => snapshot_at(&self.engines, self.dataset, &self.url, None)?,
+        };
         *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
         Ok(fresh)
+    }
+
+    /// The table as of `version`, read from scratch (see [`snapshot_at`]).
+    pub fn snapshot_at(&self, version: u64) -> Result<SnapshotRef, Error> {
+        snapshot_at(&self.engines, self.dataset, &self.url, Some(version))
     }
 
     fn cached(&self) -> SnapshotRef {
@@ -296,7 +374,7 @@ impl Table {
                         if committed.post_commit_stats().commits_since_checkpoint
                             >= checkpoint_interval
                         {
-                            self.write_log_checkpoint(engine, snapshot);
+                            self.write_log_checkpoint(snapshot);
                         }
                     }
                     return Ok(report);
@@ -329,11 +407,43 @@ impl Table {
         }
     }
 
+    /// Writes a log checkpoint at `snapshot` (if it has none); `true` if
+    /// one was written. A damaged checkpoint before it is read around, as
+    /// [`snapshot_at`] does, so that a new one replaces it for readers.
+    pub fn checkpoint(&self, snapshot: &SnapshotRef) -> Result<bool, Error> {
+        let write = |engine: &Engine, snapshot: &SnapshotRef| {
+            snapshot
+                .clone()
+                .checkpoint(engine, None)
+                .map(|(result, _)| {
+                    matches!(
+                        result,
+                        delta_kernel::snapshot::CheckpointWriteResult::Written
+                    )
+                })
+        };
+        let error = match write(&self.engines.engine, snapshot) {
+            Ok(written) => return Ok(written),
+            Err(error) => error,
+        };
+        // The same version read from its JSON commits alone, and written
+        // from those.
+        let without = &self.engines.without_checkpoints;
+        Snapshot::builder_for(self.url.as_str())
+            .at_version(snapshot.version())
+            .build(without)
+            .and_then(|clean| write(without, &clean))
+            .map_err(|_| Error::Delta {
+                context: "writing a log checkpoint",
+                message: format!("{}: {error}", self.url),
+            })
+    }
+
     /// Writes a log checkpoint at `snapshot`, so that opening the table
     /// stays fast after many flushes. A failure is only logged: the table
     /// is complete without it.
-    fn write_log_checkpoint(&self, engine: &Engine, snapshot: &SnapshotRef) {
-        match snapshot.checkpoint(engine, None) {
+    fn write_log_checkpoint(&self, snapshot: &SnapshotRef) {
+        match self.checkpoint(snapshot) {
             Ok(_) => tracing::debug!(
                 table = self.dataset.name(),
                 version = snapshot.version(),

@@ -27,14 +27,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use delta_kernel_default_engine::executor::tokio::TokioMultiThreadExecutor;
-use delta_kernel_default_engine::DefaultEngineBuilder;
 use newsflow_core::ColdArticle;
 
 use crate::checkpoint::{Checkpoint, CheckpointChain, EncodedCheckpoint, Manifest};
 use crate::data_files::write_data_file;
 use crate::datasets::{partition_batches, Dataset, FlushBatch, WriteStats};
-use crate::delta::{CommitEntry, Engine, EntryStatus, Table};
+use crate::delta::{CommitEntry, Engine, Engines, EntryStatus, Table};
 use crate::failpoint::Failpoint;
 use crate::location::Location;
 use crate::shard_files;
@@ -66,7 +64,7 @@ struct Inner {
     /// that dropping the lake can shut it down without blocking, whatever
     /// thread it happens on.
     runtime: Option<tokio::runtime::Runtime>,
-    engine: Engine,
+    engines: Arc<Engines>,
     /// In [`COMMIT_ORDER`].
     tables: Vec<Table>,
     /// A fault injected for the tests of the protocol; never in production.
@@ -212,10 +210,7 @@ impl Lake {
                 source,
             })?;
         let handle = runtime.handle().clone();
-        let executor = Arc::new(TokioMultiThreadExecutor::new(handle.clone()));
-        let engine = DefaultEngineBuilder::new(location.store.clone())
-            .with_task_executor(executor)
-            .build();
+        let engines = Arc::new(Engines::new(&location.store, &handle));
         let failpoint = Failpoint::from_env();
         if let Some(failpoint) = failpoint {
             tracing::warn!(?failpoint, "a test fault is injected (NEWSFLOW_FAILPOINT)");
@@ -224,13 +219,13 @@ impl Lake {
         refuse_v1_lake(&store)?;
         let mut tables = Vec::with_capacity(COMMIT_ORDER.len());
         for dataset in COMMIT_ORDER {
-            tables.push(Table::open(&engine, &store, dataset)?);
+            tables.push(Table::open(&engines, &store, dataset)?);
         }
         Ok(Lake {
             inner: Arc::new(Inner {
                 store,
                 runtime: Some(runtime),
-                engine,
+                engines,
                 tables,
                 failpoint,
                 log_checkpoint_interval: AtomicU64::new(DEFAULT_LOG_CHECKPOINT_INTERVAL),
@@ -240,7 +235,11 @@ impl Lake {
 
     /// The store, the kernel engine and the tables, for maintenance.
     pub(crate) fn parts(&self) -> (&Store, &Engine, &[Table]) {
-        (&self.inner.store, &self.inner.engine, &self.inner.tables)
+        (
+            &self.inner.store,
+            &self.inner.engines.engine,
+            &self.inner.tables,
+        )
     }
 
     /// Writes a log checkpoint after every `commits` commits to a table
@@ -265,8 +264,8 @@ impl Lake {
     /// whose log is gone), for a retry after a failure that a stale cached
     /// snapshot may have caused: a lake wiped or replaced under the worker.
     pub fn reload_tables(&self) -> Result<(), Error> {
-        let (store, engine, tables) = self.parts();
-        tables.iter().try_for_each(|t| t.reload(engine, store))
+        let (store, _, tables) = self.parts();
+        tables.iter().try_for_each(|t| t.reload(store))
     }
 
     /// Object-store calls that failed since the lake was opened; each was
@@ -282,8 +281,8 @@ impl Lake {
         let inner = &self.inner;
         let mut seqs = Vec::with_capacity(inner.tables.len());
         for table in &inner.tables {
-            let snapshot = table.refresh(&inner.engine)?;
-            seqs.push(table.committed_seq(&inner.engine, &snapshot, shard)?);
+            let snapshot = table.refresh(&inner.engines.engine)?;
+            seqs.push(table.committed_seq(&inner.engines.engine, &snapshot, shard)?);
         }
         let latest = seqs.iter().copied().max().unwrap_or(0);
         if latest == 0 {
@@ -315,7 +314,11 @@ impl Lake {
                 adds: loaded.manifest.adds_of(table.dataset),
                 status: EntryStatus::Pending,
             }];
-            table.commit(&inner.engine, &mut entries, self.log_checkpoint_interval())?;
+            table.commit(
+                &inner.engines.engine,
+                &mut entries,
+                self.log_checkpoint_interval(),
+            )?;
             if let EntryStatus::Fenced { found } = entries[0].status {
                 return Err(Error::Inconsistent(format!(
                     "shard {shard}: {} moved to flush {found} while flush {latest} was being finished; another worker owns the shard",
@@ -518,7 +521,7 @@ impl Inner {
             return;
         }
         match table.commit(
-            &self.engine,
+            &self.engines.engine,
             &mut entries,
             self.log_checkpoint_interval.load(Ordering::Relaxed),
         ) {

@@ -27,6 +27,7 @@ mod delta;
 mod failpoint;
 mod lake;
 mod location;
+mod log_fallback;
 mod maintenance;
 mod observed;
 mod shard_files;

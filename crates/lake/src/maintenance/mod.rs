@@ -96,19 +96,10 @@ impl Lake {
         let (_, engine, tables) = self.parts();
         Upkeep::each(tables, |table| {
             let snapshot = table.refresh(engine)?;
-            let (result, _) = snapshot
-                .checkpoint(engine, None)
-                .map_err(|e| Error::Delta {
-                    context: "writing a log checkpoint",
-                    message: e.to_string(),
-                })?;
             Ok(LogCheckpoint {
                 table: table.dataset.name(),
                 version: snapshot.version(),
-                written: matches!(
-                    result,
-                    delta_kernel::snapshot::CheckpointWriteResult::Written
-                ),
+                written: table.checkpoint(&snapshot)?,
             })
         })
     }

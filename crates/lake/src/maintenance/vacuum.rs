@@ -27,7 +27,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
-use delta_kernel::Snapshot;
 use object_store::ObjectMeta;
 
 use super::live_files::{live_files, path_set};
@@ -175,13 +174,7 @@ pub(crate) fn vacuum_data_files(
     let live_now = path_set(&live_files(engine, &snapshot)?);
     let live_then = match version_at(listing, cutoff) {
         Some(version) => {
-            let then = Snapshot::builder_for(table.url.as_str())
-                .at_version(version)
-                .build(engine)
-                .map_err(|e| Error::Delta {
-                    context: "opening the table as it was at the retention cutoff",
-                    message: e.to_string(),
-                })?;
+            let then = table.snapshot_at(version)?;
             path_set(&live_files(engine, &then)?)
         }
         None => Default::default(),
