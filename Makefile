@@ -7,7 +7,7 @@ SPARK_PYTHON := $(CURDIR)/.venv-spark/bin/python
 KAFKA   := bash deploy/local/kafka.sh
 S3      := bash deploy/local/s3.sh
 
-.PHONY: help demo test chaos fuzz bench bench-lake bench-ingest bench-compaction bench-commits bench-micro build build-tests release deps deps-test venv venv-spark kafka-up kafka-down kafka-status s3-up s3-down s3-status check-deploy lint fmt clippy reset clean
+.PHONY: help demo test chaos fuzz bench bench-lake bench-ingest bench-compaction bench-commits probe-outage bench-micro build build-tests release deps deps-test venv venv-spark kafka-up kafka-down kafka-status s3-up s3-down s3-status check-deploy lint fmt clippy reset clean
 
 help: ## list every target with what it does (this text)
 	@awk 'BEGIN { FS = ":[^#]*## " } /^[a-z0-9-]+:.*## / { printf "make %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -110,6 +110,11 @@ bench-compaction: deps venv kafka-up release ## files, mean size and DuckDB foot
 
 bench-commits: deps venv s3-up release ## Delta commit rate, lost races and latency against the number of concurrent writers, on s3proxy
 	$(PYTHON) deploy/bench/commits.py
+
+# A worker's readiness through an object-store outage (the store killed for
+# 30 s, then frozen for 60 s), with the default flush interval; JSON on stdout.
+probe-outage: deps venv kafka-up release ## seconds from an object-store outage to /readyz red, and from the repair to green
+	$(PYTHON) deploy/bench/store_outage.py
 
 bench-micro: ## Criterion micro-benchmarks of decoding, counting and Parquet encoding
 	$(CARGO) bench -p newsflow-bench

@@ -284,13 +284,7 @@ fn assert_paths_are_ours(lake: &Path) {
 fn every_rejected_message_is_dead_lettered_with_its_reason_and_the_rest_is_counted() {
     let env = TestEnv::new("catalogue", 1);
     let [_, comments, _, dead_letters] = env.topics();
-    let dir = tempfile::tempdir().unwrap();
-    let first = dir.path().join("first.ndjson");
-    std::fs::write(&first, event("good-0", "ok") + "\n").unwrap();
-    assert!(env
-        .producer(&["replay", first.to_str().unwrap()])
-        .status
-        .success());
+    publish_good_0(&env);
 
     // Offset 0 is good-0; then each bad message is followed by a good one.
     let cases = catalogue();
@@ -379,13 +373,7 @@ fn tokio_runtime() -> tokio::runtime::Runtime {
 fn a_dead_letter_topic_that_refuses_writes_holds_the_partition_back_until_it_recovers() {
     let env = TestEnv::new("dlt-refuses", 1);
     let [_, comments, _, dead_letters] = env.topics();
-    let dir = tempfile::tempdir().unwrap();
-    let first = dir.path().join("first.ndjson");
-    std::fs::write(&first, event("good-0", "ok") + "\n").unwrap();
-    assert!(env
-        .producer(&["replay", first.to_str().unwrap()])
-        .status
-        .success());
+    publish_good_0(&env);
     // A compacted topic refuses every record without a key, so the dead
     // letter of a keyless message is refused until this is undone. (A
     // refusal for size no longer holds anything back: the letter is sent
