@@ -211,21 +211,7 @@ fn run_loop(
         drop(batch);
 
         flushes.step(&consumer, health, buffered);
-        {
-            let w = consumer.context().lock();
-            liveness.set_flush_started(w.flush_started());
-            w.publish_store_failures();
-        }
-        let consumed = consumer.context().lock().consumed;
-        if let Some(rates) = progress.due(consumed) {
-            let lag = liveness.total_lag();
-            let lag = if lag < 0 {
-                "unknown".to_string()
-            } else {
-                lag.to_string()
-            };
-            tracing::info!(consumed, rate = per_second(rates.recent), lag, "progress");
-        }
+        report(&consumer, liveness, &mut progress);
         if options.exit_when_caught_up
             && idle
             // One watermark request per partition; cheap enough to ask
@@ -240,6 +226,26 @@ fn run_loop(
         }
     }
     drain(consumer, health, &activity)
+}
+
+/// Leaves what the watchdog and the metrics need of this round (the flush
+/// in flight, failed store calls), and logs progress when it is due.
+fn report(consumer: &BaseConsumer<WorkerContext>, liveness: &Liveness, progress: &mut Progress) {
+    let consumed = {
+        let w = consumer.context().lock();
+        liveness.set_flush_started(w.flush_started());
+        w.publish_store_failures();
+        w.consumed
+    };
+    if let Some(rates) = progress.due(consumed) {
+        let lag = liveness.total_lag();
+        let lag = if lag < 0 {
+            "unknown".to_string()
+        } else {
+            lag.to_string()
+        };
+        tracing::info!(consumed, rate = per_second(rates.recent), lag, "progress");
+    }
 }
 
 /// Opens the lake and the dead-letter producer, creates the consumer
