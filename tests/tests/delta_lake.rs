@@ -330,8 +330,8 @@ fn an_object_store_that_fails_for_a_while_holds_commits_back() {
 }
 
 /// The object store freezes (SIGSTOP: connections hang, nothing is
-/// refused) under a committing worker: `/readyz` turns red within two
-/// flush intervals' worth of the overdue check, naming the store, and the
+/// refused) under a committing worker: `/readyz` turns red once the
+/// flush in flight is overdue, naming the store, and the
 /// failed calls are logged and counted; once the store thaws the worker
 /// catches up, exactly.
 #[test]

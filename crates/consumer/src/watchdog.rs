@@ -5,7 +5,8 @@
 //! stall in a metric so dashboards and alerts see it.
 //!
 //! It also watches the flush in flight: one that has been writing for
-//! longer than two flush intervals means the store is slow or unreachable
+//! longer than a flush interval (the next one is due) means the store is
+//! slow or unreachable
 //! (its calls retry for up to 20 s each before a flush fails), and
 //! `/readyz` says so long before the flush gives up.
 //!
@@ -103,10 +104,12 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// A flush is overdue after two flush intervals, and never before 10 s
-    /// (a debug build on a busy machine takes a few seconds for one).
+    /// A flush is overdue once the next one is due, a flush interval after
+    /// it started, and never before 10 s (a debug build on a busy machine
+    /// takes a few seconds for one). With the default 10 s interval,
+    /// `/readyz` is red at most 20 s after the store stops answering.
     pub fn flush_overdue_after(flush_interval: Duration) -> Duration {
-        (flush_interval * 2).max(Duration::from_secs(10))
+        flush_interval.max(Duration::from_secs(10))
     }
 }
 

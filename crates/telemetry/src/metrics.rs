@@ -116,7 +116,7 @@ impl Metrics {
                 "1 while the worker owns lagging partitions but handles no record (see watchdog.stall_after)."),
             stalls: counter(r, "newsflow_worker_stalls_total", "Times the watchdog found the worker stalled."),
             flush_overdue: gauge(r, "newsflow_flush_overdue",
-                "1 while a flush has been writing for longer than two flush intervals (the store is slow or unreachable)."),
+                "1 while a flush has been writing for longer than a flush interval, when the next one is due (the store is slow or unreachable)."),
             store_failures: counter(r, "newsflow_store_errors_total",
                 "Object-store calls that failed after the client's own retries (20 s at most); the flush or restore that made each is retried."),
             flush_failures: counter_vec(r, "newsflow_flush_failures_total",
