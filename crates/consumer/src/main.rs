@@ -228,13 +228,12 @@ fn run_loop(
     drain(consumer, health, &activity)
 }
 
-/// Leaves what the watchdog and the metrics need of this round (the flush
-/// in flight, failed store calls), and logs progress when it is due.
+/// Leaves what the watchdog needs of this round (the flush in flight), and
+/// logs progress when it is due.
 fn report(consumer: &BaseConsumer<WorkerContext>, liveness: &Liveness, progress: &mut Progress) {
     let consumed = {
         let w = consumer.context().lock();
         liveness.set_flush_started(w.flush_started());
-        w.publish_store_failures();
         w.consumed
     };
     if let Some(rates) = progress.due(consumed) {
@@ -260,6 +259,7 @@ fn join_group(
     let lake = Lake::open(&settings.output.uri, &settings.output.storage_options())
         .context("opening the lake")?;
     lake.set_log_checkpoint_interval(settings.output.log_checkpoint_interval);
+    liveness.watch_store_failures(lake.store_failures());
     let lake_root = lake.root();
     let dead_letters = DeadLetters::new(settings)?;
     let worker = Arc::new(Mutex::new(Worker::new(

@@ -13,8 +13,8 @@
 //! The checks run on the async runtime, not on the run loop's thread, so
 //! they still fire when that thread is the thing that is stuck.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use newsflow_telemetry::{Health, Metrics};
@@ -30,6 +30,9 @@ pub struct Liveness {
     /// Milliseconds after `started` when the flush in flight began; -1
     /// when none is.
     flush_started_ms: AtomicI64,
+    /// The lake's count of failed store calls, published from here: the
+    /// run loop may be the one blocked on the store.
+    store_failures: OnceLock<Arc<AtomicU64>>,
 }
 
 impl Liveness {
@@ -40,7 +43,19 @@ impl Liveness {
             total_lag: AtomicI64::new(-1),
             owns_partitions: AtomicBool::new(false),
             flush_started_ms: AtomicI64::new(-1),
+            store_failures: OnceLock::new(),
         }
+    }
+
+    /// The lake's count of failed store calls, for the metrics.
+    pub fn watch_store_failures(&self, count: Arc<AtomicU64>) {
+        let _ = self.store_failures.set(count);
+    }
+
+    fn store_failures(&self) -> u64 {
+        self.store_failures
+            .get()
+            .map_or(0, |count| count.load(Ordering::Relaxed))
     }
 
     /// When the flush in flight began, if one is.
@@ -129,6 +144,7 @@ pub async fn watch(
     loop {
         ticker.tick().await;
         overdue = check_flush(&liveness, &metrics, &health, &limits, overdue);
+        metrics.store_failures_seen(liveness.store_failures());
         match liveness.stalled_for() {
             Some(idle) if idle >= stall_after => {
                 if !stalled {

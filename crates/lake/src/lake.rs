@@ -268,10 +268,11 @@ impl Lake {
         tables.iter().try_for_each(|t| t.reload(store))
     }
 
-    /// Object-store calls that failed since the lake was opened; each was
-    /// logged where it happened.
-    pub fn store_failures(&self) -> u64 {
-        self.inner.store.location.failures.load(Ordering::Relaxed)
+    /// The count of object-store calls that failed since the lake was
+    /// opened (each was logged where it happened), shared, so that it can
+    /// be read while the lake's user is blocked on the store.
+    pub fn store_failures(&self) -> Arc<AtomicU64> {
+        self.inner.store.location.failures.clone()
     }
 
     /// Finds where `shard` resumes: the last flush every table committed

@@ -149,11 +149,6 @@ impl Worker {
         self.in_flight.as_ref().map(|f| f.started)
     }
 
-    /// Publishes the lake's count of failed store calls.
-    pub fn publish_store_failures(&self) {
-        self.metrics.store_failures_seen(self.lake.store_failures());
-    }
-
     /// What finished flushes settled since the last call, if anything:
     /// without blocking, for the run loop to commit.
     pub fn poll_flushed(&mut self) -> Option<Flushed> {
