@@ -13,6 +13,7 @@
 //! else was taken over: it is *fenced*, and its files are never committed.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -63,7 +64,7 @@ fn latest(
     store: &Store,
     dataset: Dataset,
     url: &Url,
-) -> Result<SnapshotRef, Error> {
+) -> Result<(SnapshotRef, bool), Error> {
     let engine = &engines.engine;
     if let Ok(path) = url.to_file_path() {
         // The kernel wants a local table's folder to exist.
@@ -117,12 +118,13 @@ impl Engines {
 /// `None`), read from scratch. If that fails (a damaged log checkpoint),
 /// the log is read again without its checkpoints, from the JSON commits,
 /// and the damage is logged; the error, if that fails too, names the table.
+/// `true` with the snapshot when it was read without the checkpoints.
 fn snapshot_at(
     engines: &Engines,
     dataset: Dataset,
     url: &Url,
     version: Option<u64>,
-) -> Result<SnapshotRef, Error> {
+) -> Result<(SnapshotRef, bool), Error> {
     let build = |engine: &Engine| {
         let builder = Snapshot::builder_for(url.as_str());
         match version {
@@ -131,7 +133,7 @@ fn snapshot_at(
         }
     };
     let error = match build(&engines.engine) {
-        Ok(snapshot) => return Ok(snapshot),
+        Ok(snapshot) => return Ok((snapshot, false)),
         Err(error) => error,
     };
     match build(&engines.without_checkpoints) {
@@ -142,7 +144,7 @@ fn snapshot_at(
                 "the table's log checkpoint cannot be read; read it from the JSON commits instead \
                  (newsflow-lake checkpoint writes a new one at the next version)"
             );
-            Ok(snapshot)
+            Ok((snapshot, true))
         }
         Err(_) => Err(Error::Delta {
             context: "reading table log",
@@ -166,6 +168,10 @@ pub(crate) struct Table {
     write_state: Arc<WriteState>,
     /// For reading the log afresh, with or without its checkpoints.
     engines: Arc<Engines>,
+    /// A log checkpoint of this table could not be read: its log is read
+    /// without checkpoints from then on (an incremental read would pick
+    /// the damaged one up again).
+    damaged: AtomicBool,
 }
 
 /// What one shard wants to commit to a table, and what became of it.
@@ -211,7 +217,7 @@ impl Table {
     /// (empty, partitioned, with the minimal protocol) if there is none yet.
     pub fn open(engines: &Arc<Engines>, store: &Store, dataset: Dataset) -> Result<Table, Error> {
         let url = store.location.folder(dataset.name());
-        let snapshot = latest(engines, store, dataset, &url)?;
+        let (snapshot, damaged) = latest(engines, store, dataset, &url)?;
         let engine = &engines.engine;
         let write_state = snapshot
             .clone()
@@ -225,6 +231,7 @@ impl Table {
             snapshot: Mutex::new(snapshot),
             write_state,
             engines: engines.clone(),
+            damaged: AtomicBool::new(damaged),
         })
     }
 
@@ -233,7 +240,8 @@ impl Table {
     /// after a failure, the cached snapshot may name log files that no
     /// longer exist (the lake was wiped or replaced under the worker).
     pub fn reload(&self, store: &Store) -> Result<(), Error> {
-        let fresh = latest(&self.engines, store, self.dataset, &self.url)?;
+        let (fresh, damaged) = latest(&self.engines, store, self.dataset, &self.url)?;
+        self.damaged.fetch_or(damaged, Ordering::Relaxed);
         *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
         Ok(())
     }
@@ -242,11 +250,16 @@ impl Table {
     /// the last one.
     pub fn refresh(&self, engine: &Engine) -> Result<SnapshotRef, Error> {
         let old = self.cached();
+        let engine = if self.damaged.load(Ordering::Relaxed) {
+            &self.engines.without_checkpoints
+        } else {
+            engine
+        };
         let fresh = match Snapshot::builder_from(old).build(engine) {
             Ok(fresh) => fresh,
             // The log changed in a way an incremental read cannot follow
             // (a damaged checkpoint): read it whole.
-            Err(_) => snapshot_at(&self.engines, self.dataset, &self.url, None)?,
+            Err(_) => self.read_whole(None)?,
         };
         *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
         Ok(fresh)
@@ -254,7 +267,14 @@ impl Table {
 
     /// The table as of `version`, read from scratch (see [`snapshot_at`]).
     pub fn snapshot_at(&self, version: u64) -> Result<SnapshotRef, Error> {
-        snapshot_at(&self.engines, self.dataset, &self.url, Some(version))
+        self.read_whole(Some(version))
+    }
+
+    /// [`snapshot_at`], remembering a damaged checkpoint.
+    fn read_whole(&self, version: Option<u64>) -> Result<SnapshotRef, Error> {
+        let (snapshot, damaged) = snapshot_at(&self.engines, self.dataset, &self.url, version)?;
+        self.damaged.fetch_or(damaged, Ordering::Relaxed);
+        Ok(snapshot)
     }
 
     fn cached(&self) -> SnapshotRef {
@@ -272,9 +292,19 @@ impl Table {
         snapshot: &SnapshotRef,
         shard: i32,
     ) -> Result<u64, Error> {
-        let version = snapshot
-            .get_app_id_version(&app_id(shard), engine)
-            .map_err(kernel("reading transaction ids"))?;
+        let version = match snapshot.get_app_id_version(&app_id(shard), engine) {
+            Ok(version) => version,
+            // A snapshot read incrementally can name a damaged checkpoint:
+            // read the same version whole (and the log without checkpoints
+            // from now on, see `refresh`).
+            Err(error) => self
+                .read_whole(Some(snapshot.version()))?
+                .get_app_id_version(&app_id(shard), engine)
+                .map_err(|_| Error::Delta {
+                    context: "reading transaction ids",
+                    message: format!("{}: {error}", self.url),
+                })?,
+        };
         Ok(version.map_or(0, |v| v.max(0) as u64))
     }
 
