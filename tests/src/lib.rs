@@ -37,12 +37,22 @@ pub fn brokers() -> String {
     std::env::var("NEWSFLOW_TEST_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
 }
 
-/// Path of a workspace binary built by `cargo build --workspace`.
+/// Path of a workspace binary built by `cargo build --workspace`, or of
+/// the one in `NEWSFLOW_BIN_DIR` when set (another release's binaries, for
+/// the upgrade tests and the checkpoint fixtures).
 pub fn binary(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("NEWSFLOW_BIN_DIR") {
+        return binary_in(Path::new(&dir), name);
+    }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target"));
-    let path = target.join("debug").join(name);
+    binary_in(&target.join("debug"), name)
+}
+
+/// Path of binary `name` in `dir`, which must hold it.
+pub fn binary_in(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
     assert!(
         path.exists(),
         "{} is missing: build the binaries first (`make test` does, or `cargo build --workspace --bins`)",
@@ -260,7 +270,12 @@ impl TestEnv {
 
     /// A command running one of the binaries with this test's environment.
     pub fn command(&self, binary_name: &str) -> Command {
-        let mut command = Command::new(binary(binary_name));
+        self.command_of(&binary(binary_name))
+    }
+
+    /// A command running the binary at `path` with this test's environment.
+    pub fn command_of(&self, path: &Path) -> Command {
+        let mut command = Command::new(path);
         command
             .envs(self.vars())
             .env("RUST_LOG", "warn,newsflow=info");
@@ -302,9 +317,15 @@ impl TestEnv {
     /// returned guard kills it if the test ends early, so no worker outlives
     /// a failed test.
     pub fn spawn_worker_with(&self, extra_env: &[(&str, &str)]) -> Worker {
+        self.spawn_worker_of(&binary("newsflow-consumer"), extra_env)
+    }
+
+    /// Starts the worker binary at `consumer` (another release's, in the
+    /// upgrade tests) with extra environment variables.
+    pub fn spawn_worker_of(&self, consumer: &Path, extra_env: &[(&str, &str)]) -> Worker {
         let port = free_port();
         let child = self
-            .command("newsflow-consumer")
+            .command_of(consumer)
             .arg("run")
             .env("NEWSFLOW__METRICS__LISTEN", format!("127.0.0.1:{port}"))
             .envs(extra_env.iter().copied())
@@ -476,7 +497,13 @@ impl TestEnv {
     /// every article and keeps the invariants, with `extra` records
     /// published besides the stream itself (e.g. by [`TestEnv::create_topics`]).
     pub fn assert_output_matches(&self, stream: &Stream, extra: u64, after: &str) {
-        let (messages, expected) = read_expected(&stream.expected);
+        self.assert_output_matches_file(&stream.expected, extra, after);
+    }
+
+    /// [`TestEnv::assert_output_matches`] against the generator's expected
+    /// totals file at `expected`.
+    pub fn assert_output_matches_file(&self, expected: &Path, extra: u64, after: &str) {
+        let (messages, expected) = read_expected(expected);
         let got = current_totals(self);
         let wrong: Vec<_> = expected
             .iter()
