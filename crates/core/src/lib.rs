@@ -8,7 +8,7 @@
 //!
 //! ```
 //! use newsflow_core::time::{DAY, SECOND};
-//! use newsflow_core::{decode, Applied, CountingRules, DecodeLimits, Shard};
+//! use newsflow_core::{decode, Applied, Counter, CountingRules, DecodeLimits, Shard};
 //!
 //! let raw = br#"{"schema_version":1,"event_id":"c-1","event_type":"social_comment",
 //!     "article_id":"a-1","occurred_at":"2026-11-01T10:00:00Z","platform":"x"}"#;
@@ -25,10 +25,12 @@
 //! assert_eq!(shard.apply(&event), Applied::Duplicate); // a redelivery counts once
 //!
 //! let out = shard.drain(1_800_000_000_000_000, true, 0);
-//! assert_eq!(out.totals[0].social_comments, 1);
+//! assert_eq!(out.totals[0].counts[Counter::SocialComments], 1);
 //! ```
 //!
 //! Module map:
+//! - [`counted`]: the one list of event types and the counters they
+//!   feed, from which state, rows, schemas and tallies are derived.
 //! - [`event`]: the four event types and [`decode`], which turns message
 //!   bytes into an [`Event`] or a [`Rejection`] with a stable reason code.
 //! - [`shard`]: [`Shard`], the counting state machine for one partition's
@@ -36,12 +38,16 @@
 //! - [`rows`]: the rows of the three Parquet datasets, as plain structs.
 //! - [`time`]: event time as microseconds since the Unix epoch.
 
+pub mod counted;
 pub mod event;
 pub mod rng;
 pub mod rows;
 pub mod shard;
 pub mod time;
 
+pub use counted::{
+    Counter, CounterSpec, Counts, Distinct, EventTopic, PerCounter, TypeSpec, COUNTERS, EVENT_TYPES,
+};
 pub use event::{
     decode, decode_keeping_text, DecodeLimits, Event, EventBody, EventType, RejectReason, Rejection,
 };
@@ -49,6 +55,6 @@ pub use rng::SplitMix64;
 pub use rows::{EngagementRow, Footer, TotalsRow};
 pub use shard::{
     Applied, ColdArticle, CountingRules, Drained, PatchError, Shard, ShardChanges, ShardPatch,
-    ShardV1,
+    ShardPatchV4, ShardSnapshot, ShardSnapshotRef, ShardSnapshotV4, ShardV1, SnapshotError,
 };
 pub use time::Micros;

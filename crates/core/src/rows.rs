@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::counted::Counts;
 use crate::time::Micros;
 
 /// The footer under a news story, as a reader sees it: what the current
@@ -27,12 +28,8 @@ pub struct TotalsRow {
     pub article_id: String,
     /// Its title, once its `article_published` event has arrived.
     pub title: Option<String>,
-    /// Distinct confirming sources, compared case-insensitively.
-    pub confirming_sources: i64,
-    /// Distinct social-media comments.
-    pub social_comments: i64,
-    /// Distinct forum posts.
-    pub forum_posts: i64,
+    /// Its count of every counter (see [`crate::counted`]).
+    pub counts: Counts,
     /// Earliest event time seen for the article.
     pub first_event_at: Micros,
     /// Latest event time seen for the article.
@@ -53,12 +50,9 @@ pub struct EngagementRow {
     pub window_start: Micros,
     /// Exclusive end of the tumbling window.
     pub window_end: Micros,
-    /// Sources counted for the first time, placed in the window of that event.
-    pub confirming_sources: i64,
-    /// Comments counted in this window.
-    pub social_comments: i64,
-    /// Forum posts counted in this window.
-    pub forum_posts: i64,
+    /// What each counter counted in this window (a source is placed in the
+    /// window of the event that first confirmed it).
+    pub counts: Counts,
     /// When the row was produced (processing time).
     pub emitted_at: Micros,
 }

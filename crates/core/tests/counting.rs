@@ -7,7 +7,8 @@ mod common;
 use common::Rng;
 
 use newsflow_core::{
-    Applied, ColdArticle, CountingRules, Drained, Event, EventBody, Micros, Shard, TotalsRow,
+    Applied, ColdArticle, Counter, CountingRules, Drained, Event, EventBody, Micros, Shard,
+    ShardSnapshot, TotalsRow,
 };
 
 const HOUR: Micros = 3600 * SECOND;
@@ -87,8 +88,21 @@ fn totals_after(events: &[Event<'_>]) -> Vec<TotalsRow> {
     shard.drain(NOW, true, 0).totals
 }
 
+/// A shard's whole state written as a checkpoint holds it, and read back.
+fn round_trip(shard: &Shard) -> Shard {
+    restore(&postcard::to_stdvec(&shard.snapshot()).unwrap())
+}
+
+fn restore(snapshot: &[u8]) -> Shard {
+    Shard::try_from(postcard::from_bytes::<ShardSnapshot>(snapshot).unwrap()).unwrap()
+}
+
 fn footer(row: &TotalsRow) -> (i64, i64, i64) {
-    (row.confirming_sources, row.social_comments, row.forum_posts)
+    (
+        row.counts[Counter::ConfirmingSources],
+        row.counts[Counter::SocialComments],
+        row.counts[Counter::ForumPosts],
+    )
 }
 
 #[test]
@@ -131,13 +145,13 @@ fn counts_exist_before_the_article_and_the_title_appears_when_it_arrives() {
     shard.apply(&comment("c1", "a", "2026-11-01T10:00:00Z"));
     let first = shard.drain(NOW, true, 0).totals;
     assert_eq!(first[0].title, None);
-    assert_eq!(first[0].social_comments, 1);
+    assert_eq!(first[0].counts[Counter::SocialComments], 1);
     assert_eq!(first[0].version, 1);
 
     shard.apply(&published("p", "a", "2026-11-01T09:00:00Z", "Allianz"));
     let second = shard.drain(NOW + SECOND, true, 0).totals;
     assert_eq!(second[0].title.as_deref(), Some("Allianz"));
-    assert_eq!(second[0].social_comments, 1);
+    assert_eq!(second[0].counts[Counter::SocialComments], 1);
     assert_eq!(second[0].version, 2, "version grows with every changed row");
     assert_eq!(second[0].first_event_at, at("2026-11-01T09:00:00Z"));
     assert_eq!(second[0].last_event_at, at("2026-11-01T10:00:00Z"));
@@ -209,7 +223,7 @@ fn a_redelivery_beyond_the_dedup_horizon_counts_again() {
         .find(|r| r.article_id == "a")
         .unwrap();
     assert_eq!(
-        (a.social_comments, a.version),
+        (a.counts[Counter::SocialComments], a.version),
         (2, 2),
         "counting went on from the evicted state"
     );
@@ -249,14 +263,17 @@ fn windows_close_when_the_watermark_passes_and_late_events_add_rows() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].window_start, at("2026-11-01T10:00:00Z"));
     assert_eq!(rows[0].window_end, at("2026-11-01T11:00:00Z"));
-    assert_eq!(rows[0].social_comments, 2);
+    assert_eq!(rows[0].counts[Counter::SocialComments], 2);
 
     // A late comment for the closed window is not dropped: it adds a row.
     shard.apply(&comment("late", "a", "2026-11-01T10:30:00Z"));
     let rows = shard.drain(NOW, false, 0).engagement;
     assert_eq!(rows.len(), 1);
     assert_eq!(
-        (rows[0].window_start, rows[0].social_comments),
+        (
+            rows[0].window_start,
+            rows[0].counts[Counter::SocialComments]
+        ),
         (at("2026-11-01T10:00:00Z"), 1)
     );
 
@@ -290,9 +307,9 @@ fn engagement_sums_equal_totals_and_sources_land_in_their_first_window() {
     let out = shard.drain(NOW, true, 0);
     let sum = out.engagement.iter().fold((0, 0, 0), |acc, r| {
         (
-            acc.0 + r.confirming_sources,
-            acc.1 + r.social_comments,
-            acc.2 + r.forum_posts,
+            acc.0 + r.counts[Counter::ConfirmingSources],
+            acc.1 + r.counts[Counter::SocialComments],
+            acc.2 + r.counts[Counter::ForumPosts],
         )
     });
     assert_eq!(sum, footer(&out.totals[0]));
@@ -301,14 +318,15 @@ fn engagement_sums_equal_totals_and_sources_land_in_their_first_window() {
         .iter()
         .find(|r| r.window_start == at("2026-11-01T10:00:00Z"))
         .unwrap();
-    assert_eq!(ten.confirming_sources, 1);
+    assert_eq!(ten.counts[Counter::ConfirmingSources], 1);
     let twelve = out
         .engagement
         .iter()
         .find(|r| r.window_start == at("2026-11-01T12:00:00Z"))
         .unwrap();
     assert_eq!(
-        twelve.confirming_sources, 1,
+        twelve.counts[Counter::ConfirmingSources],
+        1,
         "X.example is not new; y.example is"
     );
 }
@@ -319,8 +337,7 @@ fn a_restored_snapshot_behaves_exactly_like_the_original() {
     shard.apply(&comment("c1", "a", "2026-11-01T10:00:00Z"));
     shard.apply(&source("s1", "a", "2026-11-01T10:00:00Z", "x.example"));
     shard.drain(NOW, false, 0);
-    let snapshot = serde_json::to_string(&shard).unwrap();
-    let mut restored: Shard = serde_json::from_str(&snapshot).unwrap();
+    let mut restored = round_trip(&shard);
     for s in [&mut shard, &mut restored] {
         assert_eq!(
             s.apply(&comment("c1", "a", "2026-11-01T10:00:00Z")),
@@ -366,7 +383,7 @@ fn idle_articles_leave_memory_and_come_back_exactly() {
     assert_eq!((shard.article_count(), shard.cold_article_count()), (1, 1));
 
     // It survives a snapshot while cold.
-    let mut shard: Shard = serde_json::from_str(&serde_json::to_string(&shard).unwrap()).unwrap();
+    let mut shard = round_trip(&shard);
     let again = source("s2", "old", "2026-11-03T21:00:00Z", "X.EXAMPLE");
     assert_eq!(shard.apply(&again), Applied::Cold { segment: 3 });
     let (id, cold) = out.evicted.into_iter().next().unwrap();
@@ -431,9 +448,9 @@ fn collect(
     }
     for row in drained.engagement {
         let sum = sums.entry(row.article_id).or_default();
-        sum.0 += row.confirming_sources;
-        sum.1 += row.social_comments;
-        sum.2 += row.forum_posts;
+        sum.0 += row.counts[Counter::ConfirmingSources];
+        sum.1 += row.counts[Counter::SocialComments];
+        sum.2 += row.counts[Counter::ForumPosts];
     }
 }
 
@@ -442,8 +459,8 @@ fn collect(
 /// Restoring reads the last snapshot and applies every patch after it.
 struct Chained {
     counted: Counted,
-    snapshot: String,
-    patches: Vec<String>,
+    snapshot: Vec<u8>,
+    patches: Vec<Vec<u8>>,
 }
 
 impl Chained {
@@ -451,7 +468,7 @@ impl Chained {
         let mut shard = Shard::new(rules);
         shard.mark_saved();
         Chained {
-            snapshot: serde_json::to_string(&shard).unwrap(),
+            snapshot: postcard::to_stdvec(&shard.snapshot()).unwrap(),
             patches: Vec::new(),
             counted: Counted {
                 shard,
@@ -463,21 +480,21 @@ impl Chained {
     /// Checkpoints the shard (after a drain, as a flush does).
     fn save(&mut self) {
         if self.patches.len() == 4 {
-            self.snapshot = serde_json::to_string(&self.counted.shard).unwrap();
+            self.snapshot = postcard::to_stdvec(&self.counted.shard.snapshot()).unwrap();
             self.patches.clear();
         } else {
             let changes = self.counted.shard.changes().expect("saved before");
-            self.patches.push(serde_json::to_string(&changes).unwrap());
+            self.patches.push(postcard::to_stdvec(&changes).unwrap());
         }
         self.counted.shard.mark_saved();
     }
 
     /// Replaces the shard by the one its checkpoints restore.
     fn restore(&mut self) {
-        let mut shard: Shard = serde_json::from_str(&self.snapshot).unwrap();
+        let mut shard = restore(&self.snapshot);
         for patch in &self.patches {
             shard
-                .apply_patch(serde_json::from_str(patch).unwrap())
+                .apply_patch(postcard::from_bytes(patch).unwrap())
                 .unwrap();
         }
         shard.mark_saved();
@@ -618,8 +635,7 @@ fn a_long_random_stream_counts_like_a_naive_oracle_through_snapshots_and_evictio
             collect(a, &mut latest, &mut engagement_sums);
         }
         if n % 700 == 699 {
-            let json = serde_json::to_string(&snapshotted.shard).unwrap();
-            snapshotted.shard = serde_json::from_str(&json).unwrap();
+            snapshotted.shard = round_trip(&snapshotted.shard);
         }
     }
     let a = plain.drain(true, 1_000_000);

@@ -24,7 +24,12 @@
 //! Layout: `MAGIC`, the length of the state part (u64, little endian), the
 //! state part (postcard of [`Head`]'s fields, the offsets, then the whole
 //! state or its changes), then the manifest (postcard of table name →
-//! Arrow IPC streams). Format 3 (always whole, no `base`) is still read.
+//! Arrow IPC streams). The state is written as core's own records
+//! (`ShardSnapshotRef`, `ShardChanges`), not as the in-memory structs, so a
+//! counter or per-article number added later reads older checkpoints as
+//! they are. Formats 3 (always whole, no `base`) and 4 (the in-memory
+//! structs of their releases) are still read; a newer format is refused,
+//! naming both.
 
 use std::collections::BTreeMap;
 
@@ -32,7 +37,10 @@ use arrow::array::RecordBatch;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use bytes::Bytes;
-use newsflow_core::{Shard, ShardChanges, ShardPatch};
+use newsflow_core::{
+    Shard, ShardChanges, ShardPatch, ShardPatchV4, ShardSnapshot, ShardSnapshotRef,
+    ShardSnapshotV4, SnapshotError,
+};
 use object_store::PutPayload;
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +50,7 @@ use crate::Error;
 pub const MAX_PATCHES: u32 = 30;
 
 /// The durable state of one shard after a flush.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub struct Checkpoint {
     /// Layout version, so a future change can migrate it.
     pub format: u32,
@@ -62,12 +70,15 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// The current layout version.
-    pub const FORMAT: u32 = 4;
-    /// The first bytes of a checkpoint file, so that anything else (a
-    /// truncated copy, a file from another tool) is refused by name.
-    pub(crate) const MAGIC: &'static [u8] = b"newsflow checkpoint 4\n";
-    /// Those of format 3, which held the whole state every time.
-    const MAGIC_V3: &'static [u8] = b"newsflow checkpoint 3\n";
+    pub const FORMAT: u32 = 5;
+    /// The oldest layout version still read.
+    pub const OLDEST_FORMAT: u32 = 3;
+    /// The first bytes of a checkpoint file before its format number, so
+    /// that anything else (a truncated copy, a file from another tool) is
+    /// refused by name.
+    const MAGIC_PREFIX: &'static [u8] = b"newsflow checkpoint ";
+    /// The first bytes of a checkpoint file of the current format.
+    pub(crate) const MAGIC: &'static [u8] = b"newsflow checkpoint 5\n";
 }
 
 /// Where a shard's checkpoints stand, which decides whether the next one
@@ -138,24 +149,44 @@ struct StatePartRef<'a> {
 
 #[derive(Serialize)]
 enum SavedRef<'a> {
-    Whole(&'a Shard),
+    Whole(ShardSnapshotRef<'a>),
     Changes(ShardChanges<'a>),
 }
 
-/// A format-4 state part as read.
+/// A format-5 state part as read.
 #[derive(Deserialize)]
 struct StatePart {
     head: Head,
     offsets: BTreeMap<String, i64>,
-    state: Saved,
+    state: SavedRecord,
+}
+
+#[derive(Deserialize)]
+enum SavedRecord {
+    Whole(ShardSnapshot),
+    Changes(ShardPatch),
 }
 
 /// What a checkpoint holds of the state.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub(crate) enum Saved {
     Whole(Shard),
     /// The changes since the checkpoint of `prev`.
     Changes(ShardPatch),
+}
+
+/// A format-4 state part: the in-memory structs of its release.
+#[derive(Deserialize)]
+struct StatePartV4 {
+    head: Head,
+    offsets: BTreeMap<String, i64>,
+    state: SavedV4,
+}
+
+#[derive(Deserialize)]
+enum SavedV4 {
+    Whole(ShardSnapshotV4),
+    Changes(ShardPatchV4),
 }
 
 /// A format-3 state part: always the whole state.
@@ -163,7 +194,27 @@ pub(crate) enum Saved {
 struct StatePartV3 {
     head: HeadV3,
     offsets: BTreeMap<String, i64>,
-    state: Shard,
+    state: ShardSnapshotV4,
+}
+
+impl SavedRecord {
+    fn into_saved(self) -> Result<Saved, SnapshotError> {
+        Ok(match self {
+            SavedRecord::Whole(snapshot) => Saved::Whole(Shard::try_from(snapshot)?),
+            SavedRecord::Changes(patch) => Saved::Changes(patch),
+        })
+    }
+}
+
+impl TryFrom<SavedV4> for SavedRecord {
+    type Error = SnapshotError;
+
+    fn try_from(v4: SavedV4) -> Result<Self, SnapshotError> {
+        Ok(match v4 {
+            SavedV4::Whole(snapshot) => SavedRecord::Whole(snapshot.try_into()?),
+            SavedV4::Changes(patch) => SavedRecord::Changes(patch.try_into()?),
+        })
+    }
 }
 
 /// The head of format 3, which had no `base`: every checkpoint was whole.
@@ -247,7 +298,7 @@ impl EncodedCheckpoint {
                 bytes
             }
             None => {
-                let bytes = encode(seq, SavedRef::Whole(state))?;
+                let bytes = encode(seq, SavedRef::Whole(state.snapshot()))?;
                 (chain.base, chain.base_bytes) = (seq, bytes.len() as u64);
                 (chain.patches, chain.patch_bytes) = (0, 0);
                 bytes
@@ -333,18 +384,38 @@ pub(crate) struct LoadedCheckpoint {
 /// magic, the length and five numbers of at most 10 bytes each.
 pub(crate) const HEAD_BYTES: usize = 128;
 
-/// Splits off a checkpoint file's magic: its format and the rest.
+/// Splits off a checkpoint file's magic: its format and the rest. A
+/// format this release does not read is refused, naming both.
 fn format_of<'a>(bytes: &'a [u8], what: &str) -> Result<(u32, &'a [u8]), Error> {
-    if let Some(body) = bytes.strip_prefix(Checkpoint::MAGIC) {
-        Ok((Checkpoint::FORMAT, body))
-    } else if let Some(body) = bytes.strip_prefix(Checkpoint::MAGIC_V3) {
-        Ok((3, body))
-    } else {
-        Err(Error::CorruptCheckpoint {
+    let not_ours = || Error::CorruptCheckpoint {
+        path: what.to_string(),
+        message: format!(
+            "it does not start like a newsflow checkpoint (formats {} to {})",
+            Checkpoint::OLDEST_FORMAT,
+            Checkpoint::FORMAT
+        ),
+    };
+    let rest = bytes
+        .strip_prefix(Checkpoint::MAGIC_PREFIX)
+        .ok_or_else(not_ours)?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let format: u32 = std::str::from_utf8(&rest[..digits])
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(not_ours)?;
+    let body = rest[digits..].strip_prefix(b"\n").ok_or_else(not_ours)?;
+    if format > Checkpoint::FORMAT {
+        return Err(Error::NewerCheckpoint {
             path: what.to_string(),
-            message: "it does not start like a newsflow checkpoint (format 3 or 4)".into(),
-        })
+            found: format,
+            oldest: Checkpoint::OLDEST_FORMAT,
+            newest: Checkpoint::FORMAT,
+        });
     }
+    if format < Checkpoint::OLDEST_FORMAT {
+        return Err(not_ours());
+    }
+    Ok((format, body))
 }
 
 /// Reads the head of a checkpoint from its first [`HEAD_BYTES`] (or all
@@ -383,13 +454,24 @@ pub(crate) fn decode(bytes: &[u8], what: &str) -> Result<LoadedCheckpoint, Error
     }
     let (state_part, manifest) = body.split_at(len as usize);
     let state = |e: postcard::Error| corrupt(format!("state: {e}"));
-    let (head, offsets, saved) = if format == 3 {
-        let part: StatePartV3 = postcard::from_bytes(state_part).map_err(state)?;
-        (part.head.into(), part.offsets, Saved::Whole(part.state))
-    } else {
-        let part: StatePart = postcard::from_bytes(state_part).map_err(state)?;
-        (part.head, part.offsets, part.state)
+    let record = |e: SnapshotError| corrupt(e.to_string());
+    let (head, offsets, saved) = match format {
+        3 => {
+            let part: StatePartV3 = postcard::from_bytes(state_part).map_err(state)?;
+            let whole = SavedRecord::Whole(part.state.try_into().map_err(record)?);
+            (part.head.into(), part.offsets, whole)
+        }
+        4 => {
+            let part: StatePartV4 = postcard::from_bytes(state_part).map_err(state)?;
+            let saved = part.state.try_into().map_err(record)?;
+            (part.head, part.offsets, saved)
+        }
+        _ => {
+            let part: StatePart = postcard::from_bytes(state_part).map_err(state)?;
+            (part.head, part.offsets, part.state)
+        }
     };
+    let saved = saved.into_saved().map_err(record)?;
     if head.format != format {
         return Err(corrupt(format!(
             "format {} where {format} was expected",
@@ -456,50 +538,77 @@ mod tests {
     }
 
     fn file(state_part: Vec<u8>) -> Vec<u8> {
-        let (magic, body) = if state_part.starts_with(&[3]) {
-            (Checkpoint::MAGIC_V3, state_part)
-        } else {
-            (Checkpoint::MAGIC, state_part)
-        };
         let manifest = postcard::to_stdvec(&Vec::<(String, Vec<Vec<u8>>)>::new()).unwrap();
-        [magic, &(body.len() as u64).to_le_bytes(), &body, &manifest].concat()
+        [
+            Checkpoint::MAGIC,
+            &(state_part.len() as u64).to_le_bytes(),
+            &state_part,
+            &manifest,
+        ]
+        .concat()
     }
 
-    /// Lakes written before checkpoints of changes hold format 3, always
-    /// whole: they restore, and their head reads as its own base.
+    /// Every checkpoint of the golden lakes, written by the releases of
+    /// formats 3 and 4, decodes (the end-to-end test in
+    /// `tests/tests/upgrade.rs` goes on counting from them).
     #[test]
-    fn a_format_3_checkpoint_still_reads_as_whole() {
-        #[derive(Serialize)]
-        struct V3<'a> {
-            format: u32,
-            shard: i32,
-            seq: u64,
-            prev: u64,
-            offsets: BTreeMap<String, i64>,
-            state: &'a Shard,
+    fn checkpoints_written_by_earlier_releases_decode() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/checkpoints");
+        for format in [3, 4] {
+            let dir = fixtures.join(format!("format-{format}/lake/_newsflow/shards"));
+            let mut files = Vec::new();
+            let mut stack = vec![dir.clone()];
+            while let Some(dir) = stack.pop() {
+                for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else if entry
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("checkpoint-")
+                    {
+                        files.push(path);
+                    }
+                }
+            }
+            assert!(!files.is_empty(), "no checkpoints in {}", dir.display());
+            let mut changes = 0;
+            for path in files {
+                let bytes = std::fs::read(&path).unwrap();
+                let what = path.display().to_string();
+                let loaded = decode(&bytes, &what).unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(loaded.head.format, format, "{what}");
+                changes += usize::from(matches!(loaded.saved, Saved::Changes(_)));
+            }
+            if format == 4 {
+                assert!(
+                    changes > 0,
+                    "the format-4 fixture holds checkpoints of changes"
+                );
+            }
         }
-        let state = shard();
-        let offsets = BTreeMap::from([("news.comments".to_string(), 42)]);
-        let bytes = file(
-            postcard::to_stdvec(&V3 {
-                format: 3,
-                shard: 2,
-                seq: 7,
-                prev: 6,
-                offsets: offsets.clone(),
-                state: &state,
-            })
-            .unwrap(),
+    }
+
+    /// A checkpoint of a format newer than this release's is refused with
+    /// both numbers, not misread as damaged or as an older one.
+    #[test]
+    fn a_checkpoint_of_a_newer_release_is_refused_naming_both_formats() {
+        let mut state = shard();
+        let mut chain = CheckpointChain::default();
+        let encoded =
+            EncodedCheckpoint::encode(0, 1, 0, &BTreeMap::new(), &mut state, &mut chain).unwrap();
+        let mut bytes = file(encoded.state.to_vec());
+        let newer = format!("newsflow checkpoint {}\n", Checkpoint::FORMAT + 1);
+        bytes.splice(..Checkpoint::MAGIC.len(), newer.bytes());
+        let error = decode(&bytes, "7/8").unwrap_err().to_string();
+        assert!(
+            error.contains(&format!("format {}", Checkpoint::FORMAT + 1))
+                && error.contains(&format!("formats 3 to {}", Checkpoint::FORMAT)),
+            "{error}"
         );
-        let loaded = decode(&bytes, "v3").unwrap();
-        assert_eq!(
-            (loaded.head.seq, loaded.head.prev, loaded.head.base),
-            (7, 6, 7)
-        );
-        assert_eq!(loaded.offsets, offsets);
-        assert!(matches!(loaded.saved, Saved::Whole(_)));
-        let head = decode_head(&bytes[..HEAD_BYTES.min(bytes.len())], "v3").unwrap();
-        assert_eq!((head.format, head.shard, head.seq, head.base), (3, 2, 7, 7));
+        assert!(decode_head(&bytes, "7/8").is_err());
     }
 
     /// The writer's choice: whole first, then changes on top of the last

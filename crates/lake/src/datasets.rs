@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use newsflow_core::time::DAY;
-use newsflow_core::{EngagementRow, Micros, TotalsRow};
+use newsflow_core::{Counter, Counts, EngagementRow, Micros, TotalsRow};
 
 use crate::archive::ArchivedEvents;
 use crate::Error;
@@ -195,32 +195,14 @@ fn ts_column(values: Vec<Micros>) -> ArrayRef {
 // the `invariants` writer feature, and the protocol stays minimal so that
 // every mainstream reader opens the tables.
 
-/// Schema of `article_totals/` files.
+/// Schema of `article_totals/` files: the columns of no rows.
 pub fn totals_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("article_id", DataType::Utf8, true),
-        Field::new("title", DataType::Utf8, true),
-        Field::new("confirming_sources", DataType::Int64, true),
-        Field::new("social_comments", DataType::Int64, true),
-        Field::new("forum_posts", DataType::Int64, true),
-        Field::new("first_event_at", timestamp(), true),
-        Field::new("last_event_at", timestamp(), true),
-        Field::new("version", DataType::Int64, true),
-        Field::new("emitted_at", timestamp(), true),
-    ]))
+    schema_of(&totals_columns(&[]))
 }
 
-/// Schema of `article_engagement/` files.
+/// Schema of `article_engagement/` files: the columns of no rows.
 pub fn engagement_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("article_id", DataType::Utf8, true),
-        Field::new("window_start", timestamp(), true),
-        Field::new("window_end", timestamp(), true),
-        Field::new("confirming_sources", DataType::Int64, true),
-        Field::new("social_comments", DataType::Int64, true),
-        Field::new("forum_posts", DataType::Int64, true),
-        Field::new("emitted_at", timestamp(), true),
-    ]))
+    schema_of(&engagement_columns(&[]))
 }
 
 /// Schema of `events/` files.
@@ -247,50 +229,86 @@ fn batch(
     })
 }
 
-pub(crate) fn totals_batch(rows: &[&TotalsRow]) -> Result<RecordBatch, Error> {
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.article_id.as_str()),
-        )),
-        Arc::new(
-            rows.iter()
-                .map(|r| r.title.as_deref())
-                .collect::<StringArray>(),
+/// A column of a file: its field and its values, built together so that
+/// a schema and its columns cannot disagree.
+type Column = (Field, ArrayRef);
+
+fn schema_of(columns: &[Column]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|(field, _)| field.clone())
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn utf8<'a>(name: &str, values: impl Iterator<Item = Option<&'a str>>) -> Column {
+    let array: StringArray = values.collect();
+    (Field::new(name, DataType::Utf8, true), Arc::new(array))
+}
+
+fn int64(name: &str, values: impl Iterator<Item = i64>) -> Column {
+    let array = Int64Array::from_iter_values(values);
+    (Field::new(name, DataType::Int64, true), Arc::new(array))
+}
+
+fn ts(name: &str, values: impl Iterator<Item = Micros>) -> Column {
+    (
+        Field::new(name, timestamp(), true),
+        ts_column(values.collect()),
+    )
+}
+
+/// One column per counter of [`newsflow_core::COUNTERS`], in its order.
+fn count_columns<R>(rows: &[&R], counts: impl Fn(&R) -> &Counts) -> Vec<Column> {
+    Counter::ALL
+        .into_iter()
+        .map(|counter| int64(counter.column(), rows.iter().map(|r| counts(r)[counter])))
+        .collect()
+}
+
+fn totals_columns(rows: &[&TotalsRow]) -> Vec<Column> {
+    let mut columns = vec![
+        utf8(
+            "article_id",
+            rows.iter().map(|r| Some(r.article_id.as_str())),
         ),
-        Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|r| r.confirming_sources),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|r| r.social_comments),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|r| r.forum_posts),
-        )),
-        ts_column(rows.iter().map(|r| r.first_event_at).collect()),
-        ts_column(rows.iter().map(|r| r.last_event_at).collect()),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.version))),
-        ts_column(rows.iter().map(|r| r.emitted_at).collect()),
+        utf8("title", rows.iter().map(|r| r.title.as_deref())),
     ];
-    batch(Dataset::ArticleTotals, totals_schema(), columns)
+    columns.extend(count_columns(rows, |r| &r.counts));
+    columns.extend([
+        ts("first_event_at", rows.iter().map(|r| r.first_event_at)),
+        ts("last_event_at", rows.iter().map(|r| r.last_event_at)),
+        int64("version", rows.iter().map(|r| r.version)),
+        ts("emitted_at", rows.iter().map(|r| r.emitted_at)),
+    ]);
+    columns
+}
+
+fn engagement_columns(rows: &[&EngagementRow]) -> Vec<Column> {
+    let mut columns = vec![
+        utf8(
+            "article_id",
+            rows.iter().map(|r| Some(r.article_id.as_str())),
+        ),
+        ts("window_start", rows.iter().map(|r| r.window_start)),
+        ts("window_end", rows.iter().map(|r| r.window_end)),
+    ];
+    columns.extend(count_columns(rows, |r| &r.counts));
+    columns.push(ts("emitted_at", rows.iter().map(|r| r.emitted_at)));
+    columns
+}
+
+fn batch_of(dataset: Dataset, columns: Vec<Column>) -> Result<RecordBatch, Error> {
+    let schema = schema_of(&columns);
+    let arrays = columns.into_iter().map(|(_, array)| array).collect();
+    batch(dataset, schema, arrays)
+}
+
+pub(crate) fn totals_batch(rows: &[&TotalsRow]) -> Result<RecordBatch, Error> {
+    batch_of(Dataset::ArticleTotals, totals_columns(rows))
 }
 
 pub(crate) fn engagement_batch(rows: &[&EngagementRow]) -> Result<RecordBatch, Error> {
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.article_id.as_str()),
-        )),
-        ts_column(rows.iter().map(|r| r.window_start).collect()),
-        ts_column(rows.iter().map(|r| r.window_end).collect()),
-        Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|r| r.confirming_sources),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|r| r.social_comments),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|r| r.forum_posts),
-        )),
-        ts_column(rows.iter().map(|r| r.emitted_at).collect()),
-    ];
-    batch(Dataset::ArticleEngagement, engagement_schema(), columns)
+    batch_of(Dataset::ArticleEngagement, engagement_columns(rows))
 }

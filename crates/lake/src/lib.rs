@@ -98,6 +98,23 @@ pub enum Error {
         /// What the decoder said.
         message: String,
     },
+    /// A checkpoint was written by a newer release, in a format this one
+    /// does not read: the shard waits for a worker of that release (a
+    /// rollback past a format change is not supported).
+    #[error(
+        "lake: checkpoint {path} is of format {found}, written by a newer release; \
+         this release reads formats {oldest} to {newest}"
+    )]
+    NewerCheckpoint {
+        /// The checkpoint's path below the root.
+        path: String,
+        /// Its format.
+        found: u32,
+        /// The oldest format this release reads.
+        oldest: u32,
+        /// The format this release writes.
+        newest: u32,
+    },
     /// A cold segment (articles that left memory) exists but cannot be
     /// read back.
     #[error("lake: cold segment {path} is unreadable: {message}")]

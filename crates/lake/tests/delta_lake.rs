@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use newsflow_core::event::decode_unkeyed;
-use newsflow_core::{CountingRules, EventType, Shard};
+use newsflow_core::{Counter, CountingRules, EventType, Shard};
 use newsflow_lake::{
     CheckpointChain, Dataset, EncodedCheckpoint, EventRow, FlushBatch, FlushError, FlushObserver,
     Lake, ShardFlush, WriteStats,
@@ -166,7 +166,7 @@ fn a_shard_resumes_from_what_the_logs_committed() {
     let line = r#"{"schema_version":1,"event_id":"c-new","event_type":"social_comment","article_id":"a-1","occurred_at":"2026-11-01T09:59:00Z","platform":"x"}"#;
     state.apply(&decode_unkeyed(line.as_bytes(), &LIMITS).unwrap());
     let row = state.drain(NOW, true, 100).totals.remove(0);
-    assert_eq!(row.social_comments, 26);
+    assert_eq!(row.counts[Counter::SocialComments], 26);
 
     // Every table is a Delta table with a log; the shard files are apart.
     for table in ["article_totals", "article_engagement", "events"] {
@@ -231,7 +231,11 @@ fn a_shard_resumes_through_checkpoints_of_changes() {
     let event = decode_unkeyed(line.as_bytes(), &LIMITS).unwrap();
     checkpoint.state.apply(&event);
     let row = checkpoint.state.drain(NOW, true, 1000).totals.remove(0);
-    assert_eq!(row.social_comments, 451, "every flush's comments, once");
+    assert_eq!(
+        row.counts[Counter::SocialComments],
+        451,
+        "every flush's comments, once"
+    );
     let redelivered = decode_unkeyed(
         br#"{"schema_version":1,"event_id":"c-3","event_type":"social_comment","article_id":"a-1","occurred_at":"2026-11-01T09:03:00Z","platform":"x"}"#,
         &LIMITS,

@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+pub use crate::counted::EventType;
 use crate::time::{self, Micros};
 
 mod fields;
@@ -31,50 +32,6 @@ pub const MAX_SOURCE_ID_CHARS: usize = 253;
 pub const MAX_TITLE_CHARS: usize = 1000;
 /// Longest accepted value of any other string field, in characters.
 pub const MAX_TEXT_CHARS: usize = 4096;
-
-/// The kind of observation an event records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EventType {
-    /// An article appeared; carries its title.
-    ArticlePublished,
-    /// A source confirmed the article's story.
-    SourceConfirmed,
-    /// A social-media comment about the article was seen.
-    SocialComment,
-    /// A forum post about the article was seen.
-    ForumPost,
-}
-
-impl EventType {
-    /// Every event type, in a fixed order.
-    pub const ALL: [EventType; 4] = [
-        EventType::ArticlePublished,
-        EventType::SourceConfirmed,
-        EventType::SocialComment,
-        EventType::ForumPost,
-    ];
-
-    /// The wire name, as in the `event_type` field.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::ArticlePublished => "article_published",
-            EventType::SourceConfirmed => "source_confirmed",
-            EventType::SocialComment => "social_comment",
-            EventType::ForumPost => "forum_post",
-        }
-    }
-
-    /// Parses the wire name.
-    pub fn parse(name: &str) -> Option<EventType> {
-        EventType::ALL.into_iter().find(|t| t.as_str() == name)
-    }
-}
-
-impl std::fmt::Display for EventType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A validated event. Its strings borrow from the message they were
 /// decoded from wherever the JSON holds them without escapes, which is
@@ -100,6 +57,17 @@ impl Event<'_> {
             EventBody::SourceConfirmed { .. } => EventType::SourceConfirmed,
             EventBody::SocialComment { .. } => EventType::SocialComment,
             EventBody::ForumPost { .. } => EventType::ForumPost,
+        }
+    }
+}
+
+impl EventBody<'_> {
+    /// The key a [`crate::Distinct::SourceId`] counter tells events apart
+    /// by: the `source_id`.
+    pub fn source_id(&self) -> Option<&str> {
+        match self {
+            EventBody::SourceConfirmed { source_id, .. } => Some(source_id),
+            _ => None,
         }
     }
 }

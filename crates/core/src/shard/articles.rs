@@ -11,10 +11,40 @@
 use std::collections::HashSet;
 
 use hashbrown::HashTable;
-use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::counted::{Counter, Distinct, COUNTERS, COUNTER_COUNT};
 use crate::time::Micros;
+
+/// How many counters an article keeps as numbers: those distinct by event
+/// id.
+const TALLIED: usize = {
+    let mut n = 0;
+    let mut i = 0;
+    while i < COUNTER_COUNT {
+        if matches!(COUNTERS[i].distinct, Distinct::EventId) {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+};
+
+/// Where each counter's number sits in [`Article`]'s tallies; `None` for
+/// the count by source id, which the source set holds.
+const TALLY_SLOT: [Option<usize>; COUNTER_COUNT] = {
+    let mut slots = [None; COUNTER_COUNT];
+    let mut next = 0;
+    let mut i = 0;
+    while i < COUNTER_COUNT {
+        if matches!(COUNTERS[i].distinct, Distinct::EventId) {
+            slots[i] = Some(next);
+            next += 1;
+        }
+        i += 1;
+    }
+    slots
+};
 
 /// Marks an absent time in [`Article`]'s time fields; accepted event times
 /// lie between 2000 and 2100.
@@ -28,7 +58,7 @@ const INLINE_SOURCES: usize = 16;
 /// Everything a shard remembers of one article, except its dedup
 /// fingerprints (held shard-wide): 64 bytes, plus one allocation for its id,
 /// title and (up to [`INLINE_SOURCES`]) source numbers together.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Article {
     /// The id, then the title (if `has_title`), then `inline_sources`
     /// source numbers (little-endian `u32`, sorted). Empty for a vacant slot.
@@ -43,11 +73,11 @@ pub(crate) struct Article {
     /// Earliest and latest event time counted ([`NO_TIME`] before the first).
     pub first_event_at: Micros,
     pub last_event_at: Micros,
-    /// Far below `u32::MAX` for any article (each counted event also holds
-    /// a 9-byte fingerprint for a whole horizon); they saturate rather than
-    /// wrap.
-    pub social_comments: u32,
-    pub forum_posts: u32,
+    /// The counts of the counters distinct by event id ([`TALLY_SLOT`]);
+    /// the count by source id is the size of the source set. Far below
+    /// `u32::MAX` for any article (each counted event also holds a 9-byte
+    /// fingerprint for a whole horizon); they saturate rather than wrap.
+    tallies: [u32; TALLIED],
     /// Version of the last totals row written; 0 before the first.
     pub version: u32,
     /// Whether the article changed since its last totals row.
@@ -66,13 +96,38 @@ impl Article {
             title_at: NO_TIME,
             first_event_at: NO_TIME,
             last_event_at: NO_TIME,
-            social_comments: 0,
-            forum_posts: 0,
+            tallies: [0; TALLIED],
             version: 0,
             changed: false,
             id_len: u8::try_from(id.len()).expect("article ids are at most 128 bytes"),
             has_title: false,
             inline_sources: 0,
+        }
+    }
+
+    /// The article's count of `counter`.
+    pub(crate) fn count(&self, counter: Counter) -> u32 {
+        match TALLY_SLOT[counter as usize] {
+            Some(slot) => self.tallies[slot],
+            None => self.source_count() as u32,
+        }
+    }
+
+    /// Counts one more event of a counter distinct by event id.
+    pub(crate) fn add_one(&mut self, counter: Counter) {
+        let slot = TALLY_SLOT[counter as usize].expect("a counter distinct by event id");
+        self.tallies[slot] = self.tallies[slot].saturating_add(1);
+    }
+
+    /// Sets the count of a counter distinct by event id (from a persisted
+    /// record); false for the count by source id, which the sources hold.
+    pub(crate) fn set_count(&mut self, counter: Counter, n: u32) -> bool {
+        match TALLY_SLOT[counter as usize] {
+            Some(slot) => {
+                self.tallies[slot] = n;
+                true
+            }
+            None => false,
         }
     }
 
@@ -162,28 +217,6 @@ impl Article {
 
     pub(crate) fn is_vacant(&self) -> bool {
         self.text.is_empty()
-    }
-
-    /// Whether a deserialized record is well formed: an id, text that is
-    /// UTF-8 where it should be, sources in one place and in order.
-    pub(crate) fn is_well_formed(&self) -> bool {
-        if self.is_vacant() {
-            return true;
-        }
-        let id_len = usize::from(self.id_len);
-        let inline_len = 4 * usize::from(self.inline_sources);
-        if id_len == 0
-            || id_len + inline_len > self.text.len()
-            || usize::from(self.inline_sources) > INLINE_SOURCES
-            || (self.many_sources.is_some() && self.inline_sources > 0)
-        {
-            return false;
-        }
-        let inline = self.inline();
-        std::str::from_utf8(self.id_bytes()).is_ok()
-            && std::str::from_utf8(&self.text[id_len..self.sources_at()]).is_ok()
-            && (self.has_title || self.sources_at() == id_len)
-            && inline.windows(2).all(|w| w[0] < w[1])
     }
 
     /// Bytes of heap this article owns.
@@ -503,16 +536,10 @@ mod tests {
             if i % 9 == 0 {
                 article.set_title(&format!("Titel {i} – ü"));
             }
-            assert!(article.is_well_formed());
             assert_eq!(article.id(), "a-1");
         }
         assert_eq!(article.title(), Some("Titel 45 – ü"));
         assert!(article.many_sources.is_some());
-
-        let mut broken = Article::new("a-2");
-        broken.add_source(1);
-        broken.inline_sources = 2; // claims more bytes than the text holds
-        assert!(!broken.is_well_formed());
     }
 
     #[test]

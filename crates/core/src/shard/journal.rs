@@ -19,13 +19,12 @@
 //! so counting that is never checkpointed (tests, benchmarks) pays nothing
 //! for it.
 
-use std::collections::BTreeMap;
-
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::articles::Article;
-use super::{CountingRules, Shard, WindowDeltas};
+use super::records::{windows_from_record, ArticleRecord, ArticleView, WindowsRecord, WindowsView};
+use super::snapshot::{check_windows, rules_from_record, rules_record};
+use super::Shard;
 use crate::time::Micros;
 
 /// A change to the dedup memory, in the order it was made.
@@ -95,7 +94,7 @@ impl Journal {
 /// writing. Read back as a [`ShardPatch`].
 #[derive(Serialize)]
 pub struct ShardChanges<'a> {
-    rules: CountingRules,
+    rules: (Micros, Micros, Micros),
     generation_width: Micros,
     max_event_time: Option<Micros>,
     swept_at: Option<Micros>,
@@ -105,7 +104,7 @@ pub struct ShardChanges<'a> {
     /// Article slots after the changes, vacant ones included.
     slot_count: u64,
     articles: ChangedSlots<'a>,
-    open_windows: &'a BTreeMap<Micros, WindowDeltas>,
+    open_windows: WindowsView<'a>,
     fingerprints: &'a [FingerprintChange],
     cold: &'a [ColdChange],
 }
@@ -116,7 +115,7 @@ impl Serialize for ChangedSlots<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(self.1.len()))?;
         for slot in self.1 {
-            seq.serialize_element(&(slot, self.0.articles.get(*slot)))?;
+            seq.serialize_element(&(slot, ArticleView(self.0.articles.get(*slot))))?;
         }
         seq.end()
     }
@@ -126,17 +125,17 @@ impl Serialize for ChangedSlots<'_> {
 /// state they were taken against.
 #[derive(Debug, Deserialize)]
 pub struct ShardPatch {
-    rules: CountingRules,
-    generation_width: Micros,
-    max_event_time: Option<Micros>,
-    swept_at: Option<Micros>,
-    sources_from: u64,
-    new_sources: Vec<Box<str>>,
-    slot_count: u64,
-    articles: Vec<(u32, Article)>,
-    open_windows: BTreeMap<Micros, WindowDeltas>,
-    fingerprints: Vec<FingerprintChange>,
-    cold: Vec<ColdChange>,
+    pub(super) rules: (Micros, Micros, Micros),
+    pub(super) generation_width: Micros,
+    pub(super) max_event_time: Option<Micros>,
+    pub(super) swept_at: Option<Micros>,
+    pub(super) sources_from: u64,
+    pub(super) new_sources: Vec<Box<str>>,
+    pub(super) slot_count: u64,
+    pub(super) articles: Vec<(u32, ArticleRecord)>,
+    pub(super) open_windows: WindowsRecord,
+    pub(super) fingerprints: Vec<FingerprintChange>,
+    pub(super) cold: Vec<ColdChange>,
 }
 
 /// Why a patch does not fit the state it was applied to: it was taken
@@ -161,7 +160,7 @@ impl Shard {
     pub fn changes(&self) -> Option<ShardChanges<'_>> {
         let journal = self.journal.as_deref()?;
         Some(ShardChanges {
-            rules: self.rules,
+            rules: rules_record(&self.rules),
             generation_width: self.generation_width,
             max_event_time: self.max_event_time,
             swept_at: self.swept_at,
@@ -169,7 +168,7 @@ impl Shard {
             new_sources: &self.sources.names()[journal.sources_saved..],
             slot_count: self.articles.all_slots().len() as u64,
             articles: ChangedSlots(self, &journal.slots),
-            open_windows: &self.open_windows,
+            open_windows: WindowsView(&self.open_windows),
             fingerprints: &journal.fingerprints,
             cold: &journal.cold,
         })
@@ -201,18 +200,17 @@ impl Shard {
                 patch.slot_count
             ));
         }
-        for (slot, article) in &patch.articles {
-            if u64::from(*slot) >= patch.slot_count || !article.is_well_formed() {
-                return err(format!("article slot {slot} is malformed"));
+        let mut articles = Vec::with_capacity(patch.articles.len());
+        for (slot, record) in patch.articles {
+            if u64::from(slot) >= patch.slot_count {
+                return err(format!("article slot {slot} is beyond the slots it holds"));
             }
-            if article.sources().iter().any(|n| *n as usize >= sources) {
-                return err(format!(
-                    "article {} refers to a source it does not hold",
-                    article.id()
-                ));
+            match record.into_article(sources) {
+                Ok(article) => articles.push((slot, article)),
+                Err(e) => return err(format!("article slot {slot}: {e}")),
             }
         }
-        for (slot, article) in patch.articles {
+        for (slot, article) in articles {
             self.articles.overwrite(slot, article);
         }
         self.articles.settle();
@@ -223,16 +221,12 @@ impl Shard {
                 patch.slot_count
             ));
         }
-        let slots = self.articles.all_slots().len();
-        for deltas in patch.open_windows.values() {
-            if let Some(slot) = deltas
-                .keys()
-                .find(|s| (**s as usize) >= slots || self.articles.get(**s).is_vacant())
-            {
-                return err(format!(
-                    "an open window refers to article slot {slot}, which is empty"
-                ));
-            }
+        let open_windows = match windows_from_record(patch.open_windows) {
+            Ok(windows) => windows,
+            Err(e) => return err(e),
+        };
+        if let Err(e) = check_windows(&open_windows, &self.articles) {
+            return err(e);
         }
         for change in patch.fingerprints {
             match change {
@@ -253,11 +247,11 @@ impl Shard {
                 }
             }
         }
-        self.rules = patch.rules;
+        self.rules = rules_from_record(patch.rules);
         self.generation_width = patch.generation_width.max(1);
         self.max_event_time = patch.max_event_time;
         self.swept_at = patch.swept_at;
-        self.open_windows = patch.open_windows;
+        self.open_windows = open_windows;
         self.changed = self
             .articles
             .iter()
@@ -272,9 +266,14 @@ impl Shard {
 mod tests {
     use std::collections::HashMap;
 
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::event::{Event, EventBody};
+    use crate::shard::articles::Article;
     use crate::shard::{Applied, ColdArticle};
+    use crate::shard::{CountingRules, ShardSnapshot};
+    use crate::time::Micros;
     use crate::time::{DAY, SECOND};
     use crate::SplitMix64;
 
@@ -371,9 +370,8 @@ mod tests {
         }
     }
 
-    /// Saves a shard as snapshots and patches through its serde form (the
-    /// checkpoint's encoding is postcard; JSON exercises the same
-    /// derives), restores from them after every flush, and holds the
+    /// Saves a shard as snapshots and patches in its persisted records
+    /// (postcard, as checkpoints hold them), restores from them after every flush, and holds the
     /// restored shard to the live one field by field: dedup memory swept
     /// and re-tagged, articles evicted and rehydrated, slots reused.
     #[test]
@@ -386,8 +384,8 @@ mod tests {
         let mut rng = SplitMix64::new(11);
         let mut live = Shard::new(rules);
         live.mark_saved();
-        let mut snapshot = serde_json::to_string(&live).unwrap();
-        let mut patches: Vec<String> = Vec::new();
+        let mut snapshot = postcard::to_stdvec(&live.snapshot()).unwrap();
+        let mut patches: Vec<Vec<u8>> = Vec::new();
         let mut segments: HashMap<u64, HashMap<String, ColdArticle>> = HashMap::new();
         let mut clock: Micros = 1_800_000_000 * SECOND;
         let (mut sweeps, mut evicted, mut rehydrated) = (0, 0, 0);
@@ -415,17 +413,18 @@ mod tests {
             evicted += drained.evicted.len();
             segments.entry(flush).or_default().extend(drained.evicted);
             if flush % 9 == 0 {
-                snapshot = serde_json::to_string(&live).unwrap();
+                snapshot = postcard::to_stdvec(&live.snapshot()).unwrap();
                 patches.clear();
             } else {
-                patches.push(serde_json::to_string(&live.changes().unwrap()).unwrap());
+                patches.push(postcard::to_stdvec(&live.changes().unwrap()).unwrap());
             }
             live.mark_saved();
 
-            let mut restored: Shard = serde_json::from_str(&snapshot).unwrap();
+            let mut restored =
+                Shard::try_from(postcard::from_bytes::<ShardSnapshot>(&snapshot).unwrap()).unwrap();
             for patch in &patches {
                 restored
-                    .apply_patch(serde_json::from_str(patch).unwrap())
+                    .apply_patch(postcard::from_bytes(patch).unwrap())
                     .unwrap();
             }
             assert_same(&restored, &live, &format!("after flush {flush}"));
@@ -455,17 +454,17 @@ mod tests {
         for n in 0..50 {
             live.apply(&event(&mut rng, n + 1000, 1_800_000_000 * SECOND));
         }
-        let patch = serde_json::to_string(&live.changes().unwrap()).unwrap();
+        let patch = postcard::to_stdvec(&live.changes().unwrap()).unwrap();
         // The patch adds source names to an empty state: applied to a state
         // that already holds them, it does not fit.
         let mut other = live.clone();
         let error = other
-            .apply_patch(serde_json::from_str(&patch).unwrap())
+            .apply_patch(postcard::from_bytes(&patch).unwrap())
             .unwrap_err();
         assert!(error.to_string().contains("source names"), "{error}");
         let mut empty = Shard::new(rules);
         empty
-            .apply_patch(serde_json::from_str(&patch).unwrap())
+            .apply_patch(postcard::from_bytes(&patch).unwrap())
             .unwrap();
         assert_same(&empty, &live, "an empty state patched");
     }

@@ -12,7 +12,9 @@
 
 mod articles;
 mod fingerprints;
+mod format_v4;
 mod journal;
+mod records;
 mod snapshot;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -21,14 +23,16 @@ use std::hash::BuildHasherDefault;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::counted::{Distinct, PerCounter};
 use crate::event::{Event, EventBody, EventType};
 use crate::rows::{EngagementRow, TotalsRow};
 use crate::time::{window_start, Micros};
 use articles::{article_hash, Article, ArticleTable, SourceNames, NO_TIME};
 use fingerprints::FingerprintSet;
+pub use format_v4::{ShardPatchV4, ShardSnapshotV4};
 use journal::{ColdChange, FingerprintChange, Journal};
 pub use journal::{PatchError, ShardChanges, ShardPatch};
-pub use snapshot::{ColdArticle, ShardV1};
+pub use snapshot::{ColdArticle, ShardSnapshot, ShardSnapshotRef, ShardV1, SnapshotError};
 
 /// The counting parameters, all in event time. The shipped values come
 /// from `newsflow-settings` (`window.*`, `dedup.*`); the core has no
@@ -74,13 +78,8 @@ pub struct Drained {
     pub evicted: Vec<(String, ColdArticle)>,
 }
 
-/// Counts waiting in an open window, per article.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Delta {
-    sources: u32,
-    comments: u32,
-    posts: u32,
-}
+/// Counts waiting in an open window, per article and counter.
+type Delta = PerCounter<u32>;
 
 /// Open window deltas by article slot. Slot numbers are small dense
 /// integers, so a multiplicative hash is as good as SipHash and far cheaper.
@@ -333,36 +332,32 @@ impl Shard {
             article.first_event_at = article.first_event_at.min(t);
             article.last_event_at = article.last_event_at.max(t);
         }
-        let mut delta = Delta::default();
-        match &event.body {
-            EventBody::ArticlePublished { title, .. } => {
-                if article.title_at == NO_TIME || t > article.title_at {
-                    article.set_title(title);
-                    article.title_at = t;
-                }
-            }
-            EventBody::SourceConfirmed { source_id, .. } => {
-                let number = self.sources.number(source_id);
-                if article.add_source(number) {
-                    delta.sources = 1;
-                }
-            }
-            // Saturating: u32 in memory (see `Article`); no input may
-            // make a worker panic or wrap.
-            EventBody::SocialComment { .. } => {
-                article.social_comments = article.social_comments.saturating_add(1);
-                delta.comments = 1;
-            }
-            EventBody::ForumPost { .. } => {
-                article.forum_posts = article.forum_posts.saturating_add(1);
-                delta.posts = 1;
+        if let EventBody::ArticlePublished { title, .. } = &event.body {
+            if article.title_at == NO_TIME || t > article.title_at {
+                article.set_title(title);
+                article.title_at = t;
             }
         }
+        let counted =
+            event
+                .event_type()
+                .spec()
+                .counter
+                .filter(|counter| match counter.spec().distinct {
+                    Distinct::SourceId => {
+                        let source = event.body.source_id().expect("a type counted by source");
+                        article.add_source(self.sources.number(source))
+                    }
+                    Distinct::EventId => {
+                        article.add_one(*counter);
+                        true
+                    }
+                });
         if !article.changed {
             article.changed = true;
             self.changed.push(slot);
         }
-        if delta != Delta::default() {
+        if let Some(counter) = counted {
             let start = window_start(t, self.rules.window_size);
             let open = self
                 .open_windows
@@ -370,9 +365,7 @@ impl Shard {
                 .or_default()
                 .entry(slot)
                 .or_default();
-            open.sources += delta.sources;
-            open.comments += delta.comments;
-            open.posts += delta.posts;
+            open[counter] = open[counter].saturating_add(1);
         }
         self.max_event_time = Some(self.max_event_time.map_or(t, |m| m.max(t)));
         Applied::Counted
@@ -400,9 +393,7 @@ impl Shard {
             out.totals.push(TotalsRow {
                 article_id: article.id().to_owned(),
                 title: article.title().map(str::to_owned),
-                confirming_sources: article.source_count() as i64,
-                social_comments: i64::from(article.social_comments),
-                forum_posts: i64::from(article.forum_posts),
+                counts: PerCounter::from_fn(|c| i64::from(article.count(c))),
                 // Only counted events mark an article changed, and they
                 // set its event times.
                 first_event_at: article.first_event_at,
@@ -432,9 +423,7 @@ impl Shard {
                     article_id: self.articles.get(slot).id().to_owned(),
                     window_start: start,
                     window_end: start + size,
-                    confirming_sources: i64::from(d.sources),
-                    social_comments: i64::from(d.comments),
-                    forum_posts: i64::from(d.posts),
+                    counts: PerCounter::from_fn(|c| i64::from(d[c])),
                     emitted_at: now,
                 })
                 .collect();
@@ -542,5 +531,8 @@ fn scoped(article_hash: u64, unscoped: u64) -> u64 {
 /// format 1 held per article, and the part of [`event_fingerprint`] that
 /// does not depend on the article.
 fn unscoped_fingerprint(event_type: EventType, event_id: &str) -> u64 {
-    xxh3_64(event_id.as_bytes()) ^ (event_type as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    // The type's tag from the list, not its position in the enum: the
+    // fingerprints outlive a release in checkpoints.
+    let tag = event_type.spec().fingerprint_tag;
+    xxh3_64(event_id.as_bytes()) ^ tag.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }

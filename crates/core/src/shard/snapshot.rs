@@ -1,20 +1,23 @@
-//! The persisted forms of a [`Shard`]: its snapshot (what checkpoints hold),
-//! the [`ColdArticle`] of an evicted article, and [`ShardV1`], the layout of
-//! checkpoints written before the shard-wide dedup memory, read so that an
-//! upgrade resumes from them.
+//! The persisted forms of a [`Shard`]: its snapshot (what a whole
+//! checkpoint of format 5 holds, written from borrowed views of the live
+//! state and read back as [`ShardSnapshot`]), the [`ColdArticle`] of an
+//! evicted article, and [`ShardV1`], the layout of checkpoints written
+//! before the shard-wide dedup memory. Format 3 and 4 snapshots are read by
+//! `format_v4.rs`, which turns them into a [`ShardSnapshot`].
 //!
 //! A snapshot keeps slot numbers (vacant slots included), because open
-//! windows refer to articles by slot, and is written straight from the live
-//! state without copying it.
+//! windows refer to articles by slot.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::ser::SerializeSeq;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::articles::{article_hash, Article, ArticleTable, SourceNames, NO_TIME};
 use super::fingerprints::FingerprintSet;
-use super::{CountingRules, Delta, Shard, WindowDeltas};
+use super::records::{windows_from_record, ArticleRecord, ArticleView, WindowsRecord, WindowsView};
+use super::{CountingRules, Shard, WindowDeltas};
+use crate::counted::{Counter, Distinct};
 use crate::time::Micros;
 
 /// What remains of an article that has been idle for a whole dedup
@@ -31,8 +34,11 @@ pub struct ColdArticle {
     title_at: Option<Micros>,
     /// Lower-cased source ids.
     sources: BTreeSet<String>,
-    social_comments: i64,
-    forum_posts: i64,
+    /// The counts of the counters distinct by event id, by column name
+    /// (`social_comments`, `forum_posts`, ...), so that a counter added
+    /// later reads older segments.
+    #[serde(flatten)]
+    counts: BTreeMap<String, i64>,
     /// Fingerprints scoped by event type (not article) with event times:
     /// only in format-1 checkpoints.
     #[serde(default, skip_serializing_if = "HashMap::is_empty")]
@@ -62,8 +68,11 @@ impl ColdArticle {
                 .iter()
                 .map(|n| names.name(*n).to_owned())
                 .collect(),
-            social_comments: i64::from(article.social_comments),
-            forum_posts: i64::from(article.forum_posts),
+            counts: Counter::ALL
+                .into_iter()
+                .filter(|c| c.spec().distinct == Distinct::EventId)
+                .map(|c| (c.column().to_owned(), i64::from(article.count(c))))
+                .collect(),
             seen: HashMap::new(),
             span: time(article.first_event_at).map(|first| (first, article.last_event_at)),
             version: i64::from(article.version),
@@ -88,49 +97,81 @@ impl ColdArticle {
         }
         article.title_at = self.title_at.unwrap_or(NO_TIME);
         (article.first_event_at, article.last_event_at) = (first, last);
-        article.social_comments = small(self.social_comments);
-        article.forum_posts = small(self.forum_posts);
+        for (column, count) in &self.counts {
+            // A segment is written by this release or an older one (a
+            // newer one's checkpoint is refused before its segments are
+            // read), so every column is known.
+            if let Some(counter) = Counter::ALL.into_iter().find(|c| c.column() == column) {
+                article.set_count(counter, small(*count));
+            }
+        }
         article.version = small(self.version);
         article.changed = self.changed;
         (article, self.seen)
     }
 }
 
-/// The snapshot as written: borrowed views of the live state.
+/// The snapshot as written: borrowed views of the live state. Read back
+/// as a [`ShardSnapshot`].
 #[derive(Serialize)]
-struct SnapshotRef<'a> {
-    rules: CountingRules,
+pub struct ShardSnapshotRef<'a> {
+    rules: (Micros, Micros, Micros),
     generation_width: Micros,
     max_event_time: Option<Micros>,
     swept_at: Option<Micros>,
     sources: &'a [Box<str>],
     articles: Slots<'a>,
-    open_windows: &'a BTreeMap<Micros, WindowDeltas>,
+    open_windows: WindowsView<'a>,
     fingerprints: Fingerprints<'a>,
     cold: &'a HashMap<u64, u64>,
 }
 
-/// The snapshot as read.
+/// A whole snapshot as read, to be turned into a [`Shard`] with
+/// `Shard::try_from`, which checks it.
 #[derive(Deserialize)]
-struct Snapshot {
-    rules: CountingRules,
-    generation_width: Micros,
-    max_event_time: Option<Micros>,
-    swept_at: Option<Micros>,
-    sources: Vec<Box<str>>,
-    articles: Vec<Article>,
-    open_windows: BTreeMap<Micros, WindowDeltas>,
+pub struct ShardSnapshot {
+    pub(super) rules: (Micros, Micros, Micros),
+    pub(super) generation_width: Micros,
+    pub(super) max_event_time: Option<Micros>,
+    pub(super) swept_at: Option<Micros>,
+    pub(super) sources: Vec<Box<str>>,
+    pub(super) articles: Vec<ArticleRecord>,
+    pub(super) open_windows: WindowsRecord,
     /// Fingerprints as fixed 8 bytes (a varint of a random number would
     /// take 10), with their tags.
-    fingerprints: Vec<([u8; 8], u8)>,
-    cold: HashMap<u64, u64>,
+    pub(super) fingerprints: Vec<([u8; 8], u8)>,
+    pub(super) cold: HashMap<u64, u64>,
+}
+
+/// Why a persisted state cannot be read: a damaged file, or one written by
+/// a newer release.
+#[derive(Debug, thiserror::Error)]
+#[error("the saved shard state cannot be read: {0}")]
+pub struct SnapshotError(pub(super) String);
+
+pub(super) fn rules_record(rules: &CountingRules) -> (Micros, Micros, Micros) {
+    (
+        rules.window_size,
+        rules.dedup_horizon,
+        rules.max_out_of_orderness,
+    )
+}
+
+pub(super) fn rules_from_record(
+    (window_size, dedup_horizon, max_out_of_orderness): (Micros, Micros, Micros),
+) -> CountingRules {
+    CountingRules {
+        window_size,
+        dedup_horizon,
+        max_out_of_orderness,
+    }
 }
 
 struct Slots<'a>(&'a ArticleTable);
 
 impl Serialize for Slots<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.all_slots().map(|(_, article)| article))
+        serializer.collect_seq(self.0.all_slots().map(|(_, article)| ArticleView(article)))
     }
 }
 
@@ -147,56 +188,60 @@ impl Serialize for Fingerprints<'_> {
     }
 }
 
-impl Serialize for Shard {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        SnapshotRef {
-            rules: self.rules,
+impl Shard {
+    /// The whole state as a record to write (checkpoint format 5).
+    pub fn snapshot(&self) -> ShardSnapshotRef<'_> {
+        ShardSnapshotRef {
+            rules: rules_record(&self.rules),
             generation_width: self.generation_width,
             max_event_time: self.max_event_time,
             swept_at: self.swept_at,
             sources: self.sources.names(),
             articles: Slots(&self.articles),
-            open_windows: &self.open_windows,
+            open_windows: WindowsView(&self.open_windows),
             fingerprints: Fingerprints(&self.seen),
             cold: &self.cold,
         }
-        .serialize(serializer)
     }
 }
 
-impl<'de> Deserialize<'de> for Shard {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let snapshot = Snapshot::deserialize(deserializer)?;
+/// Checks that every open window names an occupied slot of `articles`.
+pub(super) fn check_windows(
+    windows: &BTreeMap<Micros, WindowDeltas>,
+    articles: &ArticleTable,
+) -> Result<(), String> {
+    let slots = articles.all_slots().len();
+    for deltas in windows.values() {
+        if let Some(slot) = deltas
+            .keys()
+            .find(|slot| (**slot as usize) >= slots || articles.get(**slot).is_vacant())
+        {
+            return Err(format!(
+                "an open window refers to article slot {slot}, which is empty"
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl TryFrom<ShardSnapshot> for Shard {
+    type Error = SnapshotError;
+
+    fn try_from(snapshot: ShardSnapshot) -> Result<Self, SnapshotError> {
         let source_count = snapshot.sources.len();
-        for (slot, article) in snapshot.articles.iter().enumerate() {
-            if !article.is_well_formed() {
-                return Err(serde::de::Error::custom(format!(
-                    "article slot {slot} is malformed"
-                )));
-            }
-            if article
-                .sources()
-                .iter()
-                .any(|n| *n as usize >= source_count)
-            {
-                return Err(serde::de::Error::custom(format!(
-                    "article {} refers to a source that is not in the snapshot",
-                    article.id()
-                )));
-            }
-        }
-        let articles = ArticleTable::from_slots(snapshot.articles);
-        let slots = articles.all_slots().len();
-        for deltas in snapshot.open_windows.values() {
-            if let Some(slot) = deltas
-                .keys()
-                .find(|slot| (**slot as usize) >= slots || articles.get(**slot).is_vacant())
-            {
-                return Err(serde::de::Error::custom(format!(
-                    "an open window refers to article slot {slot}, which is empty"
-                )));
-            }
-        }
+        let slots = snapshot
+            .articles
+            .into_iter()
+            .enumerate()
+            .map(|(slot, record)| {
+                record
+                    .into_article(source_count)
+                    .map_err(|e| SnapshotError(format!("article slot {slot}: {e}")))
+            })
+            .collect::<Result<Vec<Article>, _>>()?;
+        let articles = ArticleTable::from_slots(slots);
+        let open_windows = windows_from_record(snapshot.open_windows).map_err(SnapshotError)?;
+        check_windows(&open_windows, &articles).map_err(SnapshotError)?;
         let mut seen = FingerprintSet::default();
         for (key, tag) in snapshot.fingerprints {
             seen.insert(u64::from_le_bytes(key), tag);
@@ -207,13 +252,13 @@ impl<'de> Deserialize<'de> for Shard {
             .map(|(slot, _)| slot)
             .collect();
         Ok(Shard {
-            rules: snapshot.rules,
+            rules: rules_from_record(snapshot.rules),
             generation_width: snapshot.generation_width.max(1),
             articles,
             sources: SourceNames::from_names(snapshot.sources),
             seen,
             changed,
-            open_windows: snapshot.open_windows,
+            open_windows,
             max_event_time: snapshot.max_event_time,
             swept_at: snapshot.swept_at,
             cold: snapshot.cold,
@@ -269,11 +314,9 @@ impl From<ShardV1> for Shard {
                     .or_default()
                     .entry(slot)
                     .or_default();
-                *open = Delta {
-                    sources: small(d.sources),
-                    comments: small(d.comments),
-                    posts: small(d.posts),
-                };
+                open[Counter::ConfirmingSources] = small(d.sources);
+                open[Counter::SocialComments] = small(d.comments);
+                open[Counter::ForumPosts] = small(d.posts);
             }
         }
         shard
