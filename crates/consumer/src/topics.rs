@@ -7,25 +7,9 @@ use std::sync::Arc;
 
 use newsflow_settings::Settings;
 
-/// One of the co-partitioned event topics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum EventTopic {
-    /// `topics.articles`: `article_published` and `source_confirmed`.
-    Articles,
-    /// `topics.comments`: `social_comment`.
-    Comments,
-    /// `topics.forum_posts`: `forum_post`.
-    ForumPosts,
-}
-
-impl EventTopic {
-    /// The three, in the order of `Topics::event_topics`.
-    pub const ALL: [EventTopic; 3] = [
-        EventTopic::Articles,
-        EventTopic::Comments,
-        EventTopic::ForumPosts,
-    ];
-}
+/// One of the co-partitioned event topics (which types each carries is
+/// core's list, `newsflow_core::EVENT_TYPES`).
+pub use newsflow_core::EventTopic;
 
 /// One value per event topic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -46,7 +46,8 @@ pub mod shard;
 pub mod time;
 
 pub use counted::{
-    Counter, CounterSpec, Counts, Distinct, EventTopic, PerCounter, TypeSpec, COUNTERS, EVENT_TYPES,
+    Counter, CounterSpec, Counts, Distinct, EventTopic, PerCounter, TypeSpec, COUNTERS,
+    COUNTER_COUNT, EVENT_TYPES, EVENT_TYPE_COUNT,
 };
 pub use event::{
     decode, decode_keeping_text, DecodeLimits, Event, EventBody, EventType, RejectReason, Rejection,

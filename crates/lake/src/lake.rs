@@ -301,7 +301,17 @@ impl Lake {
             if seq == latest {
                 continue;
             }
-            if seq != loaded.head.prev {
+            if seq == 0 {
+                // A table added to an existing lake (by a release that
+                // writes one more) holds no flush of any shard yet: it
+                // starts from the others' state, at their latest flush.
+                tracing::warn!(
+                    shard,
+                    table = table.dataset.name(),
+                    flush = latest,
+                    "table holds no flush of the shard while the others do: taken as a table added since, starting at their latest flush"
+                );
+            } else if seq != loaded.head.prev {
                 return Err(Error::Inconsistent(format!(
                     "shard {shard}: {} holds flush {seq}, but the latest flush {latest} follows {}",
                     table.dataset.name(),

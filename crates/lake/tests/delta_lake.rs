@@ -179,6 +179,42 @@ fn a_shard_resumes_from_what_the_logs_committed() {
 }
 
 /// The checkpoint files of shard 0, by sequence number, with their sizes.
+/// A table created beside an existing lake (a release that writes one
+/// more, or one an operator removed) holds no flush of any shard: a
+/// restore starts it from the other tables' latest flush instead of
+/// calling the shard inconsistent, and flushing goes on in every table.
+#[test]
+fn a_table_added_to_an_existing_lake_starts_from_the_others() {
+    let root = tempfile::tempdir().unwrap();
+    let uri = root.path().display().to_string();
+    let tally = Tally::default();
+    {
+        let lake = Lake::open(&uri, &BTreeMap::new()).unwrap();
+        let mut writer = Writer::restore(&lake, 0);
+        let job = writer.cut(0, 10);
+        writer.flush(job, &tally).unwrap();
+        let job = writer.cut(10, 25);
+        writer.flush(job, &tally).unwrap();
+    }
+    std::fs::remove_dir_all(root.path().join("article_engagement")).unwrap();
+
+    let lake = Lake::open(&uri, &BTreeMap::new()).unwrap();
+    let restored = lake.restore(0).unwrap();
+    assert_eq!((restored.committed, restored.rolled_forward), (2, 1));
+    let mut writer = Writer::restore(&lake, 0);
+    assert_eq!(writer.committed, 2);
+    let job = writer.cut(25, 30);
+    writer.flush(job, &tally).unwrap();
+    let again = Lake::open(&uri, &BTreeMap::new())
+        .unwrap()
+        .restore(0)
+        .unwrap();
+    assert_eq!(
+        (again.committed, again.rolled_forward),
+        (writer.committed, 0)
+    );
+}
+
 fn checkpoint_files(root: &std::path::Path) -> BTreeMap<u64, u64> {
     std::fs::read_dir(root.join("_newsflow/shards/00000"))
         .unwrap()

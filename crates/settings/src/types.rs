@@ -287,11 +287,11 @@ impl Topics {
 
     /// The topic an event type is published to.
     pub fn for_event_type(&self, event_type: newsflow_core::EventType) -> &str {
-        use newsflow_core::EventType::*;
-        match event_type {
-            ArticlePublished | SourceConfirmed => &self.articles,
-            SocialComment => &self.comments,
-            ForumPost => &self.forum_posts,
+        use newsflow_core::EventTopic;
+        match event_type.topic() {
+            EventTopic::Articles => &self.articles,
+            EventTopic::Comments => &self.comments,
+            EventTopic::ForumPosts => &self.forum_posts,
         }
     }
 }

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use newsflow_core::{ColdArticle, DecodeLimits, EventType, Micros, Shard};
+use newsflow_core::{ColdArticle, DecodeLimits, EventType, Micros, Shard, EVENT_TYPE_COUNT};
 use newsflow_lake::{CheckpointChain, EventArchive, Lake};
 use newsflow_settings::Settings;
 use newsflow_telemetry::Metrics;
@@ -308,16 +308,8 @@ fn shards_of(list: &TopicPartitionList) -> BTreeSet<i32> {
 /// Per-batch counts of events read and duplicates, published together.
 #[derive(Default)]
 struct Tally {
-    /// By topic, then by the event type's place in [`EventType::ALL`].
-    consumed: PerTopic<[u64; 4]>,
-    /// By the event type's place in [`EventType::ALL`].
-    duplicate: [u64; 4],
-}
-
-/// The position of `event_type` in [`EventType::ALL`].
-fn event_type_index(event_type: EventType) -> usize {
-    EventType::ALL
-        .iter()
-        .position(|t| *t == event_type)
-        .expect("every event type is in ALL")
+    /// By topic, then by [`EventType::index`].
+    consumed: PerTopic<[u64; EVENT_TYPE_COUNT]>,
+    /// By [`EventType::index`].
+    duplicate: [u64; EVENT_TYPE_COUNT],
 }

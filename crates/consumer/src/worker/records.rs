@@ -10,7 +10,7 @@ use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::Offset;
 
-use super::{event_type_index, Slot, Worker};
+use super::{Slot, Worker};
 use crate::failure::Failure;
 use crate::topics::EventTopic;
 
@@ -79,8 +79,7 @@ impl Worker {
         payload: &str,
     ) -> bool {
         let event_type = event.event_type();
-        let type_index = event_type_index(event_type);
-        self.tally.consumed[topic][type_index] += 1;
+        self.tally.consumed[topic][event_type.index()] += 1;
         let slot = self.slots.get_mut(&shard).expect("checked by handle");
         let mut applied = slot.state.apply(&event);
         if let Applied::Cold { segment } = applied {
@@ -103,7 +102,7 @@ impl Worker {
             applied = slot.state.apply(&event);
         }
         if applied == Applied::Duplicate {
-            self.tally.duplicate[type_index] += 1;
+            self.tally.duplicate[event_type.index()] += 1;
         }
         let slot = self.slots.get_mut(&shard).expect("owned");
         slot.events.push(&EventRow {
