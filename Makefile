@@ -7,7 +7,7 @@ SPARK_PYTHON := $(CURDIR)/.venv-spark/bin/python
 KAFKA   := bash deploy/local/kafka.sh
 S3      := bash deploy/local/s3.sh
 
-.PHONY: help demo test chaos fuzz bench bench-lake bench-ingest bench-compaction bench-commits probe-outage bench-micro build build-tests release deps deps-test venv venv-spark kafka-up kafka-down kafka-status s3-up s3-down s3-status check-deploy lint fmt clippy reset clean
+.PHONY: help demo test upgrade-test checkpoint-fixture chaos fuzz bench bench-lake bench-ingest bench-compaction bench-commits probe-outage bench-micro build build-tests release deps deps-test venv venv-spark kafka-up kafka-down kafka-status s3-up s3-down s3-status check-deploy lint fmt clippy reset clean
 
 help: ## list every target with what it does (this text)
 	@awk 'BEGIN { FS = ":[^#]*## " } /^[a-z0-9-]+:.*## / { printf "make %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -70,6 +70,27 @@ demo: deps venv kafka-up release ## build, start Kafka, publish the seed article
 # separate processes (workers are killed, restarted and scaled like pods).
 test: deps deps-test venv venv-spark kafka-up s3-up build-tests check-deploy ## every test, against a real Kafka broker and S3 API server (started if none runs)
 	NEWSFLOW_PYTHON=$(PYTHON) NEWSFLOW_SPARK_PYTHON=$(SPARK_PYTHON) $(CARGO) test --workspace
+
+# A rolling upgrade from the previous release: its binaries are built from
+# git (a worktree and a target folder under var/releases/, a cold build of
+# a few minutes the first time), two of its workers count a stream, and
+# are replaced one at a time by today's with SIGTERM mid-stream, old and new
+# in one group in between; the footers must be exact. PREVIOUS_RELEASE is
+# the last main before checkpoint format 5.
+PREVIOUS_RELEASE ?= a8dfa39
+upgrade-test: deps deps-test venv kafka-up s3-up build-tests ## rolling upgrade from PREVIOUS_RELEASE with a mixed group, footers exact
+	bin=$$(bash tests/upgrade/build-release.sh $(PREVIOUS_RELEASE)) && \
+	  NEWSFLOW_PYTHON=$(PYTHON) NEWSFLOW_PREVIOUS_BIN_DIR=$$bin \
+	  $(CARGO) test -p newsflow-e2e --test upgrade -- --ignored --nocapture a_rolling_upgrade
+
+# Rewrites the golden lake of checkpoint format FIXTURE_FORMAT with the
+# binaries of FIXTURE_COMMIT, the release that wrote that format: only when
+# a format is retired from writing (each file must come from its release).
+checkpoint-fixture: deps deps-test venv kafka-up build-tests ## write tests/fixtures/checkpoints/format-FIXTURE_FORMAT with the release FIXTURE_COMMIT
+	bin=$$(bash tests/upgrade/build-release.sh $(FIXTURE_COMMIT)) && \
+	  NEWSFLOW_PYTHON=$(PYTHON) NEWSFLOW_BIN_DIR=$$bin NEWSFLOW_FIXTURE_FORMAT=$(FIXTURE_FORMAT) \
+	  NEWSFLOW_FIXTURE_COMMIT=$(FIXTURE_COMMIT) \
+	  $(CARGO) test -p newsflow-e2e --test upgrade -- --ignored write_checkpoint_fixture
 
 # The crash-recovery tests (local and s3://) with a larger stream and many
 # more kills than CI time allows, and the frozen-worker test with more
