@@ -286,6 +286,21 @@ fn prometheus_sees_the_truth_and_every_dashboard_panel_has_data() {
     for worker in &workers {
         promtool_check_metrics("worker", &worker.metrics());
     }
+    // Each binary exports its own series, none of the other's at zero.
+    let series = |text: &str| -> std::collections::BTreeSet<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE newsflow_"))
+            .map(|l| l.split(' ').next().unwrap().to_string())
+            .collect()
+    };
+    let producer = series(&ingest.metrics());
+    let worker = series(&workers[0].metrics());
+    let shared: Vec<&String> = producer.intersection(&worker).collect();
+    assert_eq!(shared, ["build_info"], "series both binaries export");
+    assert!(
+        producer.contains("ingest_requests_total") && producer.contains("events_produced_total")
+    );
+    assert!(worker.contains("events_consumed_total") && worker.contains("lake_commits_total"));
     for worker in workers {
         worker.terminate();
     }

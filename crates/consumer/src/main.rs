@@ -21,7 +21,7 @@ use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use newsflow_lake::Lake;
 use newsflow_settings::Settings;
-use newsflow_telemetry::{per_second, Health, Metrics, Progress};
+use newsflow_telemetry::{per_second, Binary, Health, Metrics, Progress};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::BorrowedMessage;
 
@@ -111,7 +111,7 @@ struct RunOptions {
 }
 
 async fn run(settings: Arc<Settings>, options: RunOptions) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::new(Binary::Worker));
     metrics.preregister(&settings.topics.event_topics());
     let health = Health::new();
     let listen = settings

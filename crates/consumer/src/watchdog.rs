@@ -210,6 +210,8 @@ fn check_flush(
 
 #[cfg(test)]
 mod tests {
+    use newsflow_telemetry::Binary;
+
     use super::*;
 
     fn limits(stall_after: Duration) -> Limits {
@@ -223,7 +225,7 @@ mod tests {
     #[tokio::test]
     async fn an_overdue_flush_turns_readiness_red_until_it_finishes() {
         let liveness = Arc::new(Liveness::new());
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::new(Binary::Worker));
         let health = Health::new();
         health.set_ready();
         tokio::spawn(watch(
@@ -256,7 +258,7 @@ mod tests {
     #[tokio::test]
     async fn lag_without_progress_turns_readiness_red_and_progress_turns_it_green() {
         let liveness = Arc::new(Liveness::new());
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::new(Binary::Worker));
         let health = Health::new();
         health.set_ready();
         liveness.set_owns_partitions(true);
@@ -286,7 +288,7 @@ mod tests {
     #[tokio::test]
     async fn no_lag_is_no_stall_however_quiet() {
         let liveness = Arc::new(Liveness::new());
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::new(Binary::Worker));
         let health = Health::new();
         health.set_ready();
         liveness.set_owns_partitions(true);

@@ -134,7 +134,7 @@ pub enum FlushError {
     /// not write to it again before restoring it from the log.
     Fenced {
         /// The table that said so.
-        table: &'static str,
+        table: Dataset,
         /// The sequence number the table holds for the shard.
         found: u64,
     },
@@ -150,7 +150,8 @@ impl std::fmt::Display for FlushError {
         match self {
             FlushError::Fenced { table, found } => write!(
                 f,
-                "fenced: {table} holds flush {found} of another owner for this shard"
+                "fenced: {} holds flush {found} of another owner for this shard",
+                table.name()
             ),
             FlushError::Abandoned => write!(f, "the shard was taken away during its flush"),
             FlushError::Failed(message) => write!(f, "{message}"),
@@ -541,7 +542,7 @@ impl Inner {
                 for entry in &entries {
                     if let EntryStatus::Fenced { found } = entry.status {
                         fenced += 1;
-                        let table = table.dataset.name();
+                        let table = table.dataset;
                         failed.insert(entry.shard, FlushError::Fenced { table, found });
                     }
                 }

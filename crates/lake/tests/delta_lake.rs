@@ -347,7 +347,7 @@ fn of_two_writers_racing_for_a_shard_one_is_fenced() {
     // table it tries, so it adds nothing anywhere.
     let err = paused.flush(late, &tally).unwrap_err();
     assert!(
-        matches!(err, FlushError::Fenced { table: "events", found } if found == owner.committed),
+        matches!(err, FlushError::Fenced { table: Dataset::Events, found } if found == owner.committed),
         "{err:?}"
     );
     assert_eq!(tally.get("fenced"), 1);

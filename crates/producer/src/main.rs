@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use newsflow_settings::Settings;
-use newsflow_telemetry::{per_second, Health, Metrics, Progress};
+use newsflow_telemetry::{per_second, Binary, Health, Metrics, Progress};
 
 use crate::generate::{Generator, Oracle};
 use crate::publisher::Publisher;
@@ -92,7 +92,7 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::new(Binary::Producer));
         metrics.preregister(&settings.topics.event_topics());
         let health = Health::new();
         let listen = settings

@@ -44,6 +44,53 @@ label! {
 }
 
 label! {
+    /// A Delta table of the lake: the `dataset` of the written-files
+    /// series and the `table` of the lake-commit series.
+    Table {
+        /// `article_totals/`
+        ArticleTotals => "article_totals",
+        /// `article_engagement/`
+        ArticleEngagement => "article_engagement",
+        /// `events/`
+        Events => "events",
+    }
+}
+
+label! {
+    /// What became of a shard's flush in one Delta commit: the `outcome`
+    /// of `newsflow_lake_commits_total`.
+    LakeOutcome {
+        /// Committed.
+        Committed => "committed",
+        /// A race lost to another commit, tried again.
+        ConflictRetried => "conflict_retried",
+        /// Left out because another owner committed for the shard.
+        Fenced => "fenced",
+    }
+}
+
+label! {
+    /// The `result` of `newsflow_offset_commits_total`.
+    OffsetCommit {
+        /// The group took the offsets.
+        Ok => "ok",
+        /// It did not (the next flush commits again).
+        Error => "error",
+    }
+}
+
+impl OffsetCommit {
+    /// The label of a commit that succeeded (`true`) or not.
+    pub fn of(ok: bool) -> Self {
+        if ok {
+            OffsetCommit::Ok
+        } else {
+            OffsetCommit::Error
+        }
+    }
+}
+
+label! {
     /// A rebalance callback: the `kind` of `newsflow_rebalances_total`.
     Rebalance {
         /// Partitions given to this worker.

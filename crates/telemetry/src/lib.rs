@@ -7,7 +7,8 @@
 //! partitions, event types, reason codes; never an article id or free text).
 //!
 //! ```
-//! let metrics = newsflow_telemetry::Metrics::new();
+//! use newsflow_telemetry::{Binary, Metrics};
+//! let metrics = Metrics::new(Binary::Producer);
 //! metrics.produced("news.comments", 3);
 //! assert!(metrics.render().contains("newsflow_events_produced_total{topic=\"news.comments\"} 3"));
 //! ```
@@ -18,9 +19,10 @@ mod progress;
 mod server;
 
 pub use labels::{
-    ConnectionClose, DeliveryFailure, FlushStage, IngestOutcome, ProduceError, Rebalance,
+    ConnectionClose, DeliveryFailure, FlushStage, IngestOutcome, LakeOutcome, OffsetCommit,
+    ProduceError, Rebalance, Table,
 };
-pub use metrics::Metrics;
+pub use metrics::{Binary, Metrics};
 pub use progress::{per_second, Progress, Rates};
 pub use server::{bind, bind_on_own_thread, Health};
 

@@ -8,10 +8,10 @@ use prometheus::{
     IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::labels::{ConnectionClose, FlushStage, IngestOutcome, ProduceError, Rebalance};
-
-/// The Delta tables, as `newsflow_lake_commits_total` labels them.
-const LAKE_TABLES: [&str; 3] = ["article_totals", "article_engagement", "events"];
+use crate::labels::{
+    ConnectionClose, FlushStage, IngestOutcome, LakeOutcome, OffsetCommit, ProduceError, Rebalance,
+    Table,
+};
 
 /// Buckets of `newsflow_end_to_end_latency_seconds`: from a tenth of a
 /// second (a live stream) to a week (a backfill of old events).
@@ -20,9 +20,19 @@ const LATENCY_BUCKETS: [f64; 17] = [
     86_400.0, 604_800.0,
 ];
 
+/// Which binary the metrics are for: each exports only its own series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binary {
+    /// `newsflow-consumer`: counting, the lake, the consumer group.
+    Worker,
+    /// `newsflow-producer`: publishing and HTTP ingest.
+    Producer,
+}
+
 /// Every metric newsflow exports, registered in its own registry.
 pub struct Metrics {
     registry: Registry,
+    binary: Binary,
     events_consumed: IntCounterVec,
     events_duplicate: IntCounterVec,
     events_dead_lettered: IntCounterVec,
@@ -59,102 +69,101 @@ pub struct Metrics {
     shards_fenced: IntCounter,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Metrics {
     /// Creates and registers every metric (and the process collector, for
     /// CPU and memory, where the platform supports it).
-    pub fn new() -> Self {
+    pub fn new(binary: Binary) -> Self {
         let registry = Registry::new();
-        let r = &registry;
+        // Each binary registers only its own series (an unregistered
+        // metric still takes updates, which go nowhere), so a scrape shows
+        // what that binary does and no series of the other at zero.
+        let worker = (binary == Binary::Worker).then_some(&registry);
+        let producer = (binary == Binary::Producer).then_some(&registry);
         let fast = || exponential_buckets(0.0005, 2.0, 16).expect("valid buckets");
         let flushes = || exponential_buckets(0.001, 2.0, 16).expect("valid buckets");
         let metrics = Metrics {
-            events_consumed: counter_vec(r, "newsflow_events_consumed_total",
+            events_consumed: counter_vec(worker, "newsflow_events_consumed_total",
                 "Valid events read from Kafka, duplicates included.", &["topic", "event_type"]),
-            events_duplicate: counter_vec(r, "newsflow_events_duplicate_total",
+            events_duplicate: counter_vec(worker, "newsflow_events_duplicate_total",
                 "Events not counted because their event_id was already counted within the dedup horizon.",
                 &["event_type"]),
-            events_dead_lettered: counter_vec(r, "newsflow_events_dead_lettered_total",
+            events_dead_lettered: counter_vec(worker, "newsflow_events_dead_lettered_total",
                 "Messages rejected by validation, by stable reason code.", &["reason"]),
-            consumer_lag: gauge_vec(r, "newsflow_consumer_lag_messages",
+            consumer_lag: gauge_vec(worker, "newsflow_consumer_lag_messages",
                 "Messages between the partition's high watermark and the group's committed offset.",
                 &["topic", "partition"]),
-            files_written: counter_vec(r, "newsflow_parquet_files_written_total",
+            files_written: counter_vec(worker, "newsflow_parquet_files_written_total",
                 "Parquet files committed to the output.", &["dataset"]),
-            rows_written: counter_vec(r, "newsflow_parquet_rows_written_total",
+            rows_written: counter_vec(worker, "newsflow_parquet_rows_written_total",
                 "Rows in committed Parquet files.", &["dataset"]),
-            bytes_written: counter_vec(r, "newsflow_parquet_bytes_written_total",
+            bytes_written: counter_vec(worker, "newsflow_parquet_bytes_written_total",
                 "Bytes of committed Parquet files.", &["dataset"]),
-            flush_duration: histogram_vec(r, "newsflow_flush_duration_seconds",
+            flush_duration: histogram_vec(worker, "newsflow_flush_duration_seconds",
                 "Time to encode and durably commit one flush's files of a dataset.",
                 flushes(), &["dataset"]),
-            watermark_lag: register(r, Gauge::new("newsflow_watermark_lag_seconds",
+            watermark_lag: register(worker, Gauge::new("newsflow_watermark_lag_seconds",
                 "Processing time minus the lowest event-time watermark of the assigned partitions.")
                 .expect("valid metric")),
-            events_produced: counter_vec(r, "newsflow_events_produced_total",
+            events_produced: counter_vec(producer, "newsflow_events_produced_total",
                 "Events acknowledged by Kafka (acks=all).", &["topic"]),
-            produce_errors: counter_vec(r, "newsflow_produce_errors_total",
+            produce_errors: counter_vec(producer, "newsflow_produce_errors_total",
                 "Events Kafka did not acknowledge, or lines refused before sending, by reason.",
                 &["reason"]),
-            partitions_assigned: gauge(r, "newsflow_partitions_assigned",
+            partitions_assigned: gauge(worker, "newsflow_partitions_assigned",
                 "Shards (partition numbers of the co-partitioned event topics) owned by this worker."),
-            rebalances: counter_vec(r, "newsflow_rebalances_total",
+            rebalances: counter_vec(worker, "newsflow_rebalances_total",
                 "Consumer group rebalance events seen by this worker.", &["kind"]),
-            articles_tracked: gauge(r, "newsflow_articles_tracked", "Articles held in counting state."),
-            articles_cold: gauge(r, "newsflow_articles_cold",
+            articles_tracked: gauge(worker, "newsflow_articles_tracked", "Articles held in counting state."),
+            articles_cold: gauge(worker, "newsflow_articles_cold",
                 "Articles idle for a whole dedup horizon, held in cold segments on disk instead of memory."),
-            dedup_entries: gauge(r, "newsflow_dedup_entries",
+            dedup_entries: gauge(worker, "newsflow_dedup_entries",
                 "Event-id fingerprints held for deduplication within the horizon."),
-            commits: counter_vec(r, "newsflow_offset_commits_total",
+            commits: counter_vec(worker, "newsflow_offset_commits_total",
                 "Offset commits to the consumer group after a checkpoint, by result.", &["result"]),
-            stalled: gauge(r, "newsflow_worker_stalled",
+            stalled: gauge(worker, "newsflow_worker_stalled",
                 "1 while the worker owns lagging partitions but handles no record (see watchdog.stall_after)."),
-            stalls: counter(r, "newsflow_worker_stalls_total", "Times the watchdog found the worker stalled."),
-            flush_overdue: gauge(r, "newsflow_flush_overdue",
+            stalls: counter(worker, "newsflow_worker_stalls_total", "Times the watchdog found the worker stalled."),
+            flush_overdue: gauge(worker, "newsflow_flush_overdue",
                 "1 while a flush has been writing for longer than a flush interval, when the next one is due (the store is slow or unreachable)."),
-            store_failures: counter(r, "newsflow_store_errors_total",
+            store_failures: counter(worker, "newsflow_store_errors_total",
                 "Object-store calls that failed after the client's own retries (20 s at most); the flush or restore that made each is retried."),
-            flush_failures: counter_vec(r, "newsflow_flush_failures_total",
+            flush_failures: counter_vec(worker, "newsflow_flush_failures_total",
                 "Flushes that could not make their output durable and will be retried, by what failed (output, dead_letters).",
                 &["stage"]),
-            ingest_requests: counter_vec(r, "newsflow_ingest_requests_total",
+            ingest_requests: counter_vec(producer, "newsflow_ingest_requests_total",
                 "HTTP ingest requests answered, by status code.", &["code"]),
-            ingest_events: counter_vec(r, "newsflow_ingest_events_total",
+            ingest_events: counter_vec(producer, "newsflow_ingest_events_total",
                 "Events received over HTTP, by outcome (accepted, rejected, unpublished).", &["outcome"]),
-            ingest_connections_closed: counter_vec(r, "newsflow_ingest_connections_closed_total",
+            ingest_connections_closed: counter_vec(producer, "newsflow_ingest_connections_closed_total",
                 "HTTP ingest connections the server closed before the client did: idle ones let go for a new one at ingest.max_connections (evicted), new ones refused because no connection could go (refused), and ones whose headers missed ingest.header_timeout (header_timeout).",
                 &["reason"]),
-            checkpoint_duration: histogram(r, "newsflow_checkpoint_duration_seconds",
+            checkpoint_duration: histogram(worker, "newsflow_checkpoint_duration_seconds",
                 "Time to write and sync one shard's checkpoint.", fast()),
-            commit_duration: histogram(r, "newsflow_commit_duration_seconds",
+            commit_duration: histogram(worker, "newsflow_commit_duration_seconds",
                 "Time of one synchronous offset commit to the consumer group.", fast()),
-            end_to_end_latency: histogram(r, "newsflow_end_to_end_latency_seconds",
+            end_to_end_latency: histogram(worker, "newsflow_end_to_end_latency_seconds",
                 "From an event's occurred_at to the checkpoint that makes it durable in Parquet.",
                 LATENCY_BUCKETS.to_vec()),
-            dedup_memory: gauge(r, "newsflow_dedup_memory_bytes",
+            dedup_memory: gauge(worker, "newsflow_dedup_memory_bytes",
                 "Heap bytes held by the event-id fingerprints of the dedup horizon."),
-            broker_rtt: register(r, GaugeVec::new(Opts::new("newsflow_kafka_broker_rtt_seconds",
+            broker_rtt: register(worker, GaugeVec::new(Opts::new("newsflow_kafka_broker_rtt_seconds",
                 "Mean request round-trip time to each broker over the last statistics interval."),
                 &["broker"]).expect("valid metric")),
-            fetch_queue: gauge(r, "newsflow_kafka_fetch_queue_messages",
+            fetch_queue: gauge(worker, "newsflow_kafka_fetch_queue_messages",
                 "Messages fetched by the client and not yet handled, over the assigned partitions."),
-            lake_commits: counter_vec(r, "newsflow_lake_commits_total",
+            lake_commits: counter_vec(worker, "newsflow_lake_commits_total",
                 "Delta commits by table and outcome: committed, conflict_retried (a race lost to another commit, tried again), fenced (a shard's flush left out because another owner committed for it).",
                 &["table", "outcome"]),
-            lake_commit_duration: histogram_vec(r, "newsflow_lake_commit_duration_seconds",
+            lake_commit_duration: histogram_vec(worker, "newsflow_lake_commit_duration_seconds",
                 "Time to commit one flush to one Delta table, lost races and retries included.",
                 flushes(), &["table"]),
-            shards_fenced: counter(r, "newsflow_shards_fenced_total",
+            shards_fenced: counter(worker, "newsflow_shards_fenced_total",
                 "Shards this worker dropped because another owner committed for them (it had lost them, for instance while paused)."),
             registry,
+            binary,
         };
         gauge_vec(
-            &metrics.registry,
+            Some(&metrics.registry),
             "newsflow_build_info",
             "Always 1; the version of the running binary.",
             &["version"],
@@ -172,8 +181,16 @@ impl Metrics {
     }
 
     /// Pre-creates the labelled series a dashboard expects to see at zero,
-    /// so a rate over them exists before the first happening.
+    /// so a rate over them exists before the first happening: those of
+    /// this binary only (`topics` are the producer's).
     pub fn preregister(&self, topics: &[&str]) {
+        match self.binary {
+            Binary::Worker => self.preregister_worker(),
+            Binary::Producer => self.preregister_producer(topics),
+        }
+    }
+
+    fn preregister_worker(&self) {
         for reason in newsflow_core::RejectReason::ALL {
             self.events_dead_lettered
                 .with_label_values(&[reason.code()]);
@@ -182,19 +199,26 @@ impl Metrics {
             self.events_duplicate
                 .with_label_values(&[event_type.as_str()]);
         }
-        for topic in topics {
-            self.events_produced.with_label_values(&[topic]);
-        }
         for stage in FlushStage::ALL {
             self.flush_failures.with_label_values(&[stage.as_str()]);
         }
         for kind in Rebalance::ALL {
             self.rebalances.with_label_values(&[kind.as_str()]);
         }
-        for table in LAKE_TABLES {
-            for outcome in ["committed", "conflict_retried", "fenced"] {
-                self.lake_commits.with_label_values(&[table, outcome]);
+        for table in Table::ALL {
+            for outcome in LakeOutcome::ALL {
+                self.lake_commits
+                    .with_label_values(&[table.as_str(), outcome.as_str()]);
             }
+        }
+        for result in OffsetCommit::ALL {
+            self.commits.with_label_values(&[result.as_str()]);
+        }
+    }
+
+    fn preregister_producer(&self, topics: &[&str]) {
+        for topic in topics {
+            self.events_produced.with_label_values(&[topic]);
         }
         for reason in ProduceError::all() {
             self.produce_errors.with_label_values(&[reason.as_str()]);
@@ -210,35 +234,35 @@ impl Metrics {
     /// time it all took.
     pub fn lake_committed(
         &self,
-        table: &str,
+        table: Table,
         committed: u64,
         conflicts: u64,
         fenced: u64,
         seconds: f64,
     ) {
         for (outcome, n) in [
-            ("committed", committed),
-            ("conflict_retried", conflicts),
-            ("fenced", fenced),
+            (LakeOutcome::Committed, committed),
+            (LakeOutcome::ConflictRetried, conflicts),
+            (LakeOutcome::Fenced, fenced),
         ] {
             if n > 0 {
                 self.lake_commits
-                    .with_label_values(&[table, outcome])
+                    .with_label_values(&[table.as_str(), outcome.as_str()])
                     .inc_by(n);
             }
         }
         self.lake_commit_duration
-            .with_label_values(&[table])
+            .with_label_values(&[table.as_str()])
             .observe(seconds);
     }
 
     /// A shard was fenced: another owner committed flush `found` to
     /// `table` for it while ours was `ours`. Logged and counted; the worker
     /// drops the shard.
-    pub fn shard_fenced(&self, shard: i32, table: &str, found: u64, ours: u64) {
+    pub fn shard_fenced(&self, shard: i32, table: Table, found: u64, ours: u64) {
         tracing::warn!(
             shard,
-            table,
+            table = table.as_str(),
             found,
             ours,
             "fenced: another owner committed for this shard; dropping it"
@@ -284,7 +308,8 @@ impl Metrics {
     }
 
     /// Files of `dataset` were committed.
-    pub fn written(&self, dataset: &str, files: u64, rows: u64, bytes: u64, seconds: f64) {
+    pub fn written(&self, dataset: Table, files: u64, rows: u64, bytes: u64, seconds: f64) {
+        let dataset = dataset.as_str();
         self.files_written
             .with_label_values(&[dataset])
             .inc_by(files);
@@ -373,7 +398,7 @@ impl Metrics {
     pub fn committed(&self, ok: bool, seconds: f64) {
         self.commit_duration.observe(seconds);
         self.commits
-            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .with_label_values(&[OffsetCommit::of(ok).as_str()])
             .inc();
     }
 
@@ -440,37 +465,45 @@ impl Metrics {
     }
 }
 
-/// Registers `metric` and hands it back: every constructor below ends here.
-fn register<M: Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("each metric is registered once");
+/// Registers `metric` (when its binary's `registry` is given) and hands
+/// it back: every constructor below ends here.
+fn register<M: Collector + Clone + 'static>(registry: Option<&Registry>, metric: M) -> M {
+    if let Some(registry) = registry {
+        registry
+            .register(Box::new(metric.clone()))
+            .expect("each metric is registered once");
+    }
     metric
 }
 
-fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+fn counter(registry: Option<&Registry>, name: &str, help: &str) -> IntCounter {
     register(registry, IntCounter::new(name, help).expect("valid metric"))
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+fn counter_vec(
+    registry: Option<&Registry>,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> IntCounterVec {
     register(
         registry,
         IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
     )
 }
 
-fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+fn gauge(registry: Option<&Registry>, name: &str, help: &str) -> IntGauge {
     register(registry, IntGauge::new(name, help).expect("valid metric"))
 }
 
-fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+fn gauge_vec(registry: Option<&Registry>, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     register(
         registry,
         IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
     )
 }
 
-fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+fn histogram(registry: Option<&Registry>, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
     register(
         registry,
         Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
@@ -479,7 +512,7 @@ fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> 
 }
 
 fn histogram_vec(
-    registry: &Registry,
+    registry: Option<&Registry>,
     name: &str,
     help: &str,
     buckets: Vec<f64>,

@@ -13,7 +13,7 @@ use newsflow_lake::{
     ArchivedEvents, Dataset, EncodedCheckpoint, FlushBatch, FlushError, FlushObserver, Lake,
     ShardFlush, WriteStats,
 };
-use newsflow_telemetry::Metrics;
+use newsflow_telemetry::{Metrics, Table};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{Slot, Worker};
@@ -261,7 +261,8 @@ impl Worker {
                     // stale. Drop it without writing more; if the group
                     // still gives it to us, it is restored from the logs
                     // before the next flush (and the consumer rewound).
-                    self.metrics.shard_fenced(shard, table, found, outcome.seq);
+                    self.metrics
+                        .shard_fenced(shard, table_label(table), found, outcome.seq);
                     self.slots.remove(&shard);
                     self.unrestored.insert(shard);
                 }
@@ -411,7 +412,7 @@ struct MetricsObserver<'a>(&'a Metrics);
 impl FlushObserver for MetricsObserver<'_> {
     fn written(&self, dataset: Dataset, stats: WriteStats, seconds: f64) {
         self.0.written(
-            dataset.name(),
+            table_label(dataset),
             stats.files,
             stats.rows,
             stats.bytes,
@@ -432,6 +433,28 @@ impl FlushObserver for MetricsObserver<'_> {
         seconds: f64,
     ) {
         self.0
-            .lake_committed(dataset.name(), committed, conflicts, fenced, seconds);
+            .lake_committed(table_label(dataset), committed, conflicts, fenced, seconds);
+    }
+}
+
+/// The metric label of a table.
+fn table_label(dataset: Dataset) -> Table {
+    match dataset {
+        Dataset::ArticleTotals => Table::ArticleTotals,
+        Dataset::ArticleEngagement => Table::ArticleEngagement,
+        Dataset::Events => Table::Events,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_is_labelled_by_its_name() {
+        for dataset in Dataset::ALL {
+            assert_eq!(table_label(dataset).as_str(), dataset.name());
+        }
+        assert_eq!(Table::ALL.len(), Dataset::ALL.len());
     }
 }
