@@ -44,7 +44,7 @@ use newsflow_core::{
 use object_store::PutPayload;
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
+use crate::{BoxError, Error};
 
 /// Checkpoints of changes in a row before the next whole one.
 pub const MAX_PATCHES: u32 = 30;
@@ -276,8 +276,8 @@ impl EncodedCheckpoint {
                 state: saved,
             };
             postcard::to_stdvec(&part).map_err(|e| Error::Encode {
-                dataset: "checkpoint",
-                message: e.to_string(),
+                what: "checkpoint".into(),
+                source: e.into(),
             })
         };
         let mut patch = None;
@@ -343,8 +343,8 @@ impl EncodedCheckpoint {
             })
             .collect::<Result<_, Error>>()?;
         let manifest = postcard::to_stdvec(&tables).map_err(|e| Error::Encode {
-            dataset: "checkpoint",
-            message: e.to_string(),
+            what: "checkpoint manifest".into(),
+            source: e.into(),
         })?;
         Ok(PutPayload::from_iter([
             Bytes::from(head),
@@ -389,6 +389,7 @@ pub(crate) const HEAD_BYTES: usize = 128;
 fn format_of<'a>(bytes: &'a [u8], what: &str) -> Result<(u32, &'a [u8]), Error> {
     let not_ours = || Error::CorruptCheckpoint {
         path: what.to_string(),
+        source: None,
         message: format!(
             "it does not start like a newsflow checkpoint (formats {} to {})",
             Checkpoint::OLDEST_FORMAT,
@@ -424,6 +425,13 @@ pub(crate) fn decode_head(bytes: &[u8], what: &str) -> Result<Head, Error> {
     let corrupt = |message: String| Error::CorruptCheckpoint {
         path: what.to_string(),
         message,
+        source: None,
+    };
+    // A part the decoder refused, with the decoder's error as the cause.
+    let broken = |part: String, e: BoxError| Error::CorruptCheckpoint {
+        path: what.to_string(),
+        message: format!("its {part} cannot be decoded"),
+        source: Some(e),
     };
     let (format, body) = format_of(bytes, what)?;
     let part = body
@@ -434,7 +442,7 @@ pub(crate) fn decode_head(bytes: &[u8], what: &str) -> Result<Head, Error> {
     } else {
         postcard::take_from_bytes::<Head>(part).map(|(head, _)| head)
     };
-    head.map_err(|e| corrupt(format!("head: {e}")))
+    head.map_err(|e| broken("head".into(), e.into()))
 }
 
 /// Decodes a checkpoint file; `what` names it in errors.
@@ -442,6 +450,13 @@ pub(crate) fn decode(bytes: &[u8], what: &str) -> Result<LoadedCheckpoint, Error
     let corrupt = |message: String| Error::CorruptCheckpoint {
         path: what.to_string(),
         message,
+        source: None,
+    };
+    // A part the decoder refused, with the decoder's error as the cause.
+    let broken = |part: String, e: BoxError| Error::CorruptCheckpoint {
+        path: what.to_string(),
+        message: format!("its {part} cannot be decoded"),
+        source: Some(e),
     };
     let (format, body) = format_of(bytes, what)?;
     if body.len() < 8 {
@@ -453,8 +468,8 @@ pub(crate) fn decode(bytes: &[u8], what: &str) -> Result<LoadedCheckpoint, Error
         return Err(corrupt("it is truncated".into()));
     }
     let (state_part, manifest) = body.split_at(len as usize);
-    let state = |e: postcard::Error| corrupt(format!("state: {e}"));
-    let record = |e: SnapshotError| corrupt(e.to_string());
+    let state = |e: postcard::Error| broken("state".into(), e.into());
+    let record = |e: SnapshotError| broken("state".into(), e.into());
     let (head, offsets, saved) = match format {
         3 => {
             let part: StatePartV3 = postcard::from_bytes(state_part).map_err(state)?;
@@ -488,15 +503,15 @@ pub(crate) fn decode(bytes: &[u8], what: &str) -> Result<LoadedCheckpoint, Error
         )));
     }
     let tables: Vec<(String, Vec<Vec<u8>>)> =
-        postcard::from_bytes(manifest).map_err(|e| corrupt(format!("manifest: {e}")))?;
+        postcard::from_bytes(manifest).map_err(|e| broken("manifest".into(), e.into()))?;
     let mut adds = BTreeMap::new();
     for (table, streams) in tables {
         let mut batches = Vec::with_capacity(streams.len());
         for ipc in streams {
             let reader = StreamReader::try_new(ipc.as_slice(), None)
-                .map_err(|e| corrupt(format!("manifest of {table}: {e}")))?;
+                .map_err(|e| broken(format!("manifest of {table}"), e.into()))?;
             for batch in reader {
-                batches.push(batch.map_err(|e| corrupt(format!("manifest of {table}: {e}")))?);
+                batches.push(batch.map_err(|e| broken(format!("manifest of {table}"), e.into()))?);
             }
         }
         adds.insert(table, batches);
@@ -512,8 +527,8 @@ pub(crate) fn decode(bytes: &[u8], what: &str) -> Result<LoadedCheckpoint, Error
 
 fn to_ipc(batch: &RecordBatch) -> Result<Vec<u8>, Error> {
     let encode = |e: arrow::error::ArrowError| Error::Encode {
-        dataset: "checkpoint manifest",
-        message: e.to_string(),
+        what: "checkpoint manifest".into(),
+        source: e.into(),
     };
     let mut bytes = Vec::new();
     let mut writer = StreamWriter::try_new(&mut bytes, &batch.schema()).map_err(encode)?;

@@ -20,7 +20,7 @@ use parquet::schema::types::ColumnPath;
 use crate::datasets::{Dataset, PartitionKey};
 use crate::delta::Table;
 use crate::store::Store;
-use crate::Error;
+use crate::{BoxError, Error};
 
 /// Columns (of `events/`) whose values are nearly all distinct. Event
 /// times too: a file holds one shard's events of one day and type, and
@@ -108,37 +108,38 @@ pub(crate) fn store_streamed_data_file(
     batches: impl Iterator<Item = Result<RecordBatch, Error>>,
     layout: Layout,
 ) -> Result<DataFile, Error> {
-    let encode_error = |message: String| Error::Encode {
-        dataset: dataset.name(),
-        message,
+    let encode_error = |part: &str, e: BoxError| Error::Encode {
+        what: format!("{} {part}", dataset.name()),
+        source: e,
     };
     let url = context
         .write_dir()
         .join(name)
-        .map_err(|e| encode_error(e.to_string()))?;
+        .map_err(|e| encode_error("file name", e.into()))?;
     let mut stats = FileStatsAccumulator::new(
         context.stats_columns(),
         context.physical_data_schema().as_ref(),
     );
     let mut bytes = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut bytes, schema, Some(writer_properties(layout)))
-        .map_err(|e| encode_error(e.to_string()))?;
+        .map_err(|e| encode_error("file", e.into()))?;
     for batch in batches {
         let batch = batch?;
         writer
             .write(&batch)
-            .map_err(|e| encode_error(e.to_string()))?;
+            .map_err(|e| encode_error("file", e.into()))?;
         stats
             .merge(&batch)
-            .map_err(|e| encode_error(format!("statistics: {e}")))?;
+            .map_err(|e| encode_error("statistics", e.into()))?;
     }
-    writer.close().map_err(|e| encode_error(e.to_string()))?;
+    writer.close().map_err(|e| encode_error("file", e.into()))?;
     let stats = stats
         .finish()
-        .map_err(|e| encode_error(format!("statistics: {e}")))?
-        .ok_or_else(|| encode_error("a data file without rows".into()))?;
+        .map_err(|e| encode_error("statistics", e.into()))?
+        .ok_or_else(|| encode_error("statistics", "a data file without rows".into()))?;
     let size = bytes.len() as u64;
-    let path = ObjectPath::from_url_path(url.path()).map_err(|e| encode_error(e.to_string()))?;
+    let path =
+        ObjectPath::from_url_path(url.path()).map_err(|e| encode_error("file name", e.into()))?;
     store.create_claimed(path, bytes)?;
     let modified = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -146,7 +147,7 @@ pub(crate) fn store_streamed_data_file(
     let meta = DataFileMetadata::new(FileMeta::new(url, modified, size), stats);
     let add = build_add_file_metadata(meta, context)
         .and_then(ArrowEngineData::try_from_engine_data)
-        .map_err(|e| encode_error(format!("add action: {e}")))?
+        .map_err(|e| encode_error("add action", e.into()))?
         .record_batch()
         .clone();
     Ok(DataFile { add, bytes: size })

@@ -224,8 +224,8 @@ fn batch(
     columns: Vec<ArrayRef>,
 ) -> Result<RecordBatch, Error> {
     RecordBatch::try_new(schema, columns).map_err(|e| Error::Encode {
-        dataset: dataset.name(),
-        message: e.to_string(),
+        what: dataset.name().into(),
+        source: e.into(),
     })
 }
 

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use delta_kernel::committer::FileSystemCommitter;
@@ -34,6 +34,7 @@ use delta_kernel_default_engine::DefaultEngine;
 use url::Url;
 
 use crate::datasets::{Dataset, PartitionKey, PartitionValue};
+use crate::retry::CommitRetries;
 use crate::store::Store;
 use crate::Error;
 
@@ -44,12 +45,6 @@ pub(crate) type Engine = DefaultEngine<TokioMultiThreadExecutor>;
 
 /// Written into every commit's `commitInfo.engineInfo`.
 pub(crate) const ENGINE_INFO: &str = concat!("newsflow/", env!("CARGO_PKG_VERSION"));
-
-/// How often a commit is tried again after losing a race to another
-/// commit (of other shards, usually) before the flush fails.
-const MAX_CONFLICTS: u32 = 200;
-/// How often a commit is tried again after a transient store error.
-const MAX_RETRIES: u32 = 5;
 
 /// The application id of `shard` in the tables' transaction ids.
 pub(crate) fn app_id(shard: i32) -> String {
@@ -147,16 +142,16 @@ fn snapshot_at(
             Ok((snapshot, true))
         }
         Err(_) => Err(Error::Delta {
-            context: "reading table log",
-            message: format!("{}: {error}", url),
+            context: format!("reading the log of {url}"),
+            source: error.into(),
         }),
     }
 }
 
 fn kernel(context: &'static str) -> impl Fn(delta_kernel::KernelError) -> Error {
     move |e| Error::Delta {
-        context,
-        message: e.to_string(),
+        context: context.into(),
+        source: e.into(),
     }
 }
 
@@ -301,8 +296,8 @@ impl Table {
                 .read_whole(Some(snapshot.version()))?
                 .get_app_id_version(&app_id(shard), engine)
                 .map_err(|_| Error::Delta {
-                    context: "reading transaction ids",
-                    message: format!("{}: {error}", self.url),
+                    context: format!("reading transaction ids of {}", self.url),
+                    source: error.into(),
                 })?,
         };
         Ok(version.map_or(0, |v| v.max(0) as u64))
@@ -354,7 +349,7 @@ impl Table {
     ) -> Result<CommitReport, Error> {
         let started = Instant::now();
         let mut report = CommitReport::default();
-        let mut transient = 0;
+        let mut retries = CommitRetries::new(&self.url);
         loop {
             let snapshot = self.refresh(engine)?;
             for entry in entries.iter_mut() {
@@ -416,22 +411,10 @@ impl Table {
                         version = conflict.conflict_version(),
                         "lost a commit race; trying again on a fresh snapshot"
                     );
-                    if report.conflicts >= u64::from(MAX_CONFLICTS) {
-                        return Err(Error::Delta {
-                            context: "committing",
-                            message: format!(
-                                "{}: lost {} commit races in a row",
-                                self.url, report.conflicts
-                            ),
-                        });
-                    }
+                    retries.lost_race()?;
                 }
                 CommitResult::Retryable(retry) => {
-                    transient += 1;
-                    if transient >= MAX_RETRIES {
-                        return Err(kernel("committing")(retry.error));
-                    }
-                    std::thread::sleep(Duration::from_millis(100 << transient));
+                    retries.unconfirmed("committing to", retry.error)?
                 }
             }
         }
@@ -464,8 +447,8 @@ impl Table {
             .build(without)
             .and_then(|clean| write(without, &clean))
             .map_err(|_| Error::Delta {
-                context: "writing a log checkpoint",
-                message: format!("{}: {error}", self.url),
+                context: format!("writing a log checkpoint of {}", self.url),
+                source: error.into(),
             })
     }
 
@@ -492,8 +475,8 @@ impl Table {
 fn create(engine: &Engine, dataset: Dataset, url: &Url) -> Result<(), Error> {
     let schema =
         StructType::try_from_arrow(dataset.table_schema().as_ref()).map_err(|e| Error::Delta {
-            context: "creating table",
-            message: e.to_string(),
+            context: "creating table".into(),
+            source: e.into(),
         })?;
     let txn = create_table(url.as_str(), Arc::new(schema), ENGINE_INFO, true)
         .with_data_layout(DataLayout::partitioned(

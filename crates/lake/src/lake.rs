@@ -128,10 +128,11 @@ impl ShardFlush {
 }
 
 /// Why a shard's flush did not become part of the tables.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum FlushError {
     /// Another owner committed for the shard: this writer lost it and must
     /// not write to it again before restoring it from the log.
+    #[error("fenced: {} holds flush {found} of another owner for this shard", table.name())]
     Fenced {
         /// The table that said so.
         table: Dataset,
@@ -140,21 +141,35 @@ pub enum FlushError {
     },
     /// The shard was taken away (revoked or lost) during the flush; nothing
     /// more was written for it.
+    #[error("the shard was taken away during its flush")]
     Abandoned,
-    /// The store failed; the shard restarts from its last commit.
-    Failed(String),
+    /// A step failed; the shard restarts from its last commit. One commit
+    /// serves many shards, so its error is shared.
+    #[error("{step}: {source}")]
+    Failed {
+        /// What the flush was doing.
+        step: String,
+        /// Why it failed.
+        #[source]
+        source: Arc<Error>,
+    },
 }
 
-impl std::fmt::Display for FlushError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl FlushError {
+    fn failed(step: impl Into<String>, source: Error) -> Self {
+        FlushError::Failed {
+            step: step.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    /// Whether flushing the shard again can succeed (see
+    /// [`Error::is_transient`]); a fenced or abandoned shard is restored
+    /// and goes on.
+    pub fn is_transient(&self) -> bool {
         match self {
-            FlushError::Fenced { table, found } => write!(
-                f,
-                "fenced: {} holds flush {found} of another owner for this shard",
-                table.name()
-            ),
-            FlushError::Abandoned => write!(f, "the shard was taken away during its flush"),
-            FlushError::Failed(message) => write!(f, "{message}"),
+            FlushError::Failed { source, .. } => source.is_transient(),
+            FlushError::Fenced { .. } | FlushError::Abandoned => true,
         }
     }
 }
@@ -376,7 +391,7 @@ impl Lake {
             } else {
                 inner
                     .write_shard(&job, observer)
-                    .map_err(|e| FlushError::Failed(e.to_string()))
+                    .map_err(|e| FlushError::failed("writing its files", e))
             };
             (Written::of(&job.checkpoint), result)
         });
@@ -406,7 +421,7 @@ impl Lake {
             let result = match failed.remove(&job.shard) {
                 Some(e) => Err(e),
                 None => shard_files::claim(&inner.store, job.shard, job.seq + 1)
-                    .map_err(|e| FlushError::Failed(format!("claiming the next flush: {e}"))),
+                    .map_err(|e| FlushError::failed("claiming the next flush", e)),
             };
             outcomes.push(job.outcome(result));
         }
@@ -564,9 +579,14 @@ impl Inner {
                 }
             }
             Err(e) => {
-                let message = format!("committing to {}: {e}", table.dataset.name());
+                let step = format!("committing to {}", table.dataset.name());
+                let source = Arc::new(e);
                 for entry in &entries {
-                    failed.insert(entry.shard, FlushError::Failed(message.clone()));
+                    let error = FlushError::Failed {
+                        step: step.clone(),
+                        source: Arc::clone(&source),
+                    };
+                    failed.insert(entry.shard, error);
                 }
             }
         }

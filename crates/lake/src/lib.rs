@@ -30,6 +30,7 @@ mod location;
 mod log_fallback;
 mod maintenance;
 mod observed;
+mod retry;
 mod shard_files;
 mod store;
 
@@ -57,22 +58,34 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The object store failed.
-    #[error("lake: {op} {path}: {message}")]
+    #[error("lake: {op} {path}: {source}")]
     Store {
         /// What we tried.
         op: &'static str,
         /// The object it was about.
         path: String,
         /// What the store said.
-        message: String,
+        #[source]
+        source: object_store::Error,
     },
     /// The Delta kernel refused or failed.
-    #[error("lake: {context}: {message}")]
+    #[error("lake: {context}: {source}")]
     Delta {
-        /// What we were doing.
-        context: &'static str,
-        /// What the kernel said.
-        message: String,
+        /// What we were doing (and on which table).
+        context: String,
+        /// What the kernel said (a `delta_kernel::Error`, or what we found
+        /// wrong in its answer).
+        #[source]
+        source: BoxError,
+    },
+    /// Other writers won the race for a table's next version this many
+    /// times in a row.
+    #[error("lake: {table}: lost {races} commit races in a row")]
+    LostRaces {
+        /// The table.
+        table: String,
+        /// Races lost.
+        races: u32,
     },
     /// A setting is unusable; `key` names it.
     #[error("{key}: {message}")]
@@ -82,21 +95,43 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
-    /// Arrow or Parquet encoding failed.
-    #[error("lake: encoding {dataset}: {message}")]
+    /// A setting was refused by the library it configures; `key` names it.
+    #[error("{key}: {source}")]
+    Setting {
+        /// The configuration key.
+        key: String,
+        /// The library's error.
+        #[source]
+        source: BoxError,
+    },
+    /// Arrow, Parquet or postcard encoding failed.
+    #[error("lake: encoding {what}: {source}")]
     Encode {
         /// What was being encoded.
-        dataset: &'static str,
-        /// The encoder's message.
-        message: String,
+        what: String,
+        /// The encoder's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A data file of the lake cannot be read back.
+    #[error("lake: {path} cannot be read: {source}")]
+    Decode {
+        /// The file, below its table.
+        path: String,
+        /// The decoder's error.
+        #[source]
+        source: BoxError,
     },
     /// A checkpoint exists but cannot be read back.
-    #[error("lake: checkpoint {path} is unreadable: {message}")]
+    #[error("lake: checkpoint {path} is unreadable: {message}{}", caused(.source))]
     CorruptCheckpoint {
         /// The checkpoint's path below the root.
         path: String,
-        /// What the decoder said.
+        /// What is wrong with it.
         message: String,
+        /// The decoder's error, if one said so.
+        #[source]
+        source: Option<BoxError>,
     },
     /// A checkpoint was written by a newer release, in a format this one
     /// does not read: the shard waits for a worker of that release (a
@@ -117,15 +152,57 @@ pub enum Error {
     },
     /// A cold segment (articles that left memory) exists but cannot be
     /// read back.
-    #[error("lake: cold segment {path} is unreadable: {message}")]
+    #[error("lake: cold segment {path} is unreadable: {source}")]
     CorruptColdSegment {
         /// The segment's path below the root.
         path: String,
         /// What the decoder said.
-        message: String,
+        #[source]
+        source: serde_json::Error,
     },
     /// The tables and the shard files disagree in a way the protocol rules
     /// out (another writer is active, or files were edited by hand).
     #[error("lake: {0}")]
     Inconsistent(String),
+}
+
+/// Any error, boxed: the source of an error whose cause may be of several
+/// types (Arrow, Parquet, postcard).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `": <cause>"`, or nothing: an optional cause in a message.
+fn caused(source: &Option<BoxError>) -> String {
+    source
+        .as_ref()
+        .map(|e| format!(": {e}"))
+        .unwrap_or_default()
+}
+
+impl Error {
+    /// Whether the same work can succeed when tried again: the store, the
+    /// network or the file system failed, or other writers won a race.
+    /// The rest is permanent until someone acts: a damaged or newer
+    /// checkpoint or segment, a bad setting, an encoder's refusal, logs
+    /// that contradict the shard files. The worker retries transient
+    /// failures with a back-off (not ready meanwhile) and stops on
+    /// permanent ones, naming them, instead of retrying them forever.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Io { .. } | Error::Store { .. } | Error::LostRaces { .. } => true,
+            // The kernel reads and writes through the store; what it
+            // refuses on its own (a protocol it does not support) shows at
+            // start-up, not in the middle of a run.
+            Error::Delta { .. } => true,
+            // Another worker active on the same shard: the group settles
+            // it, and the restore after that finds a consistent lake.
+            Error::Inconsistent(_) => true,
+            Error::Config { .. }
+            | Error::Setting { .. }
+            | Error::Encode { .. }
+            | Error::Decode { .. }
+            | Error::CorruptCheckpoint { .. }
+            | Error::NewerCheckpoint { .. }
+            | Error::CorruptColdSegment { .. } => false,
+        }
+    }
 }

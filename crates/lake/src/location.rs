@@ -73,15 +73,15 @@ where
     for (key, value) in options {
         let parsed: K = key
             .parse()
-            .map_err(|e: object_store::Error| Error::Config {
+            .map_err(|e: object_store::Error| Error::Setting {
                 key: format!("output.storage.{key}"),
-                message: e.to_string(),
+                source: e.into(),
             })?;
         builder = with_config(builder, parsed, value);
     }
-    finish(builder).map_err(|e| Error::Config {
+    finish(builder).map_err(|e| Error::Setting {
         key: "output.uri".into(),
-        message: e.to_string(),
+        source: e.into(),
     })
 }
 
@@ -113,8 +113,10 @@ impl Location {
                 })?
             }
             Some(_) => {
-                let mut url = Url::parse(uri)
-                    .map_err(|e| invalid("output.uri".into(), format!("`{uri}`: {e}")))?;
+                let mut url = Url::parse(uri).map_err(|e| Error::Setting {
+                    key: "output.uri".into(),
+                    source: e.into(),
+                })?;
                 if !url.path().ends_with('/') {
                     let path = format!("{}/", url.path());
                     url.set_path(&path);

@@ -89,6 +89,7 @@ fn is_the_one(head: &Head, shard: i32, seq: u64, relative: &str) -> Result<(), E
     if head.shard != shard || head.seq != seq {
         return Err(Error::CorruptCheckpoint {
             path: relative.to_string(),
+            source: None,
             message: format!(
                 "it holds shard {} flush {} where shard {shard} flush {seq} was expected",
                 head.shard, head.seq
@@ -148,7 +149,8 @@ pub(crate) fn load_state(
             .apply_patch(patch)
             .map_err(|e| Error::CorruptCheckpoint {
                 path: checkpoint_path(shard, seq),
-                message: e.to_string(),
+                message: "its changes do not fit the state before them".into(),
+                source: Some(e.into()),
             })?;
     }
     state.mark_saved();
@@ -166,8 +168,8 @@ pub(crate) fn write_cold_segment(
     let map: BTreeMap<&str, &ColdArticle> =
         articles.iter().map(|(id, a)| (id.as_str(), a)).collect();
     let bytes = serde_json::to_vec(&map).map_err(|e| Error::Encode {
-        dataset: "cold segment",
-        message: e.to_string(),
+        what: "cold segment".into(),
+        source: e.into(),
     })?;
     store.create_claimed(store.path(&cold_path(shard, seq)), bytes)
 }
@@ -182,6 +184,6 @@ pub(crate) fn load_cold_segment(
     let bytes = store.get(store.path(&relative))?;
     serde_json::from_slice(&bytes).map_err(|e| Error::CorruptColdSegment {
         path: relative,
-        message: e.to_string(),
+        source: e,
     })
 }

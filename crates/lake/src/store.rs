@@ -59,7 +59,7 @@ impl Store {
             Err(e) => Err(CreateError::Store(Error::Store {
                 op: "writing",
                 path: shown,
-                message: e.to_string(),
+                source: e,
             })),
         }
     }
@@ -104,7 +104,7 @@ impl Store {
         result.map(|b| b.to_vec()).map_err(|e| Error::Store {
             op: "reading",
             path: shown,
-            message: e.to_string(),
+            source: e,
         })
     }
 
@@ -119,7 +119,7 @@ impl Store {
             .map_err(|e| Error::Store {
                 op: "listing",
                 path: shown,
-                message: e.to_string(),
+                source: e,
             })?;
         let names = listing
             .objects
@@ -139,7 +139,7 @@ impl Store {
             .map_err(|e| Error::Store {
                 op: "listing",
                 path: shown,
-                message: e.to_string(),
+                source: e,
             })
     }
 
@@ -155,7 +155,7 @@ impl Store {
             Err(e) => Err(Error::Store {
                 op: "deleting",
                 path: shown,
-                message: e.to_string(),
+                source: e,
             }),
         }
     }

@@ -85,17 +85,25 @@ fn record_failures(step: &str, failures: &[TableFailure], report: &mut Vec<Value
     for failure in failures {
         let error = with_causes(&failure.error);
         tracing::error!(table = failure.table, step, %error, "upkeep of a table failed; the other tables go on");
-        report.push(json!({ "table": failure.table, "step": step, "error": error }));
+        let transient = failure.error.is_transient();
+        report.push(
+            json!({ "table": failure.table, "step": step, "error": error, "transient": transient }),
+        );
     }
 }
 
-/// An error with every cause below it, as one line.
+/// An error with every cause below it, as one line. Our errors show their
+/// direct cause in their own text already; a cause is added only where
+/// the text does not hold it yet.
 fn with_causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(e) = cause {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
+        let shown = e.to_string();
+        if !text.contains(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
         cause = e.source();
     }
     text

@@ -42,7 +42,7 @@ pub struct Flushed {
 #[derive(Default)]
 pub(super) struct Settled {
     pub(super) offsets: BTreeMap<(EventTopic, i32), i64>,
-    failure: Option<Failure>,
+    pub(super) failure: Option<Failure>,
     completed: bool,
 }
 
@@ -198,7 +198,7 @@ impl Worker {
     fn cut(&mut self, now: Micros, close_all: bool, only: Option<&BTreeSet<i32>>) -> Vec<ShardJob> {
         let restore_failure = self.retry_restores();
         if let Err(e) = self.dead_letters.make_durable() {
-            let failure = Failure::DeadLetters(format!("{e:#}"));
+            let failure = Failure::DeadLetters(e.into());
             self.metrics.flush_failed(failure.stage(), &failure);
             let concerned: Vec<i32> = self
                 .shards()
@@ -267,10 +267,14 @@ impl Worker {
                     self.unrestored.insert(shard);
                 }
                 Err(e) => {
-                    let failure = Failure::Output(format!("shard {shard}: {e:#}"));
+                    let failure = Failure::Output { shard, source: e };
                     self.metrics.flush_failed(failure.stage(), &failure);
-                    settled.failure.get_or_insert(failure);
-                    self.reset_all([shard]);
+                    if failure.is_transient() {
+                        settled.failure.get_or_insert(failure);
+                        self.reset_all([shard]);
+                    } else {
+                        self.fail(failure);
+                    }
                 }
             }
         }
@@ -337,10 +341,7 @@ fn cut_slot(
         &mut slot.state,
         &mut slot.chain,
     )
-    .map_err(|e| Failure::Checkpoint {
-        shard,
-        reason: format!("{e:#}"),
-    })?;
+    .map_err(|e| Failure::Checkpoint { shard, source: e })?;
     slot.dirty = false;
     Ok(Some(ShardJob {
         flush: ShardFlush {

@@ -145,20 +145,36 @@ impl Worker {
                     self.slots.insert(shard, slot);
                 }
                 Err(failure) => {
-                    tracing::error!(shard, error = %failure, "cannot restore shard; stopping");
-                    self.fatal = Some(failure);
+                    if failure.is_transient() {
+                        tracing::error!(shard, error = %failure, "cannot restore shard yet; will retry");
+                        self.unrestored.insert(shard);
+                    }
+                    self.fail(failure);
                 }
             }
         }
         self.metrics.partitions_assigned(self.slots.len());
     }
 
+    /// Steers by the class of a failure: a permanent one stops the worker
+    /// (the run loop exits with it and its causes: retrying would only
+    /// hide it); a transient one is reported at the next settle (`/readyz`
+    /// red, partitions paused for a back-off) and the work retried.
+    fn fail(&mut self, failure: Failure) {
+        if failure.is_transient() {
+            self.settled.failure.get_or_insert(failure);
+        } else {
+            tracing::error!(error = %failure, "permanent failure; stopping the worker");
+            self.fatal.get_or_insert(failure);
+        }
+    }
+
     fn restore(&self, shard: i32) -> Result<Slot, Failure> {
         let rules = self.settings.counting_rules();
-        let restored = self.lake.restore(shard).map_err(|e| Failure::Restore {
-            shard,
-            reason: format!("{e:#}"),
-        })?;
+        let restored = self
+            .lake
+            .restore(shard)
+            .map_err(|e| Failure::Restore { shard, source: e })?;
         let (state, next) = match restored.checkpoint {
             Some(cp) => {
                 let mut state = cp.state;
@@ -257,11 +273,8 @@ impl Worker {
             }
         }
         for shard in std::mem::take(&mut self.unrestored) {
-            match self.reset(shard) {
-                Ok(()) => tracing::info!(shard, "shard restored after an output failure"),
-                Err(failure) => {
-                    remaining.get_or_insert(failure);
-                }
+            if let Some(failure) = self.reset(shard) {
+                remaining.get_or_insert(failure);
             }
         }
         remaining
@@ -271,19 +284,25 @@ impl Worker {
     /// from its checkpoint; the consumer is moved back to the checkpoint's
     /// offsets by [`Worker::rewind`]. A restore that fails too (the output is
     /// still broken) leaves the shard in `unrestored`, retried before the
-    /// next flush; the failure is logged here and returned.
-    fn reset(&mut self, shard: i32) -> Result<(), Failure> {
+    /// next flush; the failure is logged here and returned. One that
+    /// cannot succeed (permanent) stops the worker instead.
+    fn reset(&mut self, shard: i32) -> Option<Failure> {
         match self.restore(shard) {
             Ok(slot) => {
                 self.slots.insert(shard, slot);
                 self.to_rewind.insert(shard);
-                Ok(())
+                tracing::info!(shard, "shard restored from its checkpoint");
+                None
             }
             Err(failure) => {
-                tracing::error!(shard, error = %failure, "cannot restore shard yet; will retry");
                 self.slots.remove(&shard);
+                if !failure.is_transient() {
+                    self.fail(failure);
+                    return None;
+                }
+                tracing::error!(shard, error = %failure, "cannot restore shard yet; will retry");
                 self.unrestored.insert(shard);
-                Err(failure)
+                Some(failure)
             }
         }
     }
@@ -293,7 +312,7 @@ impl Worker {
     /// failure that caused the reset is what gets reported.
     fn reset_all(&mut self, shards: impl IntoIterator<Item = i32>) {
         for shard in shards {
-            if let Err(failure) = self.reset(shard) {
+            if let Some(failure) = self.reset(shard) {
                 tracing::debug!(shard, error = %failure, "reset deferred to the next flush");
             }
         }

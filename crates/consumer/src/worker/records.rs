@@ -96,7 +96,12 @@ impl Worker {
             }
             let slot = self.slots.get_mut(&shard).expect("checked above");
             if let Err(failure) = rehydrate(&self.lake, shard, slot, segment, &event.article_id) {
-                self.fatal = Some(failure);
+                // Transient: the shard starts again from its checkpoint and
+                // reads this record again after the back-off.
+                if failure.is_transient() {
+                    self.reset_all([shard]);
+                }
+                self.fail(failure);
                 return false;
             }
             applied = slot.state.apply(&event);
@@ -308,7 +313,7 @@ fn rehydrate(
                 .map_err(|e| Failure::ColdSegment {
                     shard,
                     segment,
-                    reason: format!("{e:#}"),
+                    source: e,
                 })?;
         slot.cold_cache = Some((segment, articles));
     }

@@ -11,7 +11,7 @@
 //! to a swap retries as it does against any commit.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use arrow::compute::{concat, interleave_record_batch, lexsort_to_indices, SortColumn};
@@ -27,14 +27,9 @@ use crate::data_files::{store_streamed_data_file, Layout, COMPACTED_ROW_GROUP_RO
 use crate::datasets::Dataset;
 use crate::delta::{Engine, Table, ENGINE_INFO};
 use crate::failpoint::Failpoint;
+use crate::retry::CommitRetries;
 use crate::store::Store;
-use crate::Error;
-
-/// How often a swap is rebuilt after losing a race before it is given up
-/// (the workers commit every few seconds; a swap only needs a gap).
-const MAX_CONFLICTS: u32 = 100;
-/// How often a swap is tried again after a transient store error.
-const MAX_RETRIES: u32 = 5;
+use crate::{BoxError, Error};
 
 /// What compaction did to one table.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -223,33 +218,31 @@ fn decoded_bytes(batches: &[RecordBatch]) -> u64 {
 /// Reads one data file of `table`, decoded.
 fn read_file(store: &Store, table: &Table, file: &LiveFile) -> Result<Vec<RecordBatch>, Error> {
     let dataset = table.dataset;
-    let decode_error = |message: String| Error::Encode {
-        dataset: dataset.name(),
-        message: format!("reading {} to compact it: {message}", file.path),
+    let decode_error = |e: BoxError| Error::Decode {
+        path: format!("{}/{}", dataset.name(), file.path),
+        source: e,
     };
     let schema = dataset.file_schema();
     let url = table
         .url
         .join(&file.path)
-        .map_err(|e| decode_error(e.to_string()))?;
-    let object = ObjectPath::from_url_path(url.path()).map_err(|e| decode_error(e.to_string()))?;
+        .map_err(|e| decode_error(e.into()))?;
+    let object = ObjectPath::from_url_path(url.path()).map_err(|e| decode_error(e.into()))?;
     let bytes = Bytes::from(store.get(object)?);
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .and_then(|builder| builder.with_batch_size(64 * 1024).build())
-        .map_err(|e| decode_error(e.to_string()))?;
+        .map_err(|e| decode_error(e.into()))?;
     let mut batches = Vec::new();
     for batch in reader {
-        let batch = batch.map_err(|e| decode_error(e.to_string()))?;
+        let batch = batch.map_err(|e| decode_error(e.into()))?;
         if batch.schema().fields() != schema.fields() {
-            return Err(decode_error(format!(
-                "its columns are not the table's: {:?}",
-                batch.schema()
-            )));
+            let found = format!("its columns are not the table's: {:?}", batch.schema());
+            return Err(decode_error(found.into()));
         }
         // The table's own schema (the file's may differ in metadata only).
         batches.push(
             RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
-                .map_err(|e| decode_error(e.to_string()))?,
+                .map_err(|e| decode_error(e.into()))?,
         );
     }
     Ok(batches)
@@ -261,8 +254,8 @@ fn read_file(store: &Store, table: &Table, file: &LiveFile) -> Result<Vec<Record
 /// slice, when they are written.
 fn article_order(dataset: Dataset, inputs: &[RecordBatch]) -> Result<Vec<(usize, usize)>, Error> {
     let sort_error = |e: arrow::error::ArrowError| Error::Encode {
-        dataset: dataset.name(),
-        message: format!("sorting rows to compact them: {e}"),
+        what: format!("{} rows sorted to compact them", dataset.name()),
+        source: e.into(),
     };
     let key = |name: &str| -> Result<arrow::array::ArrayRef, Error> {
         let columns: Vec<&dyn arrow::array::Array> = inputs
@@ -314,8 +307,8 @@ fn sorted_slices<'a>(
     let refs: Vec<&RecordBatch> = inputs.iter().collect();
     order.chunks(COMPACTED_ROW_GROUP_ROWS).map(move |chunk| {
         interleave_record_batch(&refs, chunk).map_err(|e| Error::Encode {
-            dataset: dataset.name(),
-            message: format!("gathering sorted rows: {e}"),
+            what: format!("{} sorted rows gathered", dataset.name()),
+            source: e.into(),
         })
     })
 }
@@ -333,8 +326,8 @@ fn order_within_article(dataset: Dataset) -> &'static str {
 /// writes it.
 fn relative_path(table: &Table, folder: &url::Url, name: &str) -> Result<String, Error> {
     let full = folder.join(name).map_err(|e| Error::Encode {
-        dataset: table.dataset.name(),
-        message: e.to_string(),
+        what: format!("the name of a compacted {} file", table.dataset.name()),
+        source: e.into(),
     })?;
     full.as_str()
         .strip_prefix(table.url.as_str())
@@ -352,8 +345,7 @@ fn swap(
     mut rewrites: Vec<Rewrite>,
     report: &mut TableCompaction,
 ) -> Result<Vec<Rewrite>, Error> {
-    let mut conflicts = 0;
-    let mut transient = 0;
+    let mut retries = CommitRetries::new(&table.url);
     // After an attempt whose outcome is unknown (a store error), a new
     // file found in the log means that attempt landed.
     let mut landed = Vec::new();
@@ -404,8 +396,8 @@ fn swap(
             .update_table(UpdateTableOperation::Optimize, ENGINE_INFO, false)
             .build(engine, Box::new(FileSystemCommitter::new()))
             .map_err(|e| Error::Delta {
-                context: "starting a compaction commit",
-                message: e.to_string(),
+                context: "starting a compaction commit".into(),
+                source: e.into(),
             })?;
         for remove in removes {
             txn.remove_files(remove);
@@ -414,8 +406,8 @@ fn swap(
             txn.add_files(Box::new(ArrowEngineData::new(rewrite.add.clone())));
         }
         let result = txn.commit(engine).map_err(|e| Error::Delta {
-            context: "committing a compaction",
-            message: e.to_string(),
+            context: "committing a compaction".into(),
+            source: e.into(),
         })?;
         match result {
             CommitResult::Committed(_) => {
@@ -424,29 +416,18 @@ fn swap(
                 return Ok(landed);
             }
             CommitResult::Conflicted(_) => {
-                conflicts += 1;
                 report.conflicts += 1;
-                if conflicts >= MAX_CONFLICTS {
+                if let Err(gave_up) = retries.lost_race() {
                     for rewrite in &rewrites {
                         delete_new_file(store, table, &rewrite.path);
                     }
-                    return Err(Error::Delta {
-                        context: "committing a compaction",
-                        message: format!("{}: lost {conflicts} commit races in a row", table.url),
-                    });
+                    return Err(gave_up);
                 }
             }
+            // Once the attempts are spent the commit may still have
+            // landed: the new files stay for vacuum to judge.
             CommitResult::Retryable(retry) => {
-                transient += 1;
-                if transient >= MAX_RETRIES {
-                    // The commit may have landed: the new files stay for
-                    // vacuum to judge.
-                    return Err(Error::Delta {
-                        context: "committing a compaction",
-                        message: retry.error.to_string(),
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(100 << transient));
+                retries.unconfirmed("committing a compaction of", retry.error)?
             }
         }
     }

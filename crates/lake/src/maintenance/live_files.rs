@@ -25,8 +25,8 @@ pub(crate) struct LiveFile {
 
 fn kernel(context: &'static str) -> impl Fn(delta_kernel::KernelError) -> Error {
     move |e| Error::Delta {
-        context,
-        message: e.to_string(),
+        context: context.into(),
+        source: e.into(),
     }
 }
 
@@ -87,16 +87,16 @@ pub(crate) fn file_rows(engine: &Engine, snapshot: &SnapshotRef) -> Result<FileR
             .any_ref()
             .downcast_ref::<ArrowEngineData>()
             .ok_or_else(|| Error::Delta {
-                context: "reading the file list",
-                message: "the engine returned scan files that are not Arrow data".into(),
+                context: "reading the file list".into(),
+                source: "the engine returned scan files that are not Arrow data".into(),
             })?
             .record_batch();
         let path_column = batch
             .column_by_name("path")
             .and_then(|c| c.as_any().downcast_ref::<StringArray>())
             .ok_or_else(|| Error::Delta {
-                context: "reading the file list",
-                message: "scan files without a string `path` column".into(),
+                context: "reading the file list".into(),
+                source: "scan files without a string `path` column".into(),
             })?;
         // A selection vector shorter than the data selects the rest.
         let paths = (0..batch.num_rows())
