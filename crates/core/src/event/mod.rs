@@ -292,27 +292,8 @@ fn decode_general(text: &str) -> Result<Event<'static>, Rejection> {
     }
     let wire = parse_wire(text)?;
 
-    let version = required(wire.schema_version, "schema_version")?;
-    match serde_json::from_str::<i64>(version.get()) {
-        Ok(SCHEMA_VERSION) => {}
-        Ok(other) => {
-            return Err(Rejection::new(
-                RejectReason::UnsupportedSchemaVersion,
-                format!(
-                    "schema_version {other} is not supported (this build reads {SCHEMA_VERSION})"
-                ),
-            ))
-        }
-        Err(_) => return Err(wrong_type("schema_version", "an integer", version)),
-    }
-
-    let type_name = required_string(wire.event_type, "event_type")?;
-    let event_type = EventType::parse(&type_name).ok_or_else(|| {
-        Rejection::new(
-            RejectReason::UnknownEventType,
-            format!("event_type `{}` is not one of article_published, source_confirmed, social_comment, forum_post", truncate(&type_name)),
-        )
-    })?;
+    check_schema_version(&wire)?;
+    let event_type = event_type_of(&wire)?;
 
     let event_id = required_string(wire.event_id, "event_id")?;
     let chars = event_id.chars().count();
@@ -326,6 +307,46 @@ fn decode_general(text: &str) -> Result<Event<'static>, Rejection> {
     let article_id = required_string(wire.article_id, "article_id")?;
     check_article_id(&article_id)?;
 
+    let occurred_at = occurred_at_of(&wire)?;
+    let body = body(event_type, &wire)?;
+
+    Ok(Event {
+        event_id: event_id.into(),
+        article_id: article_id.into(),
+        occurred_at,
+        body,
+    })
+}
+
+fn check_schema_version(wire: &Wire<'_>) -> Result<(), Rejection> {
+    let version = required(wire.schema_version, "schema_version")?;
+    match serde_json::from_str::<i64>(version.get()) {
+        Ok(SCHEMA_VERSION) => Ok(()),
+        Ok(other) => Err(Rejection::new(
+            RejectReason::UnsupportedSchemaVersion,
+            format!("schema_version {other} is not supported (this build reads {SCHEMA_VERSION})"),
+        )),
+        Err(_) => Err(wrong_type("schema_version", "an integer", version)),
+    }
+}
+
+/// The event type, one of the list in `counted.rs`.
+fn event_type_of(wire: &Wire<'_>) -> Result<EventType, Rejection> {
+    let type_name = required_string(wire.event_type, "event_type")?;
+    EventType::parse(&type_name).ok_or_else(|| {
+        let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        Rejection::new(
+            RejectReason::UnknownEventType,
+            format!(
+                "event_type `{}` is not one of {}",
+                truncate(&type_name),
+                known.join(", ")
+            ),
+        )
+    })
+}
+
+fn occurred_at_of(wire: &Wire<'_>) -> Result<Micros, Rejection> {
     let occurred_text = required_string(wire.occurred_at, "occurred_at")?;
     let occurred_at = time::parse_rfc3339(&occurred_text).map_err(|e| {
         Rejection::new(
@@ -342,15 +363,7 @@ fn decode_general(text: &str) -> Result<Event<'static>, Rejection> {
             ),
         ));
     }
-
-    let body = body(event_type, &wire)?;
-
-    Ok(Event {
-        event_id: event_id.into(),
-        article_id: article_id.into(),
-        occurred_at,
-        body,
-    })
+    Ok(occurred_at)
 }
 
 /// The fields of one event type, each checked by name.

@@ -179,55 +179,22 @@ impl Shard {
     /// snapshot is; after an error the shard is half changed and must be
     /// dropped.
     pub fn apply_patch(&mut self, patch: ShardPatch) -> Result<(), PatchError> {
-        let err = |message: String| Err(PatchError(message));
         let held = self.sources.names().len() as u64;
         if patch.sources_from != held {
-            return err(format!(
+            return Err(PatchError(format!(
                 "it adds source names after {}, and the state holds {held}",
                 patch.sources_from
-            ));
+            )));
         }
         for name in patch.new_sources {
             if !self.sources.push_new(name) {
-                return err("it adds a source name twice".into());
+                return Err(PatchError("it adds a source name twice".into()));
             }
         }
-        let sources = self.sources.names().len();
-        let slot_count = self.articles.all_slots().len() as u64;
-        if patch.slot_count < slot_count {
-            return err(format!(
-                "it has {} article slots, fewer than the {slot_count} held",
-                patch.slot_count
-            ));
-        }
-        let mut articles = Vec::with_capacity(patch.articles.len());
-        for (slot, record) in patch.articles {
-            if u64::from(slot) >= patch.slot_count {
-                return err(format!("article slot {slot} is beyond the slots it holds"));
-            }
-            match record.into_article(sources) {
-                Ok(article) => articles.push((slot, article)),
-                Err(e) => return err(format!("article slot {slot}: {e}")),
-            }
-        }
-        for (slot, article) in articles {
-            self.articles.overwrite(slot, article);
-        }
-        self.articles.settle();
-        if self.articles.all_slots().len() as u64 != patch.slot_count {
-            return err(format!(
-                "it leaves {} article slots where it should hold {}",
-                self.articles.all_slots().len(),
-                patch.slot_count
-            ));
-        }
-        let open_windows = match windows_from_record(patch.open_windows) {
-            Ok(windows) => windows,
-            Err(e) => return err(e),
-        };
-        if let Err(e) = check_windows(&open_windows, &self.articles) {
-            return err(e);
-        }
+        self.overwrite_slots(patch.slot_count, patch.articles)
+            .map_err(PatchError)?;
+        let open_windows = windows_from_record(patch.open_windows).map_err(PatchError)?;
+        check_windows(&open_windows, &self.articles).map_err(PatchError)?;
         for change in patch.fingerprints {
             match change {
                 FingerprintChange::Insert(key, tag) => {
@@ -258,6 +225,43 @@ impl Shard {
             .filter(|(_, a)| a.changed)
             .map(|(slot, _)| slot)
             .collect();
+        Ok(())
+    }
+
+    /// Puts a patch's article slots in place, checked, leaving
+    /// `slot_count` slots.
+    fn overwrite_slots(
+        &mut self,
+        slot_count: u64,
+        records: Vec<(u32, ArticleRecord)>,
+    ) -> Result<(), String> {
+        let sources = self.sources.names().len();
+        let held = self.articles.all_slots().len() as u64;
+        if slot_count < held {
+            return Err(format!(
+                "it has {slot_count} article slots, fewer than the {held} held"
+            ));
+        }
+        let mut articles = Vec::with_capacity(records.len());
+        for (slot, record) in records {
+            if u64::from(slot) >= slot_count {
+                return Err(format!("article slot {slot} is beyond the slots it holds"));
+            }
+            let article = record
+                .into_article(sources)
+                .map_err(|e| format!("article slot {slot}: {e}"))?;
+            articles.push((slot, article));
+        }
+        for (slot, article) in articles {
+            self.articles.overwrite(slot, article);
+        }
+        self.articles.settle();
+        let now = self.articles.all_slots().len() as u64;
+        if now != slot_count {
+            return Err(format!(
+                "it leaves {now} article slots where it should hold {slot_count}"
+            ));
+        }
         Ok(())
     }
 }

@@ -23,7 +23,7 @@ use std::hash::BuildHasherDefault;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::counted::{Distinct, PerCounter};
+use crate::counted::{Counter, Distinct, PerCounter};
 use crate::event::{Event, EventBody, EventType};
 use crate::rows::{EngagementRow, TotalsRow};
 use crate::time::{window_start, Micros};
@@ -325,6 +325,28 @@ impl Shard {
         }
 
         self.note_slot(slot);
+        let counted = self.count(slot, event);
+        if let Some(counter) = counted {
+            let start = window_start(event.occurred_at, self.rules.window_size);
+            let open = self
+                .open_windows
+                .entry(start)
+                .or_default()
+                .entry(slot)
+                .or_default();
+            open[counter] = open[counter].saturating_add(1);
+        }
+        let t = event.occurred_at;
+        self.max_event_time = Some(self.max_event_time.map_or(t, |m| m.max(t)));
+        Applied::Counted
+    }
+
+    /// Applies a first delivery to the article in `slot`: its event times,
+    /// its title, and the counter its type feeds (the list in
+    /// `counted.rs`); returns that counter if the event added to it (a
+    /// source already known adds nothing).
+    fn count(&mut self, slot: u32, event: &Event) -> Option<Counter> {
+        let t = event.occurred_at;
         let article = self.articles.get_mut(slot);
         if article.first_event_at == NO_TIME {
             (article.first_event_at, article.last_event_at) = (t, t);
@@ -338,37 +360,22 @@ impl Shard {
                 article.title_at = t;
             }
         }
-        let counted =
-            event
-                .event_type()
-                .spec()
-                .counter
-                .filter(|counter| match counter.spec().distinct {
-                    Distinct::SourceId => {
-                        let source = event.body.source_id().expect("a type counted by source");
-                        article.add_source(self.sources.number(source))
-                    }
-                    Distinct::EventId => {
-                        article.add_one(*counter);
-                        true
-                    }
-                });
+        let counter = event.event_type().spec().counter;
+        let counted = counter.filter(|counter| match counter.spec().distinct {
+            Distinct::SourceId => {
+                let source = event.body.source_id().expect("a type counted by source");
+                article.add_source(self.sources.number(source))
+            }
+            Distinct::EventId => {
+                article.add_one(*counter);
+                true
+            }
+        });
         if !article.changed {
             article.changed = true;
             self.changed.push(slot);
         }
-        if let Some(counter) = counted {
-            let start = window_start(t, self.rules.window_size);
-            let open = self
-                .open_windows
-                .entry(start)
-                .or_default()
-                .entry(slot)
-                .or_default();
-            open[counter] = open[counter].saturating_add(1);
-        }
-        self.max_event_time = Some(self.max_event_time.map_or(t, |m| m.max(t)));
-        Applied::Counted
+        counted
     }
 
     /// Takes the rows to write: a totals row for every article that changed

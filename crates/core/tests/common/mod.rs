@@ -1,5 +1,7 @@
 //! Helpers shared by the core's integration tests.
 
+pub mod events;
+
 use newsflow_core::time::{DAY, SECOND};
 use newsflow_core::{CountingRules, DecodeLimits, SplitMix64};
 
