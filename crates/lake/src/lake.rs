@@ -29,11 +29,14 @@ use std::time::Instant;
 
 use newsflow_core::ColdArticle;
 
-use crate::checkpoint::{Checkpoint, CheckpointChain, EncodedCheckpoint, Manifest};
+use crate::checkpoint::{
+    Checkpoint, CheckpointChain, EncodedCheckpoint, LoadedCheckpoint, Manifest,
+};
 use crate::data_files::write_data_file;
-use crate::datasets::{partition_batches, Dataset, FlushBatch, WriteStats};
+use crate::datasets::{partition_batches, Dataset, WriteStats};
 use crate::delta::{CommitEntry, Engine, Engines, EntryStatus, Table};
 use crate::failpoint::Failpoint;
+use crate::flush::{FlushError, FlushObserver, Restored, ShardFlush, ShardOutcome};
 use crate::location::Location;
 use crate::shard_files;
 use crate::store::Store;
@@ -88,120 +91,6 @@ impl std::fmt::Debug for Lake {
             .field("root", &self.inner.store.location.display())
             .finish()
     }
-}
-
-/// Where a shard resumes, as the tables' logs say.
-#[derive(Debug)]
-pub struct Restored {
-    /// The checkpoint of the shard's last committed flush, if it has one,
-    /// with the whole state (rebuilt from the checkpoints before it if it
-    /// holds only changes), taken as saved (see `Shard::mark_saved`).
-    pub checkpoint: Option<Checkpoint>,
-    /// Where the shard's checkpoints stand, for the next one.
-    pub chain: CheckpointChain,
-    /// That flush's sequence number (0 for none).
-    pub committed: u64,
-    /// The sequence number claimed for the shard's next flush.
-    pub next_seq: u64,
-    /// Tables a restore had to finish the last flush in (a crash between
-    /// two commits), for the log.
-    pub rolled_forward: usize,
-}
-
-/// One shard's part of a flush, cut on the run loop.
-#[derive(Debug)]
-pub struct ShardFlush {
-    /// The state part of the checkpoint; it also names the shard, the
-    /// claimed sequence number and the flush before it.
-    pub checkpoint: EncodedCheckpoint,
-    /// The rows to write.
-    pub batch: FlushBatch,
-    /// Articles that left memory in this flush.
-    pub evicted: Vec<(String, ColdArticle)>,
-}
-
-impl ShardFlush {
-    /// The shard.
-    pub fn shard(&self) -> i32 {
-        self.checkpoint.shard
-    }
-}
-
-/// Why a shard's flush did not become part of the tables.
-#[derive(Debug, thiserror::Error)]
-pub enum FlushError {
-    /// Another owner committed for the shard: this writer lost it and must
-    /// not write to it again before restoring it from the log.
-    #[error("fenced: {} holds flush {found} of another owner for this shard", table.name())]
-    Fenced {
-        /// The table that said so.
-        table: Dataset,
-        /// The sequence number the table holds for the shard.
-        found: u64,
-    },
-    /// The shard was taken away (revoked or lost) during the flush; nothing
-    /// more was written for it.
-    #[error("the shard was taken away during its flush")]
-    Abandoned,
-    /// A step failed; the shard restarts from its last commit. One commit
-    /// serves many shards, so its error is shared.
-    #[error("{step}: {source}")]
-    Failed {
-        /// What the flush was doing.
-        step: String,
-        /// Why it failed.
-        #[source]
-        source: Arc<Error>,
-    },
-}
-
-impl FlushError {
-    fn failed(step: impl Into<String>, source: Error) -> Self {
-        FlushError::Failed {
-            step: step.into(),
-            source: Arc::new(source),
-        }
-    }
-
-    /// Whether flushing the shard again can succeed (see
-    /// [`Error::is_transient`]); a fenced or abandoned shard is restored
-    /// and goes on.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            FlushError::Failed { source, .. } => source.is_transient(),
-            FlushError::Fenced { .. } | FlushError::Abandoned => true,
-        }
-    }
-}
-
-/// A shard's flush, done: the sequence number claimed for its next flush,
-/// or why it did not land.
-#[derive(Debug)]
-pub struct ShardOutcome {
-    /// The shard.
-    pub shard: i32,
-    /// The flush's sequence number.
-    pub seq: u64,
-    /// Its next sequence number, or the failure.
-    pub result: Result<u64, FlushError>,
-}
-
-/// What a flush reports as it goes, for metrics.
-pub trait FlushObserver: Sync {
-    /// Files of `dataset` written (not yet committed).
-    fn written(&self, dataset: Dataset, stats: WriteStats, seconds: f64);
-    /// A checkpoint written.
-    fn checkpointed(&self, seconds: f64);
-    /// One commit attempt series on `dataset`: commits made, races lost
-    /// and retried, shards fenced, and the time it took.
-    fn committed(
-        &self,
-        dataset: Dataset,
-        committed: u64,
-        conflicts: u64,
-        fenced: u64,
-        seconds: f64,
-    );
 }
 
 impl Lake {
@@ -312,8 +201,40 @@ impl Lake {
             });
         }
         let loaded = shard_files::load_checkpoint(&inner.store, shard, latest)?;
+        let rolled_forward = self.roll_forward(shard, &seqs, &loaded)?;
+        let (format, prev, offsets) =
+            (loaded.head.format, loaded.head.prev, loaded.offsets.clone());
+        let (state, chain) = shard_files::load_state(&inner.store, shard, loaded)?;
+        Ok(Restored {
+            checkpoint: Some(Checkpoint {
+                format,
+                shard,
+                seq: latest,
+                prev,
+                offsets,
+                state,
+            }),
+            chain,
+            committed: latest,
+            next_seq: shard_files::claim(&inner.store, shard, latest + 1)?,
+            rolled_forward,
+        })
+    }
+
+    /// Brings every table to the shard's latest flush (the checkpoint
+    /// `loaded`) where a crash left it a flush behind, by committing that
+    /// flush's manifest; returns how many tables it moved. `seqs` is what
+    /// each table holds for the shard.
+    fn roll_forward(
+        &self,
+        shard: i32,
+        seqs: &[u64],
+        loaded: &LoadedCheckpoint,
+    ) -> Result<usize, Error> {
+        let inner = &self.inner;
+        let latest = loaded.head.seq;
         let mut rolled_forward = 0;
-        for (table, seq) in inner.tables.iter().zip(seqs) {
+        for (table, &seq) in inner.tables.iter().zip(seqs) {
             if seq == latest {
                 continue;
             }
@@ -354,23 +275,7 @@ impl Lake {
             }
             rolled_forward += 1;
         }
-        let (format, prev, offsets) =
-            (loaded.head.format, loaded.head.prev, loaded.offsets.clone());
-        let (state, chain) = shard_files::load_state(&inner.store, shard, loaded)?;
-        Ok(Restored {
-            checkpoint: Some(Checkpoint {
-                format,
-                shard,
-                seq: latest,
-                prev,
-                offsets,
-                state,
-            }),
-            chain,
-            committed: latest,
-            next_seq: shard_files::claim(&inner.store, shard, latest + 1)?,
-            rolled_forward,
-        })
+        Ok(rolled_forward)
     }
 
     /// Writes and commits the flushes of several shards: each shard's files
@@ -568,14 +473,8 @@ impl Inner {
                     fenced,
                     report.seconds,
                 );
-                if report.committed > 0
-                    && self.failpoint == Some(Failpoint::CrashAfterCommit(table.dataset))
-                {
-                    eprintln!(
-                        "NEWSFLOW_FAILPOINT: crashing after a commit to {}",
-                        table.dataset.name()
-                    );
-                    std::process::abort();
+                if report.committed > 0 {
+                    self.crash_if_asked(table.dataset);
                 }
             }
             Err(e) => {
@@ -589,6 +488,18 @@ impl Inner {
                     failed.insert(entry.shard, error);
                 }
             }
+        }
+    }
+
+    /// The protocol tests' crash right after a commit to `dataset`
+    /// (`NEWSFLOW_FAILPOINT=crash_after_commit:<table>`).
+    fn crash_if_asked(&self, dataset: Dataset) {
+        if self.failpoint == Some(Failpoint::CrashAfterCommit(dataset)) {
+            eprintln!(
+                "NEWSFLOW_FAILPOINT: crashing after a commit to {}",
+                dataset.name()
+            );
+            std::process::abort();
         }
     }
 }

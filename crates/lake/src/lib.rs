@@ -25,6 +25,7 @@ mod data_files;
 mod datasets;
 mod delta;
 mod failpoint;
+mod flush;
 mod lake;
 mod location;
 mod log_fallback;
@@ -37,7 +38,8 @@ mod store;
 pub use archive::{ArchivedEvents, EventArchive, EventRow};
 pub use checkpoint::{Checkpoint, CheckpointChain, EncodedCheckpoint, MAX_PATCHES};
 pub use datasets::{Dataset, FlushBatch, WriteStats};
-pub use lake::{FlushError, FlushObserver, Lake, Restored, ShardFlush, ShardOutcome};
+pub use flush::{FlushError, FlushObserver, Restored, ShardFlush, ShardOutcome};
+pub use lake::Lake;
 pub use maintenance::{
     CompactionLimits, LogCheckpoint, ShardFilesVacuum, TableCompaction, TableFailure, TableVacuum,
     Upkeep, Vacuum, FRESH_FILE_GUARD,
