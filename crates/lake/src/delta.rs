@@ -26,7 +26,7 @@ use delta_kernel::schema::StructType;
 use delta_kernel::transaction::create_table::create_table;
 use delta_kernel::transaction::data_layout::DataLayout;
 use delta_kernel::transaction::{
-    BoundWriteContext, CommitResult, UpdateTableOperation, WriteState,
+    BoundWriteContext, CommitResult, Transaction, UpdateTableOperation, WriteState,
 };
 use delta_kernel::{Snapshot, SnapshotRef};
 use delta_kernel_default_engine::executor::tokio::TokioMultiThreadExecutor;
@@ -352,41 +352,12 @@ impl Table {
         let mut retries = CommitRetries::new(&self.url);
         loop {
             let snapshot = self.refresh(engine)?;
-            for entry in entries.iter_mut() {
-                if entry.status != EntryStatus::Pending {
-                    continue;
-                }
-                let found = self.committed_seq(engine, &snapshot, entry.shard)?;
-                if found == entry.seq {
-                    entry.status = EntryStatus::AlreadyThere;
-                } else if found != entry.prev {
-                    entry.status = EntryStatus::Fenced { found };
-                }
-            }
-            let pending: Vec<usize> = (0..entries.len())
-                .filter(|i| entries[*i].status == EntryStatus::Pending)
-                .collect();
+            let pending = self.fence(engine, &snapshot, entries)?;
             if pending.is_empty() {
                 report.seconds = started.elapsed().as_secs_f64();
                 return Ok(report);
             }
-            let mut builder = snapshot.clone().update_table(
-                UpdateTableOperation::StreamingUpdate,
-                ENGINE_INFO,
-                true,
-            );
-            for i in &pending {
-                builder =
-                    builder.with_transaction_id(app_id(entries[*i].shard), entries[*i].seq as i64);
-            }
-            let mut txn = builder
-                .build(engine, Box::new(FileSystemCommitter::new()))
-                .map_err(kernel("starting a commit"))?;
-            for i in &pending {
-                for adds in &entries[*i].adds {
-                    txn.add_files(Box::new(ArrowEngineData::new(adds.clone())));
-                }
-            }
+            let txn = self.transaction(engine, &snapshot, entries, &pending)?;
             match txn.commit(engine).map_err(kernel("committing"))? {
                 CommitResult::Committed(committed) => {
                     for i in &pending {
@@ -418,6 +389,59 @@ impl Table {
                 }
             }
         }
+    }
+
+    /// Checks each pending entry against `snapshot`: one whose flush the
+    /// table already holds is there already, one whose shard moved past
+    /// its `prev` is fenced. Returns the positions of those still pending.
+    fn fence(
+        &self,
+        engine: &Engine,
+        snapshot: &SnapshotRef,
+        entries: &mut [CommitEntry],
+    ) -> Result<Vec<usize>, Error> {
+        for entry in entries.iter_mut() {
+            if entry.status != EntryStatus::Pending {
+                continue;
+            }
+            let found = self.committed_seq(engine, snapshot, entry.shard)?;
+            if found == entry.seq {
+                entry.status = EntryStatus::AlreadyThere;
+            } else if found != entry.prev {
+                entry.status = EntryStatus::Fenced { found };
+            }
+        }
+        Ok((0..entries.len())
+            .filter(|i| entries[*i].status == EntryStatus::Pending)
+            .collect())
+    }
+
+    /// The commit of the `pending` entries on `snapshot`: each shard's
+    /// transaction id moved to its flush, and its files added.
+    fn transaction(
+        &self,
+        engine: &Engine,
+        snapshot: &SnapshotRef,
+        entries: &[CommitEntry],
+        pending: &[usize],
+    ) -> Result<Transaction, Error> {
+        let mut builder =
+            snapshot
+                .clone()
+                .update_table(UpdateTableOperation::StreamingUpdate, ENGINE_INFO, true);
+        for i in pending {
+            builder =
+                builder.with_transaction_id(app_id(entries[*i].shard), entries[*i].seq as i64);
+        }
+        let mut txn = builder
+            .build(engine, Box::new(FileSystemCommitter::new()))
+            .map_err(kernel("starting a commit"))?;
+        for i in pending {
+            for adds in &entries[*i].adds {
+                txn.add_files(Box::new(ArrowEngineData::new(adds.clone())));
+            }
+        }
+        Ok(txn)
     }
 
     /// Writes a log checkpoint at `snapshot` (if it has none); `true` if

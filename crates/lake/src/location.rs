@@ -90,86 +90,8 @@ impl Location {
     /// `az://`, `abfs://`, `abfss://`) and builds its store. `options` are
     /// the `[output.storage]` keys, named in errors as such.
     pub fn parse(uri: &str, options: &BTreeMap<String, String>) -> Result<Location, Error> {
-        let invalid = |key: String, message: String| Error::Config { key, message };
-        let scheme = uri.split_once("://").map(|(scheme, _)| scheme);
-        let root = match scheme {
-            None | Some("file") => {
-                let path = uri.strip_prefix("file://").unwrap_or(uri);
-                std::fs::create_dir_all(path).map_err(|source| Error::Io {
-                    op: "creating output root",
-                    path: path.into(),
-                    source,
-                })?;
-                let absolute = std::fs::canonicalize(path).map_err(|source| Error::Io {
-                    op: "resolving output root",
-                    path: path.into(),
-                    source,
-                })?;
-                Url::from_directory_path(&absolute).map_err(|()| {
-                    invalid(
-                        "output.uri".into(),
-                        format!("{} is not an absolute path", absolute.display()),
-                    )
-                })?
-            }
-            Some(_) => {
-                let mut url = Url::parse(uri).map_err(|e| Error::Setting {
-                    key: "output.uri".into(),
-                    source: e.into(),
-                })?;
-                if !url.path().ends_with('/') {
-                    let path = format!("{}/", url.path());
-                    url.set_path(&path);
-                }
-                url
-            }
-        };
-        let store: Arc<DynObjectStore> = match root.scheme() {
-            "file" => {
-                if let Some(key) = options.keys().next() {
-                    return Err(invalid(
-                        format!("output.storage.{key}"),
-                        "a local output takes no storage options".into(),
-                    ));
-                }
-                Arc::new(LocalFileSystem::new())
-            }
-            "s3" | "s3a" => Arc::new(build(
-                AmazonS3Builder::from_env()
-                    .with_url(root.as_str())
-                    .with_retry(RETRY),
-                options,
-                |b, key: AmazonS3ConfigKey, value| b.with_config(key, value),
-                |b| {
-                    refuse_plain_http_unless_allowed(&b)?;
-                    b.build()
-                },
-            )?),
-            "gs" => Arc::new(build(
-                GoogleCloudStorageBuilder::from_env()
-                    .with_url(root.as_str())
-                    .with_retry(RETRY),
-                options,
-                |b, key: GoogleConfigKey, value| b.with_config(key, value),
-                GoogleCloudStorageBuilder::build,
-            )?),
-            "az" | "abfs" | "abfss" | "azure" => Arc::new(build(
-                MicrosoftAzureBuilder::from_env()
-                    .with_url(root.as_str())
-                    .with_retry(RETRY),
-                options,
-                |b, key: AzureConfigKey, value| b.with_config(key, value),
-                MicrosoftAzureBuilder::build,
-            )?),
-            other => {
-                return Err(invalid(
-                    "output.uri".into(),
-                    format!(
-                        "scheme `{other}://` is not supported; use a local path, file://, s3://, gs:// or az://"
-                    ),
-                ))
-            }
-        };
+        let root = root_url(uri)?;
+        let store = store_at(&root, options)?;
         let failures = Failures::default();
         let store = Arc::new(ObservedStore::new(
             store,
@@ -203,6 +125,98 @@ impl Location {
     pub fn display(&self) -> String {
         self.root.to_string()
     }
+}
+
+/// The output root as a URL ending in `/`: a local path (created if
+/// missing, made absolute) or a URL.
+fn root_url(uri: &str) -> Result<Url, Error> {
+    let invalid = |key: String, message: String| Error::Config { key, message };
+    let scheme = uri.split_once("://").map(|(scheme, _)| scheme);
+    let root = match scheme {
+        None | Some("file") => {
+            let path = uri.strip_prefix("file://").unwrap_or(uri);
+            std::fs::create_dir_all(path).map_err(|source| Error::Io {
+                op: "creating output root",
+                path: path.into(),
+                source,
+            })?;
+            let absolute = std::fs::canonicalize(path).map_err(|source| Error::Io {
+                op: "resolving output root",
+                path: path.into(),
+                source,
+            })?;
+            Url::from_directory_path(&absolute).map_err(|()| {
+                invalid(
+                    "output.uri".into(),
+                    format!("{} is not an absolute path", absolute.display()),
+                )
+            })?
+        }
+        Some(_) => {
+            let mut url = Url::parse(uri).map_err(|e| Error::Setting {
+                key: "output.uri".into(),
+                source: e.into(),
+            })?;
+            if !url.path().ends_with('/') {
+                let path = format!("{}/", url.path());
+                url.set_path(&path);
+            }
+            url
+        }
+    };
+    Ok(root)
+}
+
+/// The object store of `root`, with the `[output.storage]` options.
+fn store_at(root: &Url, options: &BTreeMap<String, String>) -> Result<Arc<DynObjectStore>, Error> {
+    let invalid = |key: String, message: String| Error::Config { key, message };
+    let store: Arc<DynObjectStore> = match root.scheme() {
+        "file" => {
+            if let Some(key) = options.keys().next() {
+                return Err(invalid(
+                    format!("output.storage.{key}"),
+                    "a local output takes no storage options".into(),
+                ));
+            }
+            Arc::new(LocalFileSystem::new())
+        }
+        "s3" | "s3a" => Arc::new(build(
+            AmazonS3Builder::from_env()
+                .with_url(root.as_str())
+                .with_retry(RETRY),
+            options,
+            |b, key: AmazonS3ConfigKey, value| b.with_config(key, value),
+            |b| {
+                refuse_plain_http_unless_allowed(&b)?;
+                b.build()
+            },
+        )?),
+        "gs" => Arc::new(build(
+            GoogleCloudStorageBuilder::from_env()
+                .with_url(root.as_str())
+                .with_retry(RETRY),
+            options,
+            |b, key: GoogleConfigKey, value| b.with_config(key, value),
+            GoogleCloudStorageBuilder::build,
+        )?),
+        "az" | "abfs" | "abfss" | "azure" => Arc::new(build(
+            MicrosoftAzureBuilder::from_env()
+                .with_url(root.as_str())
+                .with_retry(RETRY),
+            options,
+            |b, key: AzureConfigKey, value| b.with_config(key, value),
+            MicrosoftAzureBuilder::build,
+        )?),
+        other => {
+            return Err(invalid(
+                "output.uri".into(),
+                format!(
+                    "scheme `{other}://` is not supported; use a local path, file://, s3://, gs:// or az://"
+                ),
+            ))
+        }
+    };
+    Ok(store)
 }
 
 #[cfg(test)]

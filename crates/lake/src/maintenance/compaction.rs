@@ -18,11 +18,12 @@ use arrow::compute::{concat, interleave_record_batch, lexsort_to_indices, SortCo
 use bytes::Bytes;
 use delta_kernel::committer::FileSystemCommitter;
 use delta_kernel::engine::arrow_data::ArrowEngineData;
-use delta_kernel::transaction::{CommitResult, UpdateTableOperation};
+use delta_kernel::transaction::{BoundWriteContext, CommitResult, UpdateTableOperation};
+use delta_kernel::SnapshotRef;
 use object_store::path::Path as ObjectPath;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::live_files::{by_partition, file_rows, live_files, typed_partition, LiveFile};
+use super::live_files::{by_partition, file_rows, live_files, typed_partition, FileRows, LiveFile};
 use crate::data_files::{store_streamed_data_file, Layout, COMPACTED_ROW_GROUP_ROWS};
 use crate::datasets::Dataset;
 use crate::delta::{Engine, Table, ENGINE_INFO};
@@ -107,43 +108,9 @@ pub(crate) fn compact_table(
             continue;
         }
         let context = table.write_context_of(typed_partition(&partition)?)?;
-        let folder = context.write_dir();
         let mut rewrites = Vec::with_capacity(bins.len());
         for bin in bins {
-            let mut files = bin.into_iter().peekable();
-            while files.peek().is_some() {
-                let (group, inputs) = read_group(store, table, &mut files, limits.max_bin_memory)?;
-                if group.len() < 2 {
-                    // One file alone (past the memory budget by itself):
-                    // rewriting it gains nothing.
-                    continue;
-                }
-                tracing::debug!(
-                    table = table.dataset.name(),
-                    files = group.len(),
-                    compressed = group.iter().map(|f| f.size).sum::<u64>(),
-                    decoded = decoded_bytes(&inputs),
-                    "compacting a bin"
-                );
-                let order = article_order(table.dataset, &inputs)?;
-                let name = format!("part-compacted-{}.zstd.parquet", uuid::Uuid::new_v4());
-                let written = store_streamed_data_file(
-                    store,
-                    table.dataset,
-                    &context,
-                    &name,
-                    table.dataset.file_schema(),
-                    sorted_slices(table.dataset, &inputs, &order),
-                    Layout::Compacted,
-                )?;
-                drop(inputs);
-                rewrites.push(Rewrite {
-                    removed: group,
-                    path: relative_path(table, &folder, &name)?,
-                    add: written.add,
-                    bytes: written.bytes,
-                });
-            }
+            rewrite_bin(store, table, &context, bin, limits, &mut rewrites)?;
         }
         let swapped = swap(store, engine, table, rewrites, &mut report)?;
         for rewrite in swapped {
@@ -157,6 +124,54 @@ pub(crate) fn compact_table(
     report.bytes_after = report.bytes_before - report.bytes_read + report.bytes_written;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Rewrites the files of one bin, sorted, as few files as the memory
+/// budget allows, each added to `rewrites` (not yet in the log).
+fn rewrite_bin(
+    store: &Store,
+    table: &Table,
+    context: &BoundWriteContext,
+    bin: Vec<LiveFile>,
+    limits: CompactionLimits,
+    rewrites: &mut Vec<Rewrite>,
+) -> Result<(), Error> {
+    let folder = context.write_dir();
+    let mut files = bin.into_iter().peekable();
+    while files.peek().is_some() {
+        let (group, inputs) = read_group(store, table, &mut files, limits.max_bin_memory)?;
+        if group.len() < 2 {
+            // One file alone (past the memory budget by itself): rewriting
+            // it gains nothing.
+            continue;
+        }
+        tracing::debug!(
+            table = table.dataset.name(),
+            files = group.len(),
+            compressed = group.iter().map(|f| f.size).sum::<u64>(),
+            decoded = decoded_bytes(&inputs),
+            "compacting a bin"
+        );
+        let order = article_order(table.dataset, &inputs)?;
+        let name = format!("part-compacted-{}.zstd.parquet", uuid::Uuid::new_v4());
+        let written = store_streamed_data_file(
+            store,
+            table.dataset,
+            context,
+            &name,
+            table.dataset.file_schema(),
+            sorted_slices(table.dataset, &inputs, &order),
+            Layout::Compacted,
+        )?;
+        drop(inputs);
+        rewrites.push(Rewrite {
+            removed: group,
+            path: relative_path(table, &folder, &name)?,
+            add: written.add,
+            bytes: written.bytes,
+        });
+    }
+    Ok(())
 }
 
 /// Splits a partition's files into bins worth rewriting: files under the
@@ -356,59 +371,11 @@ fn swap(
     loop {
         let snapshot = table.refresh(engine)?;
         let rows = file_rows(engine, &snapshot)?;
-        let live = rows.paths();
-        let (done, pending): (Vec<Rewrite>, Vec<Rewrite>) =
-            rewrites.into_iter().partition(|r| live.contains(&r.path));
-        if !done.is_empty() {
-            report.commits += 1;
-            landed.extend(done);
-        }
-        let (whole, broken): (Vec<Rewrite>, Vec<Rewrite>) = pending
-            .into_iter()
-            .partition(|r| r.removed.iter().all(|f| live.contains(&f.path)));
-        for rewrite in broken {
-            report.bins_abandoned += 1;
-            tracing::info!(
-                table = table.dataset.name(),
-                file = rewrite.path,
-                "another writer removed files of this bin first; dropping its rewrite"
-            );
-            delete_new_file(store, table, &rewrite.path);
-        }
-        if whole.is_empty() {
+        rewrites = still_to_swap(store, table, rewrites, &rows.paths(), &mut landed, report);
+        if rewrites.is_empty() {
             return Ok(landed);
         }
-        rewrites = whole;
-        let paths: HashSet<&str> = rewrites
-            .iter()
-            .flat_map(|r| r.removed.iter().map(|f| f.path.as_str()))
-            .collect();
-        let (removes, found) = rows.removals(&paths)?;
-        if found != paths.len() {
-            return Err(Error::Inconsistent(format!(
-                "{}: {found} of {} files to remove are in the snapshot they were just found in",
-                table.url,
-                paths.len()
-            )));
-        }
-        let mut txn = snapshot
-            .clone()
-            .update_table(UpdateTableOperation::Optimize, ENGINE_INFO, false)
-            .build(engine, Box::new(FileSystemCommitter::new()))
-            .map_err(|e| Error::Delta {
-                context: "starting a compaction commit".into(),
-                source: e.into(),
-            })?;
-        for remove in removes {
-            txn.remove_files(remove);
-        }
-        for rewrite in &rewrites {
-            txn.add_files(Box::new(ArrowEngineData::new(rewrite.add.clone())));
-        }
-        let result = txn.commit(engine).map_err(|e| Error::Delta {
-            context: "committing a compaction".into(),
-            source: e.into(),
-        })?;
+        let result = swap_commit(engine, table, &snapshot, rows, &rewrites)?;
         match result {
             CommitResult::Committed(_) => {
                 report.commits += 1;
@@ -431,6 +398,80 @@ fn swap(
             }
         }
     }
+}
+
+/// Sorts out `rewrites` against the files `live` in the log: those whose
+/// new file is there landed (an attempt whose outcome was unknown); those
+/// whose old files another writer removed are dropped with their new
+/// file; the rest are returned, still to swap.
+fn still_to_swap(
+    store: &Store,
+    table: &Table,
+    rewrites: Vec<Rewrite>,
+    live: &HashSet<String>,
+    landed: &mut Vec<Rewrite>,
+    report: &mut TableCompaction,
+) -> Vec<Rewrite> {
+    let (done, pending): (Vec<Rewrite>, Vec<Rewrite>) =
+        rewrites.into_iter().partition(|r| live.contains(&r.path));
+    if !done.is_empty() {
+        report.commits += 1;
+        landed.extend(done);
+    }
+    let (whole, broken): (Vec<Rewrite>, Vec<Rewrite>) = pending
+        .into_iter()
+        .partition(|r| r.removed.iter().all(|f| live.contains(&f.path)));
+    for rewrite in broken {
+        report.bins_abandoned += 1;
+        tracing::info!(
+            table = table.dataset.name(),
+            file = rewrite.path,
+            "another writer removed files of this bin first; dropping its rewrite"
+        );
+        delete_new_file(store, table, &rewrite.path);
+    }
+    whole
+}
+
+/// One attempt at the swap on `snapshot` (whose files are `rows`): the
+/// old files removed and the new ones added, with `dataChange = false`.
+fn swap_commit(
+    engine: &Engine,
+    table: &Table,
+    snapshot: &SnapshotRef,
+    rows: FileRows,
+    rewrites: &[Rewrite],
+) -> Result<CommitResult, Error> {
+    let paths: HashSet<&str> = rewrites
+        .iter()
+        .flat_map(|r| r.removed.iter().map(|f| f.path.as_str()))
+        .collect();
+    let (removes, found) = rows.removals(&paths)?;
+    if found != paths.len() {
+        return Err(Error::Inconsistent(format!(
+            "{}: {found} of {} files to remove are in the snapshot they were just found in",
+            table.url,
+            paths.len()
+        )));
+    }
+    let mut txn = snapshot
+        .clone()
+        .update_table(UpdateTableOperation::Optimize, ENGINE_INFO, false)
+        .build(engine, Box::new(FileSystemCommitter::new()))
+        .map_err(|e| Error::Delta {
+            context: "starting a compaction commit".into(),
+            source: e.into(),
+        })?;
+    for remove in removes {
+        txn.remove_files(remove);
+    }
+    for rewrite in rewrites {
+        txn.add_files(Box::new(ArrowEngineData::new(rewrite.add.clone())));
+    }
+    txn.commit(engine).map_err(|e| Error::Delta {
+        context: "committing a compaction".into(),
+        source: e.into(),
+    })
 }
 
 /// Deletes a compacted file that never became part of the log. A failure

@@ -162,14 +162,7 @@ pub(crate) fn vacuum_data_files(
     // Listed before the log is read: a file committed after this listing
     // is either not in it or young.
     let folder = format!("{}/", table.dataset.name());
-    let objects: Vec<ObjectMeta> = store
-        .list_all(store.path(&folder))?
-        .into_iter()
-        .filter(|o| {
-            let path = o.location.as_ref();
-            !path.contains("/_delta_log/") && path.ends_with(".parquet")
-        })
-        .collect();
+    let objects = data_files_in(store, &folder)?;
     let snapshot = table.refresh(engine)?;
     let live_now = path_set(&live_files(engine, &snapshot)?);
     let live_then = match version_at(listing, cutoff) {
@@ -180,7 +173,16 @@ pub(crate) fn vacuum_data_files(
         None => Default::default(),
     };
     let root_prefix = store.path(&folder).to_string();
+    // The last flush each shard committed, read once per shard.
     let mut committed: HashMap<i32, u64> = HashMap::new();
+    let committed_of = |shard: i32, known: &mut HashMap<i32, u64>| -> Result<u64, Error> {
+        if let Some(seq) = known.get(&shard) {
+            return Ok(*seq);
+        }
+        let seq = table.committed_seq(engine, &snapshot, shard)?;
+        known.insert(shard, seq);
+        Ok(seq)
+    };
     for object in objects {
         let full = object.location.to_string();
         let Some(relative) = full
@@ -193,17 +195,7 @@ pub(crate) fn vacuum_data_files(
             continue;
         }
         let pending = match object.location.filename().and_then(worker_file) {
-            Some((shard, seq)) => {
-                let committed = match committed.get(&shard) {
-                    Some(seq) => *seq,
-                    None => {
-                        let seq = table.committed_seq(engine, &snapshot, shard)?;
-                        committed.insert(shard, seq);
-                        seq
-                    }
-                };
-                seq > committed
-            }
+            Some((shard, seq)) => seq > committed_of(shard, &mut committed)?,
             None => false,
         };
         if live_then.contains(relative) || !older_than(&object, written_before) || pending {
@@ -215,6 +207,18 @@ pub(crate) fn vacuum_data_files(
         report.bytes_deleted += object.size;
     }
     Ok(report)
+}
+
+/// The Parquet files below a table's `folder`, its log aside.
+fn data_files_in(store: &Store, folder: &str) -> Result<Vec<ObjectMeta>, Error> {
+    Ok(store
+        .list_all(store.path(folder))?
+        .into_iter()
+        .filter(|o| {
+            let path = o.location.as_ref();
+            !path.contains("/_delta_log/") && path.ends_with(".parquet")
+        })
+        .collect())
 }
 
 /// Deletes the claims and checkpoints of every shard that are older than
