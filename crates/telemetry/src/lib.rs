@@ -16,6 +16,7 @@
 mod labels;
 mod metrics;
 mod progress;
+mod series;
 mod server;
 
 pub use labels::{
