@@ -120,56 +120,78 @@ impl ConsumerContext for WorkerContext {
         let shards = self.co_partitions(group_partitions);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.metrics.rebalanced(Rebalance::Assign);
-                // Restore before the partitions are fetched.
-                let owned = {
-                    let mut worker = self.lock();
-                    worker.assign(&shards);
-                    worker.shards()
-                };
-                let result = if cooperative {
-                    consumer.incremental_assign(&shards)
-                } else {
-                    consumer.assign(&shards)
-                };
-                match result {
-                    Ok(()) => tracing::info!(shards = ?owned, "partitions assigned"),
-                    Err(e) => tracing::error!(error = %e, "assigning partitions failed"),
-                }
+                self.assigned(consumer, &shards, cooperative)
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                self.metrics.rebalanced(Rebalance::Revoke);
-                if consumer.assignment_lost() {
-                    // The group already gave these partitions to someone
-                    // else (our session expired): writing now could race the
-                    // new owner. Drop the unflushed progress; the new owner
-                    // resumes from the last checkpoint.
-                    tracing::warn!(
-                        partitions = shards.count(),
-                        "partitions lost; dropping unflushed state"
-                    );
-                    self.lock().drop_shards(&shards);
-                } else {
-                    // Flush, checkpoint and commit before letting go.
-                    let commit = self.lock().revoke(&shards, crate::now_micros());
-                    if let Some(offsets) = commit {
-                        commit_offsets(consumer, &offsets);
-                    }
-                }
-                let result = if cooperative {
-                    consumer.incremental_unassign(&shards)
-                } else {
-                    consumer.unassign()
-                };
-                match result {
-                    Ok(()) => tracing::info!(
-                        partitions = shards.count(),
-                        "partitions revoked after flushing them"
-                    ),
-                    Err(e) => tracing::error!(error = %e, "unassigning partitions failed"),
-                }
+                self.revoked(consumer, &shards, cooperative)
             }
             other => tracing::error!(error = ?other, "rebalance error"),
+        }
+    }
+}
+
+impl WorkerContext {
+    /// Partitions given to this worker: their shards are restored before
+    /// they are fetched.
+    fn assigned(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        shards: &TopicPartitionList,
+        cooperative: bool,
+    ) {
+        self.metrics.rebalanced(Rebalance::Assign);
+        let owned = {
+            let mut worker = self.lock();
+            worker.assign(shards);
+            worker.shards()
+        };
+        let result = if cooperative {
+            consumer.incremental_assign(shards)
+        } else {
+            consumer.assign(shards)
+        };
+        match result {
+            Ok(()) => tracing::info!(shards = ?owned, "partitions assigned"),
+            Err(e) => tracing::error!(error = %e, "assigning partitions failed"),
+        }
+    }
+
+    /// Partitions taken away: flushed, checkpointed and committed first,
+    /// unless they were lost.
+    fn revoked(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        shards: &TopicPartitionList,
+        cooperative: bool,
+    ) {
+        self.metrics.rebalanced(Rebalance::Revoke);
+        if consumer.assignment_lost() {
+            // The group already gave these partitions to someone else (our
+            // session expired): writing now could race the new owner. Drop
+            // the unflushed progress; the new owner resumes from the last
+            // checkpoint.
+            tracing::warn!(
+                partitions = shards.count(),
+                "partitions lost; dropping unflushed state"
+            );
+            self.lock().drop_shards(shards);
+        } else {
+            let commit = self.lock().revoke(shards, crate::now_micros());
+            if let Some(offsets) = commit {
+                commit_offsets(consumer, &offsets);
+            }
+        }
+        let result = if cooperative {
+            consumer.incremental_unassign(shards)
+        } else {
+            consumer.unassign()
+        };
+        match result {
+            Ok(()) => tracing::info!(
+                partitions = shards.count(),
+                "partitions revoked after flushing them"
+            ),
+            Err(e) => tracing::error!(error = %e, "unassigning partitions failed"),
         }
     }
 }
