@@ -293,48 +293,13 @@ impl Generator {
 
     fn article_events(&mut self, index: u64) -> Vec<GeneratedEvent> {
         let rng = &mut self.rng;
-        let article_id = format!("gen-{}-{index:07}", self.seed);
+        let mut article = ArticleEvents::new(format!("gen-{}-{index:07}", self.seed));
         // Articles are published over two days of event time.
         let published = BASE_SECONDS + (index as i64 * 37) % (2 * 86_400);
-        let mut events = Vec::new();
-        let mut n = 0u32;
-        // `fields` are (key, value, is_raw_json) after the envelope.
-        let mut event = |events: &mut Vec<GeneratedEvent>,
-                         event_type: EventType,
-                         at: i64,
-                         detail: Option<String>,
-                         fields: &[(&str, &str, bool)]| {
-            n += 1;
-            let kind = event_type.as_str();
-            let event_id = format!("{article_id}/{kind}/{n}");
-            let occurred_at = rfc3339(at, (n * 7919) % 1_000_000);
-            let mut json = JsonObject::new();
-            json.raw("schema_version", "1");
-            json.string("event_id", &event_id);
-            json.string("event_type", kind);
-            json.string("article_id", &article_id);
-            json.string("occurred_at", &occurred_at);
-            for (key, value, raw) in fields {
-                if *raw {
-                    json.raw(key, value);
-                } else {
-                    json.string(key, value);
-                }
-            }
-            events.push(GeneratedEvent {
-                article_id: article_id.clone(),
-                event_type,
-                event_id,
-                occurred_at,
-                detail,
-                text: json.finish(),
-            });
-        };
         if rng.chance(0.97) {
             let title = format!("Meldung {index}: Lage in der Region");
-            let url = format!("https://news.example/{article_id}");
-            event(
-                &mut events,
+            let url = format!("https://news.example/{}", article.id);
+            article.push(
                 EventType::ArticlePublished,
                 published,
                 Some(title.clone()),
@@ -346,62 +311,9 @@ impl Generator {
                 ],
             );
         }
-        let sources = pareto(rng, 1.0, 1.3, SOURCES.len() as u64).max(1) as usize;
-        let first = rng.below(SOURCES.len() as u64) as usize;
-        for i in 0..sources {
-            let source = SOURCES[(first + i * 7) % SOURCES.len()];
-            let at = published + rng.below(6 * 3600) as i64;
-            event(
-                &mut events,
-                EventType::SourceConfirmed,
-                at,
-                Some(source.to_string()),
-                &[("source_id", source, false)],
-            );
-            if rng.chance(0.1) {
-                // The same source confirming again, spelled differently.
-                let shouted = source.to_uppercase();
-                let url = format!("https://{source}/x");
-                event(
-                    &mut events,
-                    EventType::SourceConfirmed,
-                    at + 60,
-                    Some(shouted.clone()),
-                    &[("source_id", &shouted, false), ("source_url", &url, false)],
-                );
-            }
-        }
-        let comments = pareto(rng, 2.0, 1.1, 3000);
-        for _ in 0..comments {
-            let at = published + rng.below(30 * 3600) as i64;
-            let platform = PLATFORMS[rng.below(PLATFORMS.len() as u64) as usize];
-            let author = format!("u{}", rng.below(50_000));
-            event(
-                &mut events,
-                EventType::SocialComment,
-                at,
-                None,
-                &[("platform", platform, false), ("author_id", &author, false)],
-            );
-        }
-        let posts = pareto(rng, 0.7, 1.2, 800);
-        for _ in 0..posts {
-            let at = published + rng.below(48 * 3600) as i64;
-            let forum = FORUMS[rng.below(FORUMS.len() as u64) as usize];
-            let thread = format!("t{}", rng.below(1000));
-            event(
-                &mut events,
-                EventType::ForumPost,
-                at,
-                None,
-                &[
-                    ("forum", forum, false),
-                    ("thread_id", &thread, false),
-                    ("author_id", "null", true),
-                ],
-            );
-        }
-        events
+        confirmations(rng, &mut article, published);
+        engagement(rng, &mut article, published);
+        article.events
     }
 
     /// The next event, or `None` never: the stream is endless.
@@ -424,6 +336,119 @@ impl Generator {
             shuffle(&mut self.rng, &mut block);
             self.pending = block;
         }
+    }
+}
+
+/// The events of one generated article, numbered as they are made.
+struct ArticleEvents {
+    id: String,
+    n: u32,
+    events: Vec<GeneratedEvent>,
+}
+
+impl ArticleEvents {
+    fn new(id: String) -> Self {
+        ArticleEvents {
+            id,
+            n: 0,
+            events: Vec::new(),
+        }
+    }
+
+    /// Adds an event of `event_type` at `at` (seconds); `fields` are (key,
+    /// value, is_raw_json) after the envelope.
+    fn push(
+        &mut self,
+        event_type: EventType,
+        at: i64,
+        detail: Option<String>,
+        fields: &[(&str, &str, bool)],
+    ) {
+        self.n += 1;
+        let n = self.n;
+        let kind = event_type.as_str();
+        let event_id = format!("{}/{kind}/{n}", self.id);
+        let occurred_at = rfc3339(at, (n * 7919) % 1_000_000);
+        let mut json = JsonObject::new();
+        json.raw("schema_version", "1");
+        json.string("event_id", &event_id);
+        json.string("event_type", kind);
+        json.string("article_id", &self.id);
+        json.string("occurred_at", &occurred_at);
+        for (key, value, raw) in fields {
+            if *raw {
+                json.raw(key, value);
+            } else {
+                json.string(key, value);
+            }
+        }
+        self.events.push(GeneratedEvent {
+            article_id: self.id.clone(),
+            event_type,
+            event_id,
+            occurred_at,
+            detail,
+            text: json.finish(),
+        });
+    }
+}
+
+/// Sources confirming the article, a few of them twice in other case.
+fn confirmations(rng: &mut SplitMix64, article: &mut ArticleEvents, published: i64) {
+    let sources = pareto(rng, 1.0, 1.3, SOURCES.len() as u64).max(1) as usize;
+    let first = rng.below(SOURCES.len() as u64) as usize;
+    for i in 0..sources {
+        let source = SOURCES[(first + i * 7) % SOURCES.len()];
+        let at = published + rng.below(6 * 3600) as i64;
+        article.push(
+            EventType::SourceConfirmed,
+            at,
+            Some(source.to_string()),
+            &[("source_id", source, false)],
+        );
+        if rng.chance(0.1) {
+            // The same source confirming again, spelled differently.
+            let shouted = source.to_uppercase();
+            let url = format!("https://{source}/x");
+            article.push(
+                EventType::SourceConfirmed,
+                at + 60,
+                Some(shouted.clone()),
+                &[("source_id", &shouted, false), ("source_url", &url, false)],
+            );
+        }
+    }
+}
+
+/// Comments and forum posts about the article, heavy-tailed in number.
+fn engagement(rng: &mut SplitMix64, article: &mut ArticleEvents, published: i64) {
+    let comments = pareto(rng, 2.0, 1.1, 3000);
+    for _ in 0..comments {
+        let at = published + rng.below(30 * 3600) as i64;
+        let platform = PLATFORMS[rng.below(PLATFORMS.len() as u64) as usize];
+        let author = format!("u{}", rng.below(50_000));
+        article.push(
+            EventType::SocialComment,
+            at,
+            None,
+            &[("platform", platform, false), ("author_id", &author, false)],
+        );
+    }
+    let posts = pareto(rng, 0.7, 1.2, 800);
+    for _ in 0..posts {
+        let at = published + rng.below(48 * 3600) as i64;
+        let forum = FORUMS[rng.below(FORUMS.len() as u64) as usize];
+        let thread = format!("t{}", rng.below(1000));
+        article.push(
+            EventType::ForumPost,
+            at,
+            None,
+            &[
+                ("forum", forum, false),
+                ("thread_id", &thread, false),
+                ("author_id", "null", true),
+            ],
+        );
     }
 }
 

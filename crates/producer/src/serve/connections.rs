@@ -377,10 +377,20 @@ pub async fn accept_until(
         });
     }
     drop(listener);
+    finish_in_flight(tasks, closing, limits.request_timeout).await;
+}
+
+/// Tells open connections the server is closing and waits for their
+/// requests, for `request_timeout` at most.
+async fn finish_in_flight(
+    mut tasks: JoinSet<()>,
+    closing: watch::Sender<bool>,
+    request_timeout: Duration,
+) {
     tracing::info!("no longer accepting; finishing requests in flight");
     let _ = closing.send(true);
     let drained = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(limits.request_timeout, drained)
+    if tokio::time::timeout(request_timeout, drained)
         .await
         .is_err()
     {

@@ -69,6 +69,32 @@ struct Ingest {
     metrics: Arc<Metrics>,
 }
 
+impl Ingest {
+    /// The endpoint's state: its Kafka producer, limits and token.
+    fn new(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let ingest_settings = &settings.ingest;
+        let token = ingest_settings.required_token()?;
+        if token.is_none() {
+            tracing::warn!(listen = %ingest_settings.listen, "ingest.allow_unauthenticated is set: anyone who reaches the endpoint can publish");
+        }
+        let producer: FutureProducer = newsflow_kafka::create_client(
+            &ingest_producer_config(settings),
+            rdkafka::client::DefaultClientContext,
+            "creating the Kafka producer",
+        )?;
+        Ok(Ingest {
+            producer,
+            topics: settings.topics.clone(),
+            limits: settings.decode_limits(),
+            token,
+            max_body_bytes: ingest_settings.max_body_bytes,
+            max_rejected_details: ingest_settings.max_rejected_details,
+            request_timeout: ingest_settings.request_timeout,
+            metrics,
+        })
+    }
+}
+
 /// Serves `POST /v1/events` on `ingest.listen` until `shutdown` resolves,
 /// then shuts down in the order a load balancer needs (see the module
 /// documentation) and waits for Kafka's acknowledgements.
@@ -79,29 +105,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let ingest_settings = &settings.ingest;
-    let token = ingest_settings.required_token()?;
-    let listen = ingest_settings.listen;
-    if token.is_none() {
-        tracing::warn!(%listen, "ingest.allow_unauthenticated is set: anyone who reaches the endpoint can publish");
-    }
-    let producer: FutureProducer = newsflow_kafka::create_client(
-        &ingest_producer_config(&settings),
-        rdkafka::client::DefaultClientContext,
-        "creating the Kafka producer",
-    )?;
-    let ingest = Arc::new(Ingest {
-        producer,
-        topics: settings.topics.clone(),
-        limits: settings.decode_limits(),
-        token,
-        max_body_bytes: ingest_settings.max_body_bytes,
-        max_rejected_details: ingest_settings.max_rejected_details,
-        request_timeout: ingest_settings.request_timeout,
-        metrics: metrics.clone(),
-    });
+    let ingest = Arc::new(Ingest::new(&settings, metrics.clone())?);
     let app = Router::new()
         .route("/v1/events", post(post_events))
         .with_state(ingest.clone());
+    let listen = ingest_settings.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding ingest.listen {listen}"))?;
