@@ -73,11 +73,11 @@ fn count(c: &mut Criterion) {
     group.finish();
 }
 
-fn encode(c: &mut Criterion) {
+/// Owned records of 20 copies of the fixtures' lines, archived anew for
+/// each flush: (event id, event, line, offset).
+fn records<'a>(lines: &'a [&'a str]) -> Vec<(String, newsflow_core::Event<'a>, &'a str, i64)> {
     let limits = newsflow_settings::defaults().decode_limits();
-    let lines = lines();
-    // Owned records, archived anew for each flush.
-    let records: Vec<(String, newsflow_core::Event, &str, i64)> = (0..20)
+    (0..20)
         .flat_map(|copy| {
             lines.iter().enumerate().map(move |(i, line)| {
                 let event = newsflow_core::event::decode_unkeyed(line.as_bytes(), &limits).unwrap();
@@ -85,7 +85,12 @@ fn encode(c: &mut Criterion) {
                 (event_id, event, *line, (copy * 1000 + i) as i64)
             })
         })
-        .collect();
+        .collect()
+}
+
+fn encode(c: &mut Criterion) {
+    let lines = lines();
+    let records = records(&lines);
     let archive = || {
         records
             .iter()

@@ -82,56 +82,83 @@ fn writer(
     let mut offset = 0i64;
     while Instant::now() < until {
         let started = Instant::now();
-        let line = format!(
-            r#"{{"schema_version":1,"event_id":"w{shard}-{offset}","event_type":"social_comment","article_id":"a-{shard}","occurred_at":"2026-11-01T09:00:00Z","platform":"x"}}"#
-        );
-        let event =
-            newsflow_core::event::decode_unkeyed(line.as_bytes(), &settings.decode_limits())
-                .map_err(|r| anyhow::anyhow!("the bench's own event was refused: {r:?}"))?;
-        state.apply(&event);
-        let drained = state.drain(event.occurred_at, true, next_seq);
         offset += 1;
         let offsets = BTreeMap::from([(format!("race-{shard}"), offset)]);
-        let checkpoint = EncodedCheckpoint::encode(
-            shard, next_seq, committed, &offsets, &mut state, &mut chain,
-        )?;
+        let line = format!(
+            r#"{{"schema_version":1,"event_id":"w{shard}-{}","event_type":"social_comment","article_id":"a-{shard}","occurred_at":"2026-11-01T09:00:00Z","platform":"x"}}"#,
+            offset - 1
+        );
+        let (checkpoint, batch, evicted) = {
+            let event =
+                newsflow_core::event::decode_unkeyed(line.as_bytes(), &settings.decode_limits())
+                    .map_err(|r| anyhow::anyhow!("the bench's own event was refused: {r:?}"))?;
+            state.apply(&event);
+            let drained = state.drain(event.occurred_at, true, next_seq);
+            let checkpoint = EncodedCheckpoint::encode(
+                shard, next_seq, committed, &offsets, &mut state, &mut chain,
+            )?;
+            let batch = one_event_batch(
+                &event,
+                drained.totals,
+                drained.engagement,
+                &line,
+                shard,
+                offset,
+            );
+            (checkpoint, batch, drained.evicted)
+        };
         let job = ShardFlush {
             checkpoint,
-            batch: FlushBatch {
-                totals: drained.totals,
-                engagement: drained.engagement,
-                events: [EventRow {
-                    event_id: &event.event_id,
-                    event_type: EventType::SocialComment,
-                    article_id: &event.article_id,
-                    occurred_at: event.occurred_at,
-                    topic: "race",
-                    partition: shard,
-                    offset,
-                    payload: &line,
-                }]
-                .into_iter()
-                .collect(),
-            },
-            evicted: drained.evicted,
+            batch,
+            evicted,
         };
         let seq = job.checkpoint.seq();
-        match lake.flush(vec![job], &|_| false, commits).pop() {
-            Some(outcome) => match outcome.result {
-                Ok(next) => {
-                    committed = seq;
-                    next_seq = next;
-                    flushes += 1;
-                }
-                Err(e) => anyhow::bail!("shard {shard}: flush failed: {e:?}"),
-            },
-            None => anyhow::bail!("shard {shard}: the flush reported nothing"),
-        }
+        next_seq = flush_one(&lake, job, commits, shard)?;
+        committed = seq;
+        flushes += 1;
         if let Some(rest) = interval.checked_sub(started.elapsed()) {
             std::thread::sleep(rest);
         }
     }
     Ok(flushes)
+}
+
+/// Flushes one shard's job; its next sequence number, or why not.
+fn flush_one(lake: &Lake, job: ShardFlush, commits: &Commits, shard: i32) -> anyhow::Result<u64> {
+    match lake.flush(vec![job], &|_| false, commits).pop() {
+        Some(outcome) => outcome
+            .result
+            .map_err(|e| anyhow::anyhow!("shard {shard}: flush failed: {e:?}")),
+        None => anyhow::bail!("shard {shard}: the flush reported nothing"),
+    }
+}
+
+/// A flush's rows: the drained totals and engagement, and the one event
+/// archived.
+fn one_event_batch(
+    event: &newsflow_core::Event<'_>,
+    totals: Vec<newsflow_core::TotalsRow>,
+    engagement: Vec<newsflow_core::EngagementRow>,
+    line: &str,
+    shard: i32,
+    offset: i64,
+) -> FlushBatch {
+    FlushBatch {
+        totals,
+        engagement,
+        events: [EventRow {
+            event_id: &event.event_id,
+            event_type: EventType::SocialComment,
+            article_id: &event.article_id,
+            occurred_at: event.occurred_at,
+            topic: "race",
+            partition: shard,
+            offset,
+            payload: line,
+        }]
+        .into_iter()
+        .collect(),
+    }
 }
 
 /// Runs `writers` writers against the lake at `uri` for `seconds`.
@@ -166,11 +193,29 @@ pub fn run(uri: &str, writers: i32, seconds: u64, interval: Duration) -> anyhow:
     for result in results {
         flushes += result?;
     }
+    let tables = table_report(commits, elapsed);
+    println!(
+        "{}",
+        json!({
+            "uri": uri,
+            "writers": writers,
+            "seconds": elapsed,
+            "interval_s": interval.as_secs_f64(),
+            "flushes": flushes,
+            "flushes_per_s": flushes as f64 / elapsed,
+            "tables": tables,
+        })
+    );
+    Ok(())
+}
+
+/// Commits, races and latency percentiles per table.
+fn table_report(commits: Commits, elapsed: f64) -> serde_json::Map<String, serde_json::Value> {
     let by_table = commits
         .by_table
         .into_inner()
         .unwrap_or_else(|e| e.into_inner());
-    let tables: serde_json::Map<String, serde_json::Value> = by_table
+    by_table
         .into_iter()
         .map(|(name, mut t)| {
             t.seconds.sort_by(f64::total_cmp);
@@ -187,18 +232,5 @@ pub fn run(uri: &str, writers: i32, seconds: u64, interval: Duration) -> anyhow:
             });
             (name.to_string(), value)
         })
-        .collect();
-    println!(
-        "{}",
-        json!({
-            "uri": uri,
-            "writers": writers,
-            "seconds": elapsed,
-            "interval_s": interval.as_secs_f64(),
-            "flushes": flushes,
-            "flushes_per_s": flushes as f64 / elapsed,
-            "tables": tables,
-        })
-    );
-    Ok(())
+        .collect()
 }

@@ -169,28 +169,7 @@ fn state(articles: u64, events_per_article: u64) -> anyhow::Result<()> {
         let article_id = format!("art-{a:08}");
         let published = start + a as i64 * spacing;
         for e in 0..events_per_article {
-            let body = match e % 4 {
-                0 if e == 0 => EventBody::ArticlePublished {
-                    title: "A headline of typical length for a news article".into(),
-                    url: format!("https://example.org/news/{a}").into(),
-                    section: None,
-                    language: None,
-                    author: None,
-                },
-                1 => EventBody::SourceConfirmed {
-                    source_id: format!("source-{}.example", (a + e) % 40).into(),
-                    source_url: None,
-                },
-                2 => EventBody::ForumPost {
-                    forum: "forum".into(),
-                    thread_id: None,
-                    author_id: None,
-                },
-                _ => EventBody::SocialComment {
-                    platform: "x".into(),
-                    author_id: None,
-                },
-            };
+            let body = bench_body(a, e);
             shard.apply(&Event {
                 event_id: format!("e-{a}-{e}").into(),
                 article_id: article_id.as_str().into(),
@@ -224,6 +203,33 @@ fn state(articles: u64, events_per_article: u64) -> anyhow::Result<()> {
         })
     );
     Ok(())
+}
+
+/// The body of event `e` of article `a` in the state benchmark: a title
+/// first, then sources, posts and comments in turn.
+fn bench_body(a: u64, e: u64) -> EventBody<'static> {
+    match e % 4 {
+        0 if e == 0 => EventBody::ArticlePublished {
+            title: "A headline of typical length for a news article".into(),
+            url: format!("https://example.org/news/{a}").into(),
+            section: None,
+            language: None,
+            author: None,
+        },
+        1 => EventBody::SourceConfirmed {
+            source_id: format!("source-{}.example", (a + e) % 40).into(),
+            source_url: None,
+        },
+        2 => EventBody::ForumPost {
+            forum: "forum".into(),
+            thread_id: None,
+            author_id: None,
+        },
+        _ => EventBody::SocialComment {
+            platform: "x".into(),
+            author_id: None,
+        },
+    }
 }
 
 fn delete_topics(settings: &newsflow_settings::Settings, topics: &[String]) -> anyhow::Result<()> {
