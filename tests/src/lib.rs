@@ -5,17 +5,14 @@
 //! Nothing here skips: a missing broker, binary or DuckDB is a failure with
 //! a message saying which `make` target provides it.
 
-use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub use newsflow_core::Footer;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 pub use readers::{footers_by_every_reader, live_files, spark_footers, table_version, Footers};
-use serde::Deserialize;
 
 /// A valid `social_comment` event on `article`, as one NDJSON line.
 pub fn social_comment(id: &str, article: &str) -> String {
@@ -78,7 +75,14 @@ pub struct TestEnv {
     pub s3_endpoint: String,
 }
 
+mod kafka;
+mod processes;
+mod queries;
 mod readers;
+
+pub use kafka::*;
+pub use processes::*;
+pub use queries::*;
 
 /// The local S3 server the tests use (`make s3-up`, deploy/local/s3.sh).
 pub mod s3 {
@@ -550,22 +554,6 @@ impl TestEnv {
     }
 }
 
-/// A generated stream being published by a background producer.
-pub struct Stream {
-    child: Child,
-    /// Where the producer writes the expected totals when it is done.
-    pub expected: PathBuf,
-}
-
-impl Stream {
-    /// Waits for the producer and asserts every event was acknowledged.
-    pub fn finish(mut self) -> Self {
-        let status = self.child.wait().expect("waiting for the producer");
-        assert!(status.success(), "the producer failed: {status}");
-        self
-    }
-}
-
 /// A failed test keeps its local lake for a post-mortem (it says where);
 /// a passing one leaves nothing behind.
 impl Drop for TestEnv {
@@ -579,212 +567,6 @@ impl Drop for TestEnv {
                 "the lake of this failed test is kept at {}",
                 dir.keep().display()
             );
-        }
-    }
-}
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// `newsflow-producer serve` started by a test.
-pub struct Ingest {
-    /// The process.
-    pub child: Child,
-    /// Port of `POST /v1/events`.
-    pub port: u32,
-    /// Port of /metrics, /healthz, /readyz.
-    pub metrics_port: u32,
-}
-
-impl Ingest {
-    /// The URL of the events endpoint.
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/v1/events", self.port)
-    }
-
-    /// The endpoint's /metrics text.
-    pub fn metrics(&self) -> String {
-        http_get(self.metrics_port, "/metrics").unwrap_or_default()
-    }
-
-    /// Whether `/readyz` answers 200.
-    pub fn ready(&self) -> bool {
-        http_get(self.metrics_port, "/readyz").is_ok_and(|r| r.starts_with("HTTP/1.1 200"))
-    }
-
-    /// The most memory the process has held (VmHWM), in MiB.
-    pub fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("reading the process status");
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM in /proc/PID/status");
-        kib / 1024.0
-    }
-
-    /// Sends SIGTERM.
-    pub fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-
-    /// Waits up to `within` for the process to exit, and returns how.
-    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for serve") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not exit within {within:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Ingest {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A worker process started by a test.
-pub struct Worker {
-    /// The process.
-    pub child: Child,
-    /// Port of its /metrics.
-    pub port: u32,
-}
-
-impl Worker {
-    /// Sends SIGKILL: the crash no drain can soften.
-    pub fn kill_9(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaping the worker");
-    }
-
-    /// Sends SIGTERM and asserts a clean exit (drain, flush, commit, 0).
-    pub fn terminate(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for worker") {
-                assert!(
-                    status.success(),
-                    "worker exited with {status} after SIGTERM"
-                );
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "worker did not exit within 60 s of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Whether `/readyz` answers 200, and its body.
-    pub fn readiness(&self) -> (bool, String) {
-        let response = http_get(self.port, "/readyz").unwrap_or_default();
-        (response.starts_with("HTTP/1.1 200"), response)
-    }
-
-    /// The worker's /metrics text, or an empty string while it is not yet
-    /// listening.
-    pub fn metrics(&self) -> String {
-        http_get(self.port, "/metrics").unwrap_or_default()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A minimal HTTP GET on loopback, so the tests need no HTTP client crate.
-pub fn http_get(port: u32, path: &str) -> std::io::Result<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port as u16))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    Ok(response)
-}
-
-/// Reads what a server writes on `stream` until it closes the connection;
-/// `None` when `within` passes with nothing read.
-pub fn read_answer(stream: &mut std::net::TcpStream, within: Duration) -> Option<String> {
-    use std::io::Read;
-    stream.set_read_timeout(Some(within)).unwrap();
-    let mut answer = Vec::new();
-    let mut buffer = [0u8; 8192];
-    loop {
-        match stream.read(&mut buffer) {
-            Ok(n) if n > 0 => answer.extend_from_slice(&buffer[..n]),
-            Err(e)
-                if answer.is_empty()
-                    && matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-            {
-                return None
-            }
-            // Closed, reset, or a timeout after part of an answer.
-            _ => return Some(String::from_utf8_lossy(&answer).into_owned()),
-        }
-    }
-}
-
-/// The value of a metric sample line, e.g. `newsflow_partitions_assigned`.
-pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
-/// A port nothing listens on now.
-pub fn free_port() -> u32 {
-    // Ports come from below the ephemeral range (32768 and up on Linux),
-    // which outgoing connections draw their local ports from: a port asked
-    // of the OS could be taken by some Kafka client's socket before the
-    // process meant to listen on it binds it, and that process would fail
-    // with "address in use". A counter keeps the tests of one binary apart,
-    // the process id keeps concurrent binaries apart, and a port something
-    // already holds is skipped.
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    const BLOCK: u32 = 1000;
-    let base = 20_000 + (std::process::id() % 12) * BLOCK;
-    loop {
-        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % BLOCK;
-        if std::net::TcpListener::bind(("127.0.0.1", port as u16)).is_ok() {
-            return port;
         }
     }
 }
@@ -803,189 +585,6 @@ pub fn assert_broker_answers() {
     }
 }
 
-fn python() -> PathBuf {
-    let python = std::env::var_os("NEWSFLOW_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join(".venv/bin/python"));
-    assert!(
-        python.exists(),
-        "{} is missing: create the Python environment with `make venv`",
-        python.display()
-    );
-    python
-}
-
-/// Runs a DuckDB query through the project's Python environment and returns
-/// its rows as JSON arrays.
-pub fn duckdb(sql: &str) -> Vec<Vec<serde_json::Value>> {
-    let script = "import duckdb, json, sys\nrows = duckdb.sql(sys.argv[1]).fetchall()\nprint(json.dumps(rows, default=str))";
-    run_python(
-        &[OsStr::new("-c"), OsStr::new(script), OsStr::new(sql)],
-        sql,
-        &[],
-    )
-}
-
-/// Runs a DuckDB query over the Delta tables of `lake`, read through their
-/// logs (tests/python/lake_query.py): the SQL names the tables
-/// `article_totals`, `article_engagement` and `events`.
-pub fn lake_sql(lake: impl Into<LakeRef>, sql: &str) -> Vec<Vec<serde_json::Value>> {
-    let lake = lake.into();
-    let script = workspace().join("tests/python/lake_query.py");
-    run_python(
-        &[script.as_os_str(), OsStr::new(&lake.uri), OsStr::new(sql)],
-        &format!("{sql} (on {})", lake.uri),
-        &s3::vars(&lake.s3_endpoint),
-    )
-}
-
-/// One article's current footer as every Python reader reads it (see
-/// [`footers_by_every_reader`]): reader name → (sources, comments, posts).
-pub fn footers_by_reader(
-    lake: impl Into<LakeRef>,
-    article: &str,
-) -> BTreeMap<String, (i64, i64, i64)> {
-    footers_by_every_reader(lake)
-        .into_iter()
-        .map(|(reader, footers)| {
-            let footer = footers
-                .get(article)
-                .copied()
-                .unwrap_or_else(|| panic!("{reader} finds no footer of {article}"));
-            (reader, footer)
-        })
-        .collect()
-}
-
-fn run_python(
-    args: &[&OsStr],
-    what: &str,
-    vars: &[(String, String)],
-) -> Vec<Vec<serde_json::Value>> {
-    let stdout = stdout_of(
-        Command::new(python()).args(args).envs(vars.iter().cloned()),
-        &format!("DuckDB on {what}"),
-    );
-    serde_json::from_slice(&stdout).expect("DuckDB rows as JSON")
-}
-
-/// Runs `command` to completion, fails the test naming `what` (with the
-/// command's stderr) unless it succeeds, and returns its stdout.
-pub(crate) fn stdout_of(command: &mut Command, what: &str) -> Vec<u8> {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
-    assert!(
-        output.status.success(),
-        "{what} failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout
-}
-
-/// Whether a local table has any committed data file yet.
-pub fn has_files(lake: &Path, dataset: &str) -> bool {
-    let log = lake.join(dataset).join("_delta_log");
-    log.is_dir()
-        && lake_sql(lake, &format!("SELECT count(*) FROM {dataset}"))[0][0]
-            .as_i64()
-            .unwrap_or(0)
-            > 0
-}
-
-/// The current footer of every article, with the contract's own query.
-pub fn current_totals(lake: impl Into<LakeRef>) -> BTreeMap<String, Footer> {
-    let sql = "SELECT article_id, title, confirming_sources, social_comments, forum_posts \
-         FROM article_totals \
-         QUALIFY row_number() OVER (PARTITION BY article_id ORDER BY version DESC) = 1";
-    lake_sql(lake, sql)
-        .into_iter()
-        .map(|r| {
-            (
-                r[0].as_str().unwrap().to_string(),
-                Footer {
-                    title: r[1].as_str().map(String::from),
-                    confirming_sources: r[2].as_i64().unwrap(),
-                    social_comments: r[3].as_i64().unwrap(),
-                    forum_posts: r[4].as_i64().unwrap(),
-                },
-            )
-        })
-        .collect()
-}
-
-/// The SUM over `article_engagement/` of each count, per article.
-pub fn engagement_sums(lake: impl Into<LakeRef>) -> BTreeMap<String, (i64, i64, i64)> {
-    let sql = "SELECT article_id, sum(confirming_sources)::BIGINT, sum(social_comments)::BIGINT, sum(forum_posts)::BIGINT \
-         FROM article_engagement GROUP BY article_id";
-    lake_sql(lake, sql)
-        .into_iter()
-        .map(|r| {
-            (
-                r[0].as_str().unwrap().to_string(),
-                (
-                    r[1].as_i64().unwrap(),
-                    r[2].as_i64().unwrap(),
-                    r[3].as_i64().unwrap(),
-                ),
-            )
-        })
-        .collect()
-}
-
-/// Checks the invariants every output must keep, whatever happened:
-/// no (article_id, version) twice, each (topic, partition, offset) once in
-/// `events/`, and engagement sums equal to the totals. Returns the number
-/// of archived events.
-pub fn assert_output_invariants(lake: impl Into<LakeRef>) -> i64 {
-    let lake = lake.into();
-    let dup_versions = lake_sql(
-        lake.clone(),
-        "SELECT count(*) - count(DISTINCT (article_id, version)) FROM article_totals",
-    );
-    assert_eq!(
-        dup_versions[0][0].as_i64(),
-        Some(0),
-        "an (article_id, version) pair appears twice"
-    );
-    let events = lake_sql(
-        lake.clone(),
-        "SELECT count(*), count(DISTINCT (kafka_topic, kafka_partition, kafka_offset)) FROM events",
-    );
-    assert_eq!(
-        events[0][0], events[0][1],
-        "a Kafka record is archived more than once"
-    );
-    let totals = current_totals(lake.clone());
-    let sums = engagement_sums(lake.clone());
-    for (article, footer) in &totals {
-        let sum = sums.get(article).copied().unwrap_or_default();
-        assert_eq!(
-            sum,
-            (
-                footer.confirming_sources,
-                footer.social_comments,
-                footer.forum_posts
-            ),
-            "engagement sums of {article} differ from its totals"
-        );
-    }
-    events[0][0].as_i64().unwrap()
-}
-
-/// Parses the generator's expected-totals file.
-pub fn read_expected(path: &Path) -> (u64, BTreeMap<String, Footer>) {
-    #[derive(Deserialize)]
-    struct Expected {
-        messages: u64,
-        articles: BTreeMap<String, Footer>,
-    }
-    let text = std::fs::read_to_string(path).expect("expected totals file");
-    let expected: Expected = serde_json::from_str(&text).expect("expected totals JSON");
-    (expected.messages, expected.articles)
-}
-
 /// Polls `condition` every 200 ms until it holds, failing the test with
 /// `what` after `timeout`.
 pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
@@ -996,84 +595,5 @@ pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bo
             "timed out after {timeout:?} waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// A message read back from the dead-letter topic.
-#[derive(Debug)]
-pub struct DeadLetter {
-    /// The original key.
-    pub key: Option<Vec<u8>>,
-    /// The original bytes.
-    pub value: Vec<u8>,
-    /// Headers by name.
-    pub headers: BTreeMap<String, String>,
-}
-
-/// Reads messages of `topic` from the beginning until `count` arrived (and
-/// a second more, to catch any extra) or `timeout` passed; callers assert
-/// on what they got.
-pub fn read_dead_letters(topic: &str, count: usize, timeout: Duration) -> Vec<DeadLetter> {
-    use rdkafka::message::{Headers, Message};
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", format!("reader-{topic}-{}", std::process::id()))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("dead-letter reader");
-    consumer.subscribe(&[topic]).expect("subscribing");
-    let mut letters = Vec::new();
-    let deadline = Instant::now() + timeout;
-    let mut settle: Option<Instant> = None;
-    loop {
-        if letters.len() >= count {
-            let until = *settle.get_or_insert_with(|| Instant::now() + Duration::from_secs(1));
-            if Instant::now() >= until {
-                break;
-            }
-        }
-        if Instant::now() >= deadline {
-            break;
-        }
-        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
-            let headers = message
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| {
-                            (
-                                h.key.to_string(),
-                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            letters.push(DeadLetter {
-                key: message.key().map(<[u8]>::to_vec),
-                value: message.payload().unwrap_or_default().to_vec(),
-                headers,
-            });
-        }
-    }
-    letters
-}
-
-/// The group's committed offset of one partition (0 when none).
-pub fn committed_offset(group: &str, topic: &str, partition: i32) -> i64 {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("group.id", group)
-        .create()
-        .expect("metadata client");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(topic, partition);
-    let committed = consumer
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
-    match committed.elements()[0].offset() {
-        Offset::Offset(o) => o,
-        _ => 0,
     }
 }

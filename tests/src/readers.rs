@@ -6,7 +6,8 @@ use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::{python, s3, stdout_of, workspace, LakeRef, TestEnv};
+use crate::queries::{python, stdout_of};
+use crate::{s3, workspace, LakeRef, TestEnv};
 
 /// Footers per article: (sources, comments, posts).
 pub type Footers = BTreeMap<String, (i64, i64, i64)>;
