@@ -161,3 +161,25 @@ fn each_schema_names_its_type_and_the_envelope() {
         );
     }
 }
+
+/// The contract names every event type and every counter column of core's
+/// list (`counted.rs`): a type or counter added there and not written into
+/// `docs/CONTRACT.md` fails here.
+#[test]
+fn the_contract_names_every_type_and_counter_of_the_list() {
+    let contract = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/CONTRACT.md"),
+    )
+    .unwrap();
+    for event_type in newsflow_core::EventType::ALL {
+        let name = format!("`{}`", event_type.as_str());
+        assert!(contract.contains(&name), "docs/CONTRACT.md does not name {name}");
+    }
+    for counter in newsflow_core::Counter::ALL {
+        let row = format!("| `{}` | int64", counter.column());
+        assert!(
+            contract.matches(&row).count() >= 2,
+            "docs/CONTRACT.md does not list {row} in both tables"
+        );
+    }
+}

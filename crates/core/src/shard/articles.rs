@@ -516,7 +516,10 @@ mod tests {
 
     #[test]
     fn an_article_keeps_id_title_and_sources_through_every_change() {
-        assert_eq!(std::mem::size_of::<Article>(), 64);
+        // 56 bytes and 4 per counter kept as a number (64 with today's
+        // two): a field added by accident shows here.
+        let expected = (56 + 4 * TALLIED).next_multiple_of(8);
+        assert_eq!(std::mem::size_of::<Article>(), expected);
         let mut article = Article::new("a-1");
         assert_eq!((article.id(), article.title()), ("a-1", None));
         let mut expected = std::collections::BTreeSet::new();
