@@ -136,7 +136,7 @@ fn rejects_each_breach_with_its_reason() {
         ),
         (
             Some(b"a-1"),
-            valid("video_view", r#","platform":"x""#).into_bytes(),
+            valid("carrier_pigeon", r#","platform":"x""#).into_bytes(),
             RejectReason::UnknownEventType,
         ),
         (
