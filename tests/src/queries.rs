@@ -92,10 +92,22 @@ pub(crate) fn stdout_of(command: &mut Command, what: &str) -> Vec<u8> {
     output.stdout
 }
 
+/// Whether a table's log under `files` (a local lake, or the local
+/// s3proxy's files of one: `TestEnv::lake_files_dir`) holds a commit yet:
+/// a worker killed early may not have created the table, and readers fail
+/// on a log without commits.
+pub fn has_commits(files: &Path, dataset: &str) -> bool {
+    let log = files.join(dataset).join("_delta_log");
+    std::fs::read_dir(log).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".json"))
+    })
+}
+
 /// Whether a local table has any committed data file yet.
 pub fn has_files(lake: &Path, dataset: &str) -> bool {
-    let log = lake.join(dataset).join("_delta_log");
-    log.is_dir()
+    has_commits(lake, dataset)
         && lake_sql(lake, &format!("SELECT count(*) FROM {dataset}"))[0][0]
             .as_i64()
             .unwrap_or(0)

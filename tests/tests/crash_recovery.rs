@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use newsflow_e2e::{lake_sql, metric_value, wait_for, TestEnv};
+use newsflow_e2e::{has_commits, lake_sql, metric_value, wait_for, TestEnv};
 
 /// The worker's settings for this test: a short session timeout and, as a
 /// StatefulSet pod has, the same static identity on every restart, so the
@@ -95,13 +95,7 @@ fn kill_9_rounds(env: &TestEnv, seed: u64, events: u64, kills: u64) {
 /// None before the first worker's life created the table (a slow start on
 /// a loaded machine can take a whole life): none committed yet.
 fn committed_records(env: &TestEnv) -> i64 {
-    let log = env.lake_files_dir().join("events/_delta_log");
-    let has_commits = std::fs::read_dir(&log).is_ok_and(|entries| {
-        entries
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().ends_with(".json"))
-    });
-    if !has_commits {
+    if !has_commits(&env.lake_files_dir(), "events") {
         return 0;
     }
     lake_sql(env, "SELECT count(*) FROM events")[0][0]

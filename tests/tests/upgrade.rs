@@ -13,7 +13,7 @@
 //! the first half twice).
 //!
 //! Two tests here are not part of `make test`: the fixture writer (run
-//! with another release's binaries, see `tests/upgrade/write-fixture.sh`)
+//! with another release's binaries, `make checkpoint-fixture`)
 //! and the rolling upgrade with a mixed group (`make upgrade-test`).
 
 use std::path::{Path, PathBuf};
@@ -132,7 +132,7 @@ fn copy_dir(from: &Path, to: &Path) {
 /// the binaries in `NEWSFLOW_BIN_DIR` (the release of that format): a
 /// worker counts half of a stream and is stopped with SIGTERM.
 #[test]
-#[ignore = "writes a fixture with another release's binaries: tests/upgrade/write-fixture.sh"]
+#[ignore = "writes a fixture with another release's binaries: make checkpoint-fixture"]
 fn write_checkpoint_fixture() {
     let format: u32 = std::env::var("NEWSFLOW_FIXTURE_FORMAT")
         .expect("NEWSFLOW_FIXTURE_FORMAT")

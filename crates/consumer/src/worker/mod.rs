@@ -145,11 +145,9 @@ impl Worker {
                     self.slots.insert(shard, slot);
                 }
                 Err(failure) => {
-                    if failure.is_transient() {
-                        tracing::error!(shard, error = %failure, "cannot restore shard yet; will retry");
-                        self.unrestored.insert(shard);
+                    if let Some(failure) = self.restore_failed(shard, failure) {
+                        self.fail(failure);
                     }
-                    self.fail(failure);
                 }
             }
         }
@@ -294,17 +292,22 @@ impl Worker {
                 tracing::info!(shard, "shard restored from its checkpoint");
                 None
             }
-            Err(failure) => {
-                self.slots.remove(&shard);
-                if !failure.is_transient() {
-                    self.fail(failure);
-                    return None;
-                }
-                tracing::error!(shard, error = %failure, "cannot restore shard yet; will retry");
-                self.unrestored.insert(shard);
-                Some(failure)
-            }
+            Err(failure) => self.restore_failed(shard, failure),
         }
+    }
+
+    /// A shard's restore failed. A transient failure leaves the shard in
+    /// `unrestored`, retried before each flush, and is returned for the
+    /// caller to report; a permanent one stops the worker.
+    fn restore_failed(&mut self, shard: i32, failure: Failure) -> Option<Failure> {
+        self.slots.remove(&shard);
+        if !failure.is_transient() {
+            self.fail(failure);
+            return None;
+        }
+        tracing::error!(shard, error = %failure, "cannot restore shard yet; will retry");
+        self.unrestored.insert(shard);
+        Some(failure)
     }
 
     /// Resets shards after a failure that concerns them all. A restore that
