@@ -20,7 +20,7 @@
 //!
 //! The endpoint is guarded by a bearer token compared in constant time, a
 //! body limit (413), and the deadlines and connection cap of
-//! [`connections`], so neither a slow client nor a crowd of idle sockets
+//! `newsflow_http`, so neither a slow client nor a crowd of idle sockets
 //! can hold the endpoint.
 //!
 //! On SIGTERM, `/readyz` turns red first; requests are still taken for
@@ -29,7 +29,6 @@
 
 mod answer;
 mod body;
-mod connections;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -52,7 +51,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use crate::publisher::delivery_failure;
 use answer::{Outcome, Rejections};
 use body::{drain, for_each_event, read_body, BodyRead, DRAIN_BEYOND_LIMIT};
-use connections::{accept_until, ConnectionLimits, RequestStarted};
+use newsflow_http::{accept_until, CloseObserver, ConnectionLimits, RequestStarted};
 
 /// What `Retry-After` asks a client to wait when the queue is full.
 const RETRY_AFTER_SECONDS: &str = "1";
@@ -125,6 +124,11 @@ pub async fn serve(
         header_timeout: ingest_settings.header_timeout,
         request_timeout: ingest_settings.request_timeout,
         max_connections: ingest_settings.max_connections,
+        section: "ingest",
+    };
+    let on_close: CloseObserver = {
+        let metrics = metrics.clone();
+        Arc::new(move |reason| metrics.ingest_connection_closed(reason))
     };
     let delay = ingest_settings.shutdown_delay;
     let stop_accepting = {
@@ -139,7 +143,7 @@ pub async fn serve(
             tokio::time::sleep(delay).await;
         }
     };
-    accept_until(listener, app, limits, metrics, stop_accepting).await;
+    accept_until(listener, app, limits, on_close, stop_accepting).await;
     kafka_watch.abort();
 
     let producer = ingest.producer.clone();

@@ -1,8 +1,10 @@
-//! The ingest endpoint's connections: how many are held, how long a client
-//! may take, and which one goes when the cap is reached.
+//! A server's connections: how many are held, how long a client may take,
+//! and which one goes when the cap is reached. The setting names below are
+//! the ingest endpoint's (`ingest.*`); the footer service has the same
+//! three under `footer.*`.
 //!
-//! Three rules keep a client without the token from locking out those
-//! with one:
+//! Three rules keep a crowd of idle or slow sockets from locking out the
+//! clients a server exists for:
 //! - **Head deadline.** The first byte and all headers of a request must
 //!   arrive within `ingest.header_timeout` after the connection opened or
 //!   the previous answer went out. An idle socket is closed silently; one
@@ -35,7 +37,7 @@ use hyper::body::Incoming;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use newsflow_telemetry::{ConnectionClose, Metrics};
+use newsflow_telemetry::ConnectionClose;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
@@ -45,13 +47,20 @@ use tokio::time::{Instant, Sleep};
 /// What a connection may hold and for how long.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnectionLimits {
-    /// `ingest.header_timeout`.
+    /// `ingest.header_timeout` (or the footer's).
     pub header_timeout: Duration,
     /// `ingest.request_timeout`.
     pub request_timeout: Duration,
     /// `ingest.max_connections`.
     pub max_connections: usize,
+    /// The section the three come from (`ingest`, `footer`), named in the
+    /// 408 and in log lines so an operator knows which key to change.
+    pub section: &'static str,
 }
+
+/// Told each time the server closes a connection itself (the binary
+/// counts it in its own metric).
+pub type CloseObserver = Arc<dyn Fn(ConnectionClose) + Send + Sync>;
 
 /// When the request being served on a connection sent its first byte; the
 /// handler's body deadline counts from it. Put into each request's
@@ -66,15 +75,16 @@ const EVICTABLE_AFTER: Duration = Duration::from_secs(1);
 /// How often refusals at the cap are logged, at most.
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// The body of the 408 written straight to the socket when a request's
-/// head misses its deadline (hyper has no request to answer yet).
-const HEAD_TIMEOUT_BODY: &str = r#"{"error":"request_timeout","detail":"the request headers did not arrive within ingest.header_timeout"}"#;
-
-fn head_timeout_answer() -> String {
+/// The 408 written straight to the socket when a request's head misses
+/// its deadline (hyper has no request to answer yet).
+fn head_timeout_answer(section: &str) -> String {
+    let body = format!(
+        r#"{{"error":"request_timeout","detail":"the request headers did not arrive within {section}.header_timeout"}}"#
+    );
     format!(
         "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n\
-         connection: close\r\ncontent-length: {}\r\n\r\n{HEAD_TIMEOUT_BODY}",
-        HEAD_TIMEOUT_BODY.len()
+         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
     )
 }
 
@@ -187,7 +197,7 @@ struct DeadlineIo {
     connection: Arc<Connection>,
     limits: ConnectionLimits,
     timer: Pin<Box<Sleep>>,
-    metrics: Arc<Metrics>,
+    on_close: CloseObserver,
     timed_out: bool,
 }
 
@@ -197,10 +207,10 @@ impl DeadlineIo {
         if partial {
             // Best effort: the socket's buffer is empty while a head is
             // being read, and a client that does not read it loses nothing.
-            let _ = self.socket.try_write(head_timeout_answer().as_bytes());
+            let answer = head_timeout_answer(self.limits.section);
+            let _ = self.socket.try_write(answer.as_bytes());
         }
-        self.metrics
-            .ingest_connection_closed(ConnectionClose::HeaderTimeout);
+        (self.on_close)(ConnectionClose::HeaderTimeout);
     }
 }
 
@@ -305,14 +315,15 @@ struct RefusalLog {
 }
 
 impl RefusalLog {
-    fn refused(&mut self, cap: usize) {
+    fn refused(&mut self, limits: &ConnectionLimits) {
         self.unreported += 1;
         if self.last.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY) {
             tracing::warn!(
                 refused = self.unreported,
-                max_connections = cap,
-                "every connection at ingest.max_connections is mid-request or a token holder's \
-                 just answered; refusing new ones (logged at most every 10 s)"
+                max_connections = limits.max_connections,
+                "every connection at {}.max_connections is mid-request or a client's \
+                 just answered; refusing new ones (logged at most every 10 s)",
+                limits.section
             );
             self.last = Some(Instant::now());
             self.unreported = 0;
@@ -322,12 +333,13 @@ impl RefusalLog {
 
 /// Accepts connections until `stop_accepting` resolves, then closes idle
 /// connections, lets requests in flight finish for up to
-/// `ingest.request_timeout`, and returns.
+/// `ingest.request_timeout`, and returns. `on_close` hears of every
+/// connection the server closes itself.
 pub async fn accept_until(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
-    metrics: Arc<Metrics>,
+    on_close: CloseObserver,
     stop_accepting: impl Future<Output = ()>,
 ) {
     let registry = Arc::new(Registry::default());
@@ -354,8 +366,8 @@ pub async fn accept_until(
         };
         while tasks.try_join_next().is_some() {}
         if !registry.make_room(limits.max_connections) {
-            metrics.ingest_connection_closed(ConnectionClose::Refused);
-            refusals.refused(limits.max_connections);
+            on_close(ConnectionClose::Refused);
+            refusals.refused(&limits);
             continue;
         }
         next_id += 1;
@@ -367,7 +379,7 @@ pub async fn accept_until(
             connection,
             app.clone(),
             limits,
-            metrics.clone(),
+            on_close.clone(),
             closing_seen.clone(),
         );
         let registry = registry.clone();
@@ -377,7 +389,7 @@ pub async fn accept_until(
         });
     }
     drop(listener);
-    finish_in_flight(tasks, closing, limits.request_timeout).await;
+    finish_in_flight(tasks, closing, &limits).await;
 }
 
 /// Tells open connections the server is closing and waits for their
@@ -385,16 +397,19 @@ pub async fn accept_until(
 async fn finish_in_flight(
     mut tasks: JoinSet<()>,
     closing: watch::Sender<bool>,
-    request_timeout: Duration,
+    limits: &ConnectionLimits,
 ) {
     tracing::info!("no longer accepting; finishing requests in flight");
     let _ = closing.send(true);
     let drained = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(request_timeout, drained)
+    if tokio::time::timeout(limits.request_timeout, drained)
         .await
         .is_err()
     {
-        tracing::warn!("requests still open after ingest.request_timeout; closing them");
+        tracing::warn!(
+            "requests still open after {}.request_timeout; closing them",
+            limits.section
+        );
         tasks.abort_all();
     }
 }
@@ -405,7 +420,7 @@ async fn serve_connection(
     connection: Arc<Connection>,
     app: Router,
     limits: ConnectionLimits,
-    metrics: Arc<Metrics>,
+    on_close: CloseObserver,
     mut closing: watch::Receiver<bool>,
 ) {
     let io = DeadlineIo {
@@ -413,7 +428,7 @@ async fn serve_connection(
         connection: connection.clone(),
         limits,
         timer: Box::pin(tokio::time::sleep(limits.header_timeout)),
-        metrics: metrics.clone(),
+        on_close: on_close.clone(),
         timed_out: false,
     };
     let app = TowerToHyperService::new(app);
@@ -449,7 +464,7 @@ async fn serve_connection(
         _ = closing.wait_for(|closing| *closing) => false,
     };
     if evicted {
-        metrics.ingest_connection_closed(ConnectionClose::Evicted);
+        on_close(ConnectionClose::Evicted);
         if connection.waiting_since().is_some() {
             return; // dropping the connection closes the socket
         }
