@@ -114,7 +114,7 @@ impl Engines {
 /// the log is read again without its checkpoints, from the JSON commits,
 /// and the damage is logged; the error, if that fails too, names the table.
 /// `true` with the snapshot when it was read without the checkpoints.
-fn snapshot_at(
+pub(crate) fn snapshot_at(
     engines: &Engines,
     dataset: Dataset,
     url: &Url,

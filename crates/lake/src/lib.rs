@@ -26,6 +26,7 @@ mod datasets;
 mod delta;
 mod failpoint;
 mod flush;
+mod footers;
 mod lake;
 mod location;
 mod log_fallback;
@@ -39,6 +40,7 @@ pub use archive::{ArchivedEvents, EventArchive, EventRow};
 pub use checkpoint::{Checkpoint, CheckpointChain, EncodedCheckpoint, MAX_PATCHES};
 pub use datasets::{Dataset, FlushBatch, WriteStats};
 pub use flush::{FlushError, FlushObserver, Restored, ShardFlush, ShardOutcome};
+pub use footers::{Commit, FileRead, FooterRow, FooterSource, LogTail, MalformedRow, TableState};
 pub use lake::Lake;
 pub use maintenance::{
     CompactionLimits, LogCheckpoint, ShardFilesVacuum, TableCompaction, TableFailure, TableVacuum,
@@ -181,6 +183,17 @@ fn caused(source: &Option<BoxError>) -> String {
 }
 
 impl Error {
+    /// Whether the object asked for is not in the store.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Error::Store {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }
+        )
+    }
+
     /// Whether the same work can succeed when tried again: the store, the
     /// network or the file system failed, or other writers won a race.
     /// The rest is permanent until someone acts: a damaged or newer

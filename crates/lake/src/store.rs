@@ -129,6 +129,30 @@ impl Store {
         Ok((names, !listing.common_prefixes.is_empty()))
     }
 
+    /// The names of the objects directly below `prefix` that sort after
+    /// `offset` (a full path below the same prefix).
+    pub fn list_after(&self, prefix: ObjectPath, offset: ObjectPath) -> Result<Vec<String>, Error> {
+        let shown = prefix.to_string();
+        let store = self.location.store.clone();
+        let listed = self
+            .handle
+            .block_on(async move {
+                store
+                    .list_with_offset(Some(&prefix), &offset)
+                    .try_collect::<Vec<_>>()
+                    .await
+            })
+            .map_err(|e| Error::Store {
+                op: "listing",
+                path: shown,
+                source: e,
+            })?;
+        Ok(listed
+            .iter()
+            .filter_map(|o| o.location.filename().map(String::from))
+            .collect())
+    }
+
     /// Every object below `prefix`, at any depth, with its size and when
     /// it was last written.
     pub fn list_all(&self, prefix: ObjectPath) -> Result<Vec<ObjectMeta>, Error> {

@@ -23,6 +23,7 @@ pub(crate) struct Root {
     pub(crate) shutdown: Shutdown,
     pub(crate) watchdog: Watchdog,
     pub(crate) ingest: Ingest,
+    pub(crate) footer: Footer,
     pub(crate) compaction: Compaction,
     pub(crate) vacuum: Vacuum,
 }
@@ -98,6 +99,60 @@ impl Default for Ingest {
             max_queued_events: 100_000,
         }
     }
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Footer {
+    pub(crate) listen: String,
+    #[serde(with = "duration_text")]
+    pub(crate) poll_interval: Duration,
+    /// A TOML list, or one string of comma-separated origins (how an
+    /// environment variable can say it).
+    #[serde(deserialize_with = "list_or_commas")]
+    pub(crate) cors_origins: Vec<String>,
+    pub(crate) max_ids: i64,
+    #[serde(with = "duration_text")]
+    pub(crate) request_timeout: Duration,
+    #[serde(with = "duration_text")]
+    pub(crate) header_timeout: Duration,
+    pub(crate) max_connections: i64,
+    #[serde(with = "duration_text")]
+    pub(crate) shutdown_delay: Duration,
+}
+
+impl Default for Footer {
+    fn default() -> Self {
+        Footer {
+            listen: "127.0.0.1:8081".into(),
+            poll_interval: Duration::from_secs(1), // 1s
+            cors_origins: Vec::new(),
+            max_ids: 100,
+            request_timeout: Duration::from_secs(10), // 10s
+            header_timeout: Duration::from_secs(5),   // 5s
+            max_connections: 4096,
+            shutdown_delay: Duration::from_secs(5), // 5s
+        }
+    }
+}
+
+/// A list given as a TOML array or as one comma-separated string.
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        List(Vec<String>),
+        Commas(String),
+    }
+    Ok(match Written::deserialize(d)? {
+        Written::List(list) => list,
+        Written::Commas(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
+    })
 }
 
 /// `kafka.sasl.mechanism` when the section names none. (The key stays

@@ -378,3 +378,37 @@ fn the_readme_table_states_the_defaults_of_the_code() {
     }
     assert!(checked >= 30, "only {checked} README rows were checked");
 }
+
+#[test]
+fn footer_origins_come_as_a_list_or_as_commas_and_bad_ones_are_named() {
+    let s = load_from(
+        None,
+        env(&[(
+            "NEWSFLOW__FOOTER__CORS_ORIGINS",
+            "https://news.example, http://127.0.0.1:8000",
+        )]),
+    )
+    .unwrap();
+    assert_eq!(
+        s.footer.cors_origins,
+        ["https://news.example", "http://127.0.0.1:8000"]
+    );
+    assert_eq!(s.footer.poll_interval, Duration::from_secs(1));
+    assert_eq!(s.footer.max_ids, 100);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("newsflow.toml");
+    std::fs::write(&file, "[footer]\ncors_origins = [\"https://a.example\"]\n").unwrap();
+    let s = load_from(Some(&file), env(&[])).unwrap();
+    assert_eq!(s.footer.cors_origins, ["https://a.example"]);
+
+    let e = error_of(&[(
+        "NEWSFLOW__FOOTER__CORS_ORIGINS",
+        "https://news.example/path",
+    )]);
+    assert!(e.contains("footer.cors_origins"), "{e}");
+    let e = error_of(&[("NEWSFLOW__FOOTER__POLL_INTERVAL", "1ms")]);
+    assert!(e.contains("footer.poll_interval"), "{e}");
+    let e = error_of(&[("NEWSFLOW__FOOTER__MAX_IDS", "0")]);
+    assert!(e.contains("footer.max_ids"), "{e}");
+}

@@ -37,6 +37,8 @@ pub struct Settings {
     pub watchdog: WatchdogSettings,
     /// The producer's HTTP ingest endpoint (`newsflow-producer serve`).
     pub ingest: IngestSettings,
+    /// `[footer]`.
+    pub footer: FooterSettings,
     /// Compaction of small files (`newsflow-lake compact`).
     pub compaction: CompactionSettings,
     /// What vacuum keeps (`newsflow-lake vacuum`).
@@ -110,6 +112,32 @@ pub struct IngestSettings {
     /// beyond it requests get 503 with Retry-After instead of buffering without
     /// bound.
     pub max_queued_events: usize,
+}
+
+/// `[footer]`: the footer API of `newsflow-footer serve`.
+#[derive(Clone, Debug)]
+pub struct FooterSettings {
+    /// `footer.listen`: address of the footer API.
+    pub listen: SocketAddr,
+    /// `footer.poll_interval`: how often the `article_totals` log is read
+    /// for new commits; answers say `Cache-Control: max-age` of it.
+    pub poll_interval: Duration,
+    /// `footer.cors_origins`: site origins (`https://news.example`) whose
+    /// pages may fetch footers from a browser; `*` allows any. None by
+    /// default.
+    pub cors_origins: Vec<String>,
+    /// `footer.max_ids`: ids one `/v1/footers?ids=` request may ask for.
+    pub max_ids: usize,
+    /// `footer.request_timeout`: one deadline for a whole request.
+    pub request_timeout: Duration,
+    /// `footer.header_timeout`: a request's head must arrive within it.
+    pub header_timeout: Duration,
+    /// `footer.max_connections`: connections held at once; idle ones go
+    /// first when it is reached.
+    pub max_connections: usize,
+    /// `footer.shutdown_delay`: after SIGTERM, `/readyz` is red but
+    /// requests are still answered this long.
+    pub shutdown_delay: Duration,
 }
 
 impl IngestSettings {

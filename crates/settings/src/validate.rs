@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::raw::{self, Ingest, Root, Sasl, Tls};
+use crate::raw::{self, Footer, Ingest, Root, Sasl, Tls};
 use crate::types::*;
 use crate::{secret, KafkaProperties, Secret, SettingsError};
 
@@ -251,6 +251,65 @@ fn ingest(raw: Ingest) -> Result<IngestSettings, SettingsError> {
     })
 }
 
+fn footer(raw: Footer) -> Result<FooterSettings, SettingsError> {
+    for origin in &raw.cors_origins {
+        check_origin(origin).map_err(|problem| invalid("footer.cors_origins", problem))?;
+    }
+    Ok(FooterSettings {
+        listen: address("footer.listen", &raw.listen, "0.0.0.0:8081")?,
+        poll_interval: in_duration_range(
+            "footer.poll_interval",
+            raw.poll_interval,
+            Duration::from_millis(100),
+            Duration::from_secs(3600),
+        )?,
+        cors_origins: raw.cors_origins,
+        max_ids: in_range("footer.max_ids", raw.max_ids, 1, 1000)? as usize,
+        request_timeout: positive("footer.request_timeout", raw.request_timeout)?,
+        header_timeout: positive("footer.header_timeout", raw.header_timeout)?,
+        max_connections: in_range("footer.max_connections", raw.max_connections, 1, 1_000_000)?
+            as usize,
+        shutdown_delay: raw.shutdown_delay,
+    })
+}
+
+/// An origin as browsers send it: `scheme://host[:port]`, no path; or `*`.
+fn check_origin(origin: &str) -> Result<(), String> {
+    if origin == "*" {
+        return Ok(());
+    }
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or_else(|| format!("`{origin}` is not an origin like https://news.example"))?;
+    let host_ok = !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if !host_ok {
+        return Err(format!(
+            "`{origin}` is not an origin like https://news.example (no path, no trailing slash)"
+        ));
+    }
+    Ok(())
+}
+
+fn in_duration_range(
+    key: &'static str,
+    value: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, SettingsError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(invalid(
+            key,
+            format!("{value:?} is outside {min:?}..={max:?}"),
+        ))
+    }
+}
+
 impl Root {
     /// Checks every section; the first problem, named by its key.
     pub(crate) fn validate(self) -> Result<Settings, SettingsError> {
@@ -284,6 +343,7 @@ impl Root {
                 stall_after: positive("watchdog.stall_after", self.watchdog.stall_after)?,
             },
             ingest: ingest(self.ingest)?,
+            footer: footer(self.footer)?,
             compaction: CompactionSettings {
                 target_file_size: in_range(
                     "compaction.target_file_size",

@@ -114,14 +114,15 @@ label! {
 }
 
 label! {
-    /// Why the ingest endpoint closed a connection itself: the `reason` of
-    /// `newsflow_ingest_connections_closed_total`.
+    /// Why an HTTP server closed a connection itself: the `reason` of
+    /// `newsflow_ingest_connections_closed_total` and
+    /// `newsflow_footer_connections_closed_total`.
     ConnectionClose {
-        /// An idle connection let go for a new one at `ingest.max_connections`.
+        /// An idle connection let go for a new one at `max_connections`.
         Evicted => "evicted",
         /// A new connection refused because no connection could go.
         Refused => "refused",
-        /// A connection whose request headers missed `ingest.header_timeout`.
+        /// A connection whose request headers missed `header_timeout`.
         HeaderTimeout => "header_timeout",
     }
 }
@@ -197,5 +198,55 @@ mod tests {
         let labels: Vec<&str> = ProduceError::all().map(ProduceError::as_str).collect();
         let distinct: HashSet<&str> = labels.iter().copied().collect();
         assert_eq!(labels.len(), distinct.len() + 1);
+    }
+}
+
+label! {
+    /// Which part of the footer API answered: the `route` of
+    /// `newsflow_footer_requests_total`.
+    FooterRoute {
+        /// `GET /v1/articles/{id}/footer`.
+        Footer => "footer",
+        /// `GET /v1/articles/{id}/footer.html`.
+        FooterHtml => "footer_html",
+        /// `GET /v1/footers?ids=`.
+        Footers => "footers",
+        /// A CORS preflight (`OPTIONS`).
+        Preflight => "preflight",
+        /// Any other path or method.
+        Other => "other",
+    }
+}
+
+label! {
+    /// Why the footer service loaded the table afresh: the `reason` of
+    /// `newsflow_footer_reloads_total`.
+    FooterReload {
+        /// The first load.
+        Start => "start",
+        /// The commit after the version held is gone from the log.
+        LogGap => "log_gap",
+        /// A file a commit added was gone when read (vacuumed after a
+        /// later compaction replaced it).
+        FileGone => "file_gone",
+        /// A commit removed rows or changed the table's schema.
+        TableRewritten => "table_rewritten",
+    }
+}
+
+label! {
+    /// Why a row of `article_totals` was not taken as a footer: the
+    /// `reason` of `newsflow_footer_rows_skipped_total`.
+    SkippedRow {
+        /// Its `article_id` is null.
+        NullId => "null_id",
+        /// Its `article_id` breaks the contract's rule.
+        InvalidId => "invalid_id",
+        /// A count or its version is null.
+        NullNumber => "null_number",
+        /// A count or its version is negative or too large to hold.
+        OutOfRange => "out_of_range",
+        /// Its title is longer than an event can carry.
+        TitleTooLong => "title_too_long",
     }
 }

@@ -13,6 +13,7 @@
 //! assert!(metrics.render().contains("newsflow_events_produced_total{topic=\"news.comments\"} 3"));
 //! ```
 
+mod footer;
 mod labels;
 mod metrics;
 mod progress;
@@ -20,8 +21,8 @@ mod series;
 mod server;
 
 pub use labels::{
-    ConnectionClose, DeliveryFailure, FlushStage, IngestOutcome, LakeOutcome, OffsetCommit,
-    ProduceError, Rebalance, Table,
+    ConnectionClose, DeliveryFailure, FlushStage, FooterReload, FooterRoute, IngestOutcome,
+    LakeOutcome, OffsetCommit, ProduceError, Rebalance, SkippedRow, Table,
 };
 pub use metrics::{Binary, Metrics};
 pub use progress::{per_second, Progress, Rates};

@@ -8,7 +8,7 @@ use crate::labels::{
     ConnectionClose, FlushStage, IngestOutcome, LakeOutcome, OffsetCommit, ProduceError, Rebalance,
     Table,
 };
-use crate::series::{gauge_vec, CountingSeries, OutputSeries, ProducerSeries};
+use crate::series::{gauge_vec, CountingSeries, FooterSeries, OutputSeries, ProducerSeries};
 
 /// Which binary the metrics are for: each exports only its own series.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub enum Binary {
     Worker,
     /// `newsflow-producer`: publishing and HTTP ingest.
     Producer,
+    /// `newsflow-footer`: the footer API.
+    Footer,
 }
 
 /// Every metric newsflow exports, registered in its own registry.
@@ -26,6 +28,7 @@ pub struct Metrics {
     counting: CountingSeries,
     output: OutputSeries,
     producer: ProducerSeries,
+    pub(crate) footer: FooterSeries,
 }
 
 impl Metrics {
@@ -38,7 +41,9 @@ impl Metrics {
         // what that binary does and no series of the other at zero.
         let worker = (binary == Binary::Worker).then_some(&registry);
         let producer = (binary == Binary::Producer).then_some(&registry);
+        let footer = (binary == Binary::Footer).then_some(&registry);
         let metrics = Metrics {
+            footer: FooterSeries::new(footer),
             counting: CountingSeries::new(worker),
             output: OutputSeries::new(worker),
             producer: ProducerSeries::new(producer),
@@ -70,6 +75,7 @@ impl Metrics {
         match self.binary {
             Binary::Worker => self.preregister_worker(),
             Binary::Producer => self.preregister_producer(topics),
+            Binary::Footer => self.preregister_footer(),
         }
     }
 

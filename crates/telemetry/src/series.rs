@@ -163,6 +163,72 @@ impl ProducerSeries {
     }
 }
 
+/// Buckets of `newsflow_footer_request_duration_seconds`: from 50 µs (a
+/// lookup answered from memory) to a second.
+const FOOTER_LATENCY_BUCKETS: [f64; 12] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.25, 1.0,
+];
+
+/// What the footer service answers and how far it follows the table.
+pub(crate) struct FooterSeries {
+    pub(crate) requests: IntCounterVec,
+    pub(crate) request_duration: HistogramVec,
+    pub(crate) articles: IntGauge,
+    pub(crate) index_bytes: IntGauge,
+    pub(crate) table_version: IntGauge,
+    pub(crate) commit_timestamp: Gauge,
+    pub(crate) freshness: Gauge,
+    pub(crate) stale: Gauge,
+    pub(crate) reloads: IntCounterVec,
+    pub(crate) log_read_failures: IntCounter,
+    pub(crate) rows_skipped: IntCounterVec,
+    pub(crate) files_unreadable: IntCounter,
+    pub(crate) connections_closed: IntCounterVec,
+}
+
+impl FooterSeries {
+    /// Creates the series, registered in `registry` if given.
+    pub(crate) fn new(registry: Option<&Registry>) -> Self {
+        #[rustfmt::skip]
+        let series = FooterSeries {
+            requests: counter_vec(registry, "newsflow_footer_requests_total",
+                "Footer API requests answered, by route and status code.", &["route", "code"]),
+            request_duration: histogram_vec(registry, "newsflow_footer_request_duration_seconds",
+                "Time from a footer request's head to its answer, by route.",
+                FOOTER_LATENCY_BUCKETS.to_vec(), &["route"]),
+            articles: gauge(registry, "newsflow_footer_articles",
+                "Articles whose current footer the service holds."),
+            index_bytes: gauge(registry, "newsflow_footer_index_bytes",
+                "Bytes of memory the held footers take (ids and titles included)."),
+            table_version: gauge(registry, "newsflow_footer_table_version",
+                "The version of article_totals the answers reflect."),
+            commit_timestamp: gauge_f(registry, "newsflow_footer_table_commit_timestamp_seconds",
+                "When the newest commit of article_totals the service applied was made (Unix seconds)."),
+            freshness: gauge_f(registry, "newsflow_footer_freshness_seconds",
+                "Seconds from the newest commit applied to the last read of the log: how old the answers are at most, if the table moves."),
+            stale: gauge_f(registry, "newsflow_footer_stale_seconds",
+                "Seconds since the log was last read successfully, while reading it fails; 0 when current. Answers carry X-Newsflow-Stale meanwhile."),
+            reloads: counter_vec(registry, "newsflow_footer_reloads_total",
+                "Full loads of the table's latest snapshot, by reason (start, log_gap, file_gone, table_rewritten).",
+                &["reason"]),
+            log_read_failures: counter(registry, "newsflow_footer_log_read_failures_total",
+                "Reads of the table's log or files that failed (the store unreachable); answers go on from what is held."),
+            rows_skipped: counter_vec(registry, "newsflow_footer_rows_skipped_total",
+                "Rows of article_totals that are not footers and were left out, by reason.", &["reason"]),
+            files_unreadable: counter(registry, "newsflow_footer_files_unreadable_total",
+                "Data files of article_totals that could not be decoded and were left out."),
+            connections_closed: counter_vec(registry, "newsflow_footer_connections_closed_total",
+                "Footer API connections the server closed before the client did, by reason (evicted, refused, header_timeout).",
+                &["reason"]),
+        };
+        series
+    }
+}
+
+fn gauge_f(registry: Option<&Registry>, name: &str, help: &str) -> Gauge {
+    register(registry, Gauge::new(name, help).expect("valid metric"))
+}
+
 /// Registers `metric` (when its binary's `registry` is given) and hands
 /// it back: every constructor below ends here.
 fn register<M: Collector + Clone + 'static>(registry: Option<&Registry>, metric: M) -> M {

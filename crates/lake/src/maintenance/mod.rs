@@ -4,7 +4,7 @@
 //! the rules are in the submodules.
 
 mod compaction;
-mod live_files;
+pub(crate) mod live_files;
 mod vacuum;
 
 use std::time::{Duration, SystemTime};
