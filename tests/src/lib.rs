@@ -75,54 +75,17 @@ pub struct TestEnv {
     pub s3_endpoint: String,
 }
 
+mod footer_service;
 mod kafka;
 mod processes;
 mod queries;
 mod readers;
+pub mod s3;
 
+pub use footer_service::*;
 pub use kafka::*;
 pub use processes::*;
 pub use queries::*;
-
-/// The local S3 server the tests use (`make s3-up`, deploy/local/s3.sh).
-pub mod s3 {
-    /// Its endpoint.
-    pub fn endpoint() -> String {
-        std::env::var("NEWSFLOW_TEST_S3_ENDPOINT")
-            .unwrap_or_else(|_| "http://127.0.0.1:9000".into())
-    }
-
-    /// The bucket `make s3-up` creates.
-    pub const BUCKET: &str = "newsflow";
-
-    /// The variables every S3 client here reads (the worker, the
-    /// readers), for the server at `endpoint`.
-    pub fn vars(endpoint: &str) -> Vec<(String, String)> {
-        [
-            ("AWS_ACCESS_KEY_ID", "newsflow".to_string()),
-            ("AWS_SECRET_ACCESS_KEY", "newsflow-local-secret".to_string()),
-            ("AWS_REGION", "us-east-1".to_string()),
-            ("AWS_ENDPOINT_URL", endpoint.to_string()),
-            ("AWS_ALLOW_HTTP", "true".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
-    }
-
-    /// Fails the test, naming the make target, unless the server answers.
-    pub fn assert_answers(url: &str) {
-        let host = url.trim_start_matches("http://");
-        let answered = std::net::TcpStream::connect_timeout(
-            &host.parse().expect("the S3 endpoint is host:port"),
-            std::time::Duration::from_secs(2),
-        );
-        assert!(
-            answered.is_ok(),
-            "no S3 server answers at {url}; start one with `make s3-up`"
-        );
-    }
-}
 
 /// A lake to read: its URI (a folder or `s3://…`) and the S3 endpoint.
 #[derive(Clone, Debug)]

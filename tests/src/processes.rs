@@ -30,17 +30,21 @@ impl Drop for Stream {
     }
 }
 
-/// `newsflow-producer serve` started by a test.
-pub struct Ingest {
+/// A server a test started: `newsflow-producer serve` (its HTTP ingest)
+/// or `newsflow-footer serve`.
+pub struct ServerProcess {
     /// The process.
     pub child: Child,
-    /// Port of `POST /v1/events`.
+    /// Port of its API (`POST /v1/events`, or the footer routes).
     pub port: u32,
     /// Port of /metrics, /healthz, /readyz.
     pub metrics_port: u32,
 }
 
-impl Ingest {
+/// `newsflow-producer serve` started by a test.
+pub type Ingest = ServerProcess;
+
+impl ServerProcess {
     /// The URL of the events endpoint.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}/v1/events", self.port)
@@ -93,7 +97,7 @@ impl Ingest {
     }
 }
 
-impl Drop for Ingest {
+impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

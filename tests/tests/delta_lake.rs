@@ -8,9 +8,10 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use newsflow_e2e::s3::OwnS3Server;
 use newsflow_e2e::{
-    assert_output_invariants, current_totals, engagement_sums, footers_by_reader, free_port,
-    lake_sql, metric_value, read_expected, wait_for, workspace, TestEnv,
+    assert_output_invariants, current_totals, engagement_sums, footers_by_reader, lake_sql,
+    metric_value, read_expected, wait_for, TestEnv,
 };
 
 const ARTICLE: &str = "politik.2026-11-01.russland-nordkorea-buendnis";
@@ -218,68 +219,12 @@ fn workers_frozen_past_their_session_never_corrupt_the_output() {
     );
 }
 
-/// A second S3 server of this test's own, so stopping it disturbs no other
-/// test.
-struct OwnS3 {
-    port: u32,
-    state: tempfile::TempDir,
-}
-
-impl OwnS3 {
-    fn start() -> OwnS3 {
-        let own = OwnS3 {
-            port: free_port(),
-            state: tempfile::tempdir().unwrap(),
-        };
-        own.up();
-        own
-    }
-
-    fn script(&self, verb: &str) -> Command {
-        let mut command = Command::new("bash");
-        command
-            .arg(workspace().join("deploy/local/s3.sh"))
-            .arg(verb)
-            .env("S3_PORT", self.port.to_string())
-            .env("S3_STATE_DIR", self.state.path());
-        command
-    }
-
-    /// Runs `s3.sh verb` for this server and asserts it succeeded.
-    fn run(&self, verb: &str) {
-        let output = self.script(verb).output().unwrap();
-        assert!(
-            output.status.success(),
-            "s3.sh {verb}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
-    fn up(&self) {
-        self.run("up");
-    }
-
-    fn down(&self) {
-        self.run("down");
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for OwnS3 {
-    fn drop(&mut self) {
-        let _ = self.script("down").output();
-    }
-}
-
 /// The object store goes away mid-stream: the worker turns not-ready and
 /// commits nothing past what the tables hold; once the store is back it
 /// catches up, exactly.
 #[test]
 fn an_object_store_that_fails_for_a_while_holds_commits_back() {
-    let s3 = OwnS3::start();
+    let s3 = OwnS3Server::start();
     // The workers and the readers of this test use this server only.
     let env = TestEnv::on_s3_at("s3-outage", 2, &s3.endpoint());
     env.create_topics(41);
@@ -336,7 +281,7 @@ fn an_object_store_that_fails_for_a_while_holds_commits_back() {
 /// catches up, exactly.
 #[test]
 fn a_frozen_object_store_turns_readiness_red_and_is_counted() {
-    let s3 = OwnS3::start();
+    let s3 = OwnS3Server::start();
     let env = TestEnv::on_s3_at("s3-frozen", 2, &s3.endpoint());
     env.create_topics(42);
     let stream = env.stream(42, 12_000, 2_000);

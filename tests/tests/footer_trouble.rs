@@ -1,0 +1,112 @@
+//! The footer service in trouble: its store gone and back (a real S3 API
+//! server of the test's own, stopped and started), and clients that hold
+//! sockets or send nothing.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use newsflow_e2e::s3::OwnS3Server;
+use newsflow_e2e::{metric_value, read_answer, social_comment, wait_for, TestEnv};
+
+/// The seed article of `tests/fixtures/seed-article.ndjson`.
+const SEED: &str = "politik.2026-11-01.russland-nordkorea-buendnis";
+
+#[test]
+fn a_store_that_stops_gives_stale_answers_then_the_service_catches_up() {
+    let s3 = OwnS3Server::start();
+    let env = TestEnv::on_s3_at("footer-outage", 1, &s3.endpoint());
+    env.replay_seed_article();
+    env.consume_until_caught_up();
+    let footer = env.spawn_footer(&[("NEWSFLOW__FOOTER__POLL_INTERVAL", "300ms")]);
+    let path = format!("/v1/articles/{SEED}/footer");
+    let before = footer.get(&path);
+    assert_eq!(before.status, 200);
+    assert!(before.header("x-newsflow-stale").is_none());
+
+    s3.down();
+    wait_for("answers marked stale", Duration::from_secs(60), || {
+        footer.get(&path).header("x-newsflow-stale").is_some()
+    });
+    // Still the footer held, and still ready: a stale footer beats none.
+    let stale = footer.get(&path);
+    assert_eq!(stale.status, 200);
+    assert_eq!(stale.json()["social_comments"], 166);
+    assert!(
+        footer.ready(),
+        "the service stays ready while it serves what it holds"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let seconds: u64 = footer
+        .get(&path)
+        .header("x-newsflow-stale")
+        .and_then(|s| s.parse().ok())
+        .expect("X-Newsflow-Stale: <seconds>");
+    assert!(seconds >= 1, "the stale header counts seconds: {seconds}");
+    let metrics = footer.metrics();
+    assert!(metric_value(&metrics, "newsflow_footer_stale_seconds").unwrap() > 0.0);
+    assert!(metric_value(&metrics, "newsflow_footer_log_read_failures_total").unwrap() > 0.0);
+
+    s3.up();
+    env.publish(&social_comment("footer-outage-new", SEED));
+    env.consume_until_caught_up();
+    wait_for("the service to catch up", Duration::from_secs(90), || {
+        let answer = footer.get(&path);
+        answer.header("x-newsflow-stale").is_none() && answer.json()["social_comments"] == 167
+    });
+    let metrics = footer.metrics();
+    assert_eq!(
+        metric_value(&metrics, "newsflow_footer_stale_seconds"),
+        Some(0.0)
+    );
+}
+
+#[test]
+fn idle_and_slow_sockets_do_not_keep_pages_from_their_footers() {
+    let env = TestEnv::new("footer-hostile", 1);
+    env.replay_seed_article();
+    env.consume_until_caught_up();
+    let footer = env.spawn_footer(&[
+        ("NEWSFLOW__FOOTER__MAX_CONNECTIONS", "500"),
+        ("NEWSFLOW__FOOTER__HEADER_TIMEOUT", "2s"),
+    ]);
+    let address = ("127.0.0.1", footer.port as u16);
+    let path = format!("/v1/articles/{SEED}/footer");
+
+    // A head that never ends gets a 408 at the header deadline.
+    let mut slow = TcpStream::connect(address).unwrap();
+    slow.write_all(b"GET /v1/articles/x/footer HTTP/1.1\r\nHost: a\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let answer = read_answer(&mut slow, Duration::from_secs(10)).unwrap_or_default();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(answer.contains("footer.header_timeout"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(9));
+
+    // 2,000 sockets that connect and send nothing, four times the cap,
+    // while a page load after another asks for its footer.
+    let idle: Vec<TcpStream> = (0..2_000)
+        .filter_map(|_| TcpStream::connect(address).ok())
+        .collect();
+    assert!(
+        idle.len() > 1_000,
+        "the test opened {} idle sockets",
+        idle.len()
+    );
+    for n in 0..50 {
+        let answer = footer.get(&path);
+        assert_eq!(answer.status, 200, "page load {n} among idle sockets");
+        assert_eq!(answer.json()["forum_posts"], 37);
+    }
+    let metrics = footer.metrics();
+    let evicted = metric_value(
+        &metrics,
+        "newsflow_footer_connections_closed_total{reason=\"evicted\"}",
+    )
+    .unwrap();
+    assert!(
+        evicted >= 1.0,
+        "idle sockets were let go at the cap: {evicted}"
+    );
+    drop(idle);
+}
