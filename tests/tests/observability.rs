@@ -156,15 +156,18 @@ fn prometheus_sees_the_truth_and_every_dashboard_panel_has_data() {
     let dir = tempfile::tempdir().unwrap();
     let ingest = env.spawn_ingest(&[("NEWSFLOW__INGEST__AUTH_TOKEN", TOKEN)]);
     let workers = [env.spawn_worker(), env.spawn_worker()];
+    // Ready once the workers have created article_totals.
+    let footer = env.spawn_footer(&[]);
     let prometheus = Prometheus::start(
         dir.path(),
         &[
             ("producer", ingest.metrics_port),
             ("worker-1", workers[0].port),
             ("worker-2", workers[1].port),
+            ("footer", footer.metrics_port),
         ],
     );
-    assert_eq!(prometheus.rules_loaded(), 9, "the alert rules load");
+    assert_eq!(prometheus.rules_loaded(), 11, "the alert rules load");
 
     // Dead letters first, straight into the comments topic.
     let [_, comments, _, _] = env.topics();
@@ -201,6 +204,8 @@ fn prometheus_sees_the_truth_and_every_dashboard_panel_has_data() {
             .send()
             .unwrap();
         assert_eq!(response.status(), 200);
+        // A page load asks for a footer (404 until its first flush).
+        footer.get(&format!("/v1/articles/obs-{}/footer", batch % 40));
         std::thread::sleep(Duration::from_millis(400));
         if batch >= 8 && !seen_rate {
             let rate = prometheus
@@ -283,6 +288,7 @@ fn prometheus_sees_the_truth_and_every_dashboard_panel_has_data() {
     );
 
     promtool_check_metrics("producer", &ingest.metrics());
+    promtool_check_metrics("footer", &footer.metrics());
     for worker in &workers {
         promtool_check_metrics("worker", &worker.metrics());
     }
@@ -295,8 +301,16 @@ fn prometheus_sees_the_truth_and_every_dashboard_panel_has_data() {
     };
     let producer = series(&ingest.metrics());
     let worker = series(&workers[0].metrics());
-    let shared: Vec<&String> = producer.intersection(&worker).collect();
-    assert_eq!(shared, ["build_info"], "series both binaries export");
+    let footers = series(&footer.metrics());
+    for (a, b, pair) in [
+        (&producer, &worker, "producer and worker"),
+        (&producer, &footers, "producer and footer"),
+        (&worker, &footers, "worker and footer"),
+    ] {
+        let shared: Vec<&String> = a.intersection(b).collect();
+        assert_eq!(shared, ["build_info"], "series the {pair} both export");
+    }
+    assert!(footers.contains("footer_requests_total") && footers.contains("footer_table_version"));
     assert!(
         producer.contains("ingest_requests_total") && producer.contains("events_produced_total")
     );
