@@ -30,11 +30,12 @@ dockerfile_is_sound() {
   local f=deploy/docker/Dockerfile
   [ "$(grep -c '^FROM ' "$f")" -ge 3 ] || { echo "not multi-stage"; return 1; }
   grep -q '^USER [1-9]' "$f" || { echo "no non-root USER"; return 1; }
-  for target in build runtime consumer producer; do
+  for target in build runtime consumer producer footer; do
     grep -qE "^FROM .* AS $target\$" "$f" || { echo "no stage $target"; return 1; }
   done
   grep -q 'ENTRYPOINT \["/usr/local/bin/newsflow-consumer"\]' "$f" || { echo "consumer entrypoint missing"; return 1; }
   grep -q 'ENTRYPOINT \["/usr/local/bin/newsflow-producer"\]' "$f" || { echo "producer entrypoint missing"; return 1; }
+  grep -q 'ENTRYPOINT \["/usr/local/bin/newsflow-footer"\]' "$f" || { echo "footer entrypoint missing"; return 1; }
   # The lake's CronJob runs newsflow-lake from the consumer image.
   sed -n '/AS consumer$/,/^FROM /p' "$f" | grep -q 'newsflow-lake' || { echo "consumer image lacks newsflow-lake"; return 1; }
   # Every path the build copies must exist in the repository.

@@ -189,17 +189,20 @@ def check(objects: list[dict]) -> list[str]:
         pod = deployment["spec"]["template"]["spec"]
         where = f"Deployment/{name}"
         grace = pod.get("terminationGracePeriodSeconds", 30)
-        if grace <= drain:
+        component = deployment["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+        # The footer API holds no Kafka work to drain.
+        if component != "footer" and grace <= drain:
             problems.append(f"{where}: terminationGracePeriodSeconds {grace} is not longer than shutdown.grace_period {drain:g}s")
-        if any("serve" in c.get("args", []) for c in pod["containers"]):
-            ingest = settings.get("ingest", {})
-            # SIGTERM: readiness red, accept for shutdown_delay, then drain
-            # requests for up to request_timeout before Kafka's last acks.
-            ingest_drain = seconds(ingest.get("shutdown_delay", "5s")) + seconds(ingest.get("request_timeout", "30s"))
-            if grace <= ingest_drain:
+        # An HTTP server on SIGTERM: readiness red, answer for shutdown_delay,
+        # then drain requests for up to request_timeout.
+        section, timeout = {"producer": ("ingest", "30s"), "footer": ("footer", "10s")}.get(component, (None, None))
+        if section and any("serve" in c.get("args", []) for c in pod["containers"]):
+            server = settings.get(section, {})
+            http_drain = seconds(server.get("shutdown_delay", "5s")) + seconds(server.get("request_timeout", timeout))
+            if grace <= http_drain:
                 problems.append(
                     f"{where}: terminationGracePeriodSeconds {grace} is not longer than "
-                    f"ingest.shutdown_delay + ingest.request_timeout ({ingest_drain:g}s)"
+                    f"{section}.shutdown_delay + {section}.request_timeout ({http_drain:g}s)"
                 )
         if not pod.get("securityContext", {}).get("runAsNonRoot"):
             problems.append(f"{where}: pod does not set runAsNonRoot")
@@ -236,7 +239,8 @@ def check(objects: list[dict]) -> list[str]:
             secret = source.get("secretRef", {})
             if secret and secret["name"] not in secrets and not secret.get("optional"):
                 problems.append(f"Deployment/{name}: Secret {secret['name']} is unknown")
-        if deployment["metadata"].get("labels", {}).get("app.kubernetes.io/component") != "consumer":
+        # The workers write the lake and the footer API reads it.
+        if deployment["metadata"].get("labels", {}).get("app.kubernetes.io/component") not in ("consumer", "footer"):
             continue
         mounts = [m["mountPath"] for c in pod["containers"] for m in c.get("volumeMounts", [])]
         if local and not any(lake_path.startswith(m) for m in mounts):
@@ -291,7 +295,8 @@ def check(objects: list[dict]) -> list[str]:
         target = scaled["spec"]["scaleTargetRef"]["name"]
         if target not in deployments:
             problems.append(f"ScaledObject/{name}: target {target} is not rendered")
-        if scaled["spec"].get("maxReplicaCount", 100) > partitions:
+        workers = deployments.get(target, {}).get("metadata", {}).get("labels", {}).get("app.kubernetes.io/component") == "consumer"
+        if workers and scaled["spec"].get("maxReplicaCount", 100) > partitions:
             problems.append(f"ScaledObject/{name}: maxReplicaCount exceeds kafka.partitions ({partitions})")
         for trigger in scaled["spec"]["triggers"]:
             auth = trigger.get("authenticationRef", {}).get("name")
