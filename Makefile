@@ -7,7 +7,7 @@ SPARK_PYTHON := $(CURDIR)/.venv-spark/bin/python
 KAFKA   := bash deploy/local/kafka.sh
 S3      := bash deploy/local/s3.sh
 
-.PHONY: help demo test upgrade-test checkpoint-fixture chaos fuzz bench bench-lake bench-ingest bench-compaction bench-commits probe-outage bench-micro build build-tests release deps deps-test venv venv-spark kafka-up kafka-down kafka-status s3-up s3-down s3-status check-deploy lint fmt clippy reset clean
+.PHONY: help demo test upgrade-test checkpoint-fixture chaos fuzz bench bench-footer bench-lake bench-ingest bench-compaction bench-commits probe-outage bench-micro build build-tests release deps deps-test deps-bench venv venv-spark kafka-up kafka-down kafka-status s3-up s3-down s3-status check-deploy lint fmt clippy reset clean
 
 help: ## list every target with what it does (this text)
 	@awk 'BEGIN { FS = ":[^#]*## " } /^[a-z0-9-]+:.*## / { printf "make %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -15,8 +15,11 @@ help: ## list every target with what it does (this text)
 deps: ## install what building and the demo need (toolchain, Java and Maven for Kafka, kcat)
 	bash deploy/local/install-deps.sh demo
 
-deps-test: ## install what the tests need on top (openssl, chattr, promtool, docker-compose, kustomize)
+deps-test: ## install what the tests need on top (openssl, chattr, promtool, docker-compose, kustomize, chromium)
 	bash deploy/local/install-deps.sh test
+
+deps-bench: ## install the HTTP load generators of make bench-footer (wrk from Debian, oha from crates.io)
+	bash deploy/local/install-deps.sh bench
 
 venv: $(PYTHON) ## the Python environment of the readers (DuckDB, deltalake, Polars) in .venv
 $(PYTHON): deploy/local/requirements.txt
@@ -68,7 +71,7 @@ demo: deps venv kafka-up release ## build, start Kafka, publish the seed article
 
 # The binaries are built first because the end-to-end tests run them as
 # separate processes (workers are killed, restarted and scaled like pods).
-test: deps deps-test venv venv-spark kafka-up s3-up build-tests check-deploy ## every test, against a real Kafka broker and S3 API server (started if none runs)
+test: deps deps-test deps-bench venv venv-spark kafka-up s3-up build-tests check-deploy ## every test, against a real Kafka broker and S3 API server (started if none runs)
 	NEWSFLOW_PYTHON=$(PYTHON) NEWSFLOW_SPARK_PYTHON=$(SPARK_PYTHON) $(CARGO) test --workspace
 
 # A rolling upgrade from the previous release: its binaries are built from
@@ -78,7 +81,7 @@ test: deps deps-test venv venv-spark kafka-up s3-up build-tests check-deploy ## 
 # in one group in between; the footers must be exact. PREVIOUS_RELEASE is
 # the last main before checkpoint format 5.
 PREVIOUS_RELEASE ?= a8dfa39
-upgrade-test: deps deps-test venv kafka-up s3-up build-tests ## rolling upgrade from PREVIOUS_RELEASE with a mixed group, footers exact
+upgrade-test: deps deps-test deps-bench venv kafka-up s3-up build-tests ## rolling upgrade from PREVIOUS_RELEASE with a mixed group, footers exact
 	bin=$$(bash tests/upgrade/build-release.sh $(PREVIOUS_RELEASE)) && \
 	  NEWSFLOW_PYTHON=$(PYTHON) NEWSFLOW_PREVIOUS_BIN_DIR=$$bin \
 	  $(CARGO) test -p newsflow-e2e --test upgrade -- --ignored --nocapture a_rolling_upgrade
@@ -86,7 +89,7 @@ upgrade-test: deps deps-test venv kafka-up s3-up build-tests ## rolling upgrade 
 # Rewrites the golden lake of checkpoint format FIXTURE_FORMAT with the
 # binaries of FIXTURE_COMMIT, the release that wrote that format: only when
 # a format is retired from writing (each file must come from its release).
-checkpoint-fixture: deps deps-test venv kafka-up build-tests ## write tests/fixtures/checkpoints/format-FIXTURE_FORMAT with the release FIXTURE_COMMIT
+checkpoint-fixture: deps deps-test deps-bench venv kafka-up build-tests ## write tests/fixtures/checkpoints/format-FIXTURE_FORMAT with the release FIXTURE_COMMIT
 	bin=$$(bash tests/upgrade/build-release.sh $(FIXTURE_COMMIT)) && \
 	  NEWSFLOW_PYTHON=$(PYTHON) NEWSFLOW_BIN_DIR=$$bin NEWSFLOW_FIXTURE_FORMAT=$(FIXTURE_FORMAT) \
 	  NEWSFLOW_FIXTURE_COMMIT=$(FIXTURE_COMMIT) \
@@ -98,7 +101,7 @@ checkpoint-fixture: deps deps-test venv kafka-up build-tests ## write tests/fixt
 CHAOS_EVENTS  ?= 1000000
 CHAOS_KILLS   ?= 30
 CHAOS_FREEZES ?= 10
-chaos: deps deps-test venv kafka-up s3-up build-tests ## crash tests at scale, local and s3:// (CHAOS_EVENTS, CHAOS_KILLS, CHAOS_FREEZES)
+chaos: deps deps-test deps-bench venv kafka-up s3-up build-tests ## crash tests at scale, local and s3:// (CHAOS_EVENTS, CHAOS_KILLS, CHAOS_FREEZES)
 	NEWSFLOW_PYTHON=$(PYTHON) NEWSFLOW_CHAOS_EVENTS=$(CHAOS_EVENTS) NEWSFLOW_CHAOS_KILLS=$(CHAOS_KILLS) \
 	  NEWSFLOW_CHAOS_FREEZES=$(CHAOS_FREEZES) \
 	  $(CARGO) test -p newsflow-e2e --test crash_recovery --test delta_lake -- \
@@ -114,6 +117,17 @@ bench: deps venv kafka-up release ## throughput, CPU and memory on this machine 
 
 # Flush and commit latency of one worker on a local path against s3:// (the
 # local s3proxy), under a steady stream; figures in var/bench/lake_latency.json.
+# The footer API on a table of FOOTER_ARTICLES articles (written without
+# Kafka by newsflow-bench footer-table): start-up to ready (local and
+# s3://), memory per million articles, lookups per second (wrk) and latency
+# at a fixed rate (oha) beside DuckDB's point lookup on the same table, and
+# freshness from a worker's commit to the API. Figures in
+# var/bench/footer.json.
+FOOTER_ARTICLES ?= 1000000
+FOOTER_SECONDS  ?= 15
+bench-footer: deps deps-bench venv kafka-up s3-up release ## footer API: lookups/s, p99 at 10k/s, memory per million, start-up, freshness (FOOTER_ARTICLES)
+	$(PYTHON) deploy/bench/footer.py --articles $(FOOTER_ARTICLES) --seconds $(FOOTER_SECONDS)
+
 LAKE_RATE    ?= 5000
 LAKE_SECONDS ?= 60
 bench-lake: deps venv kafka-up s3-up release ## flush and commit latency of one worker, local path against s3:// (LAKE_RATE, LAKE_SECONDS)

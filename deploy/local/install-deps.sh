@@ -6,14 +6,17 @@
 #   install-deps.sh test   the above, plus what the tests and the static
 #                          checks of the deployment files use: openssl (test
 #                          certificates), chattr, promtool, docker-compose,
-#                          and kustomize (built with Go)
+#                          and kustomize (built with Go), chromium (the
+#                          example page's test in a real browser)
+#   install-deps.sh bench  the demo's, plus wrk and oha (HTTP load
+#                          generators for make bench-footer)
 # Rust and Python are expected to be present. Idempotent: installs only what
 # is missing.
 set -euo pipefail
 purpose="${1:-test}"
 case "$purpose" in
-  demo|test) ;;
-  *) echo "usage: install-deps.sh demo|test" >&2; exit 2 ;;
+  demo|test|bench) ;;
+  *) echo "usage: install-deps.sh demo|test|bench" >&2; exit 2 ;;
 esac
 
 missing=()
@@ -32,6 +35,10 @@ if [ "$purpose" = test ]; then
   need chattr e2fsprogs             # the output-failure test makes the lake immutable
   need promtool prometheus          # validates deploy/prometheus
   need docker-compose docker-compose  # validates deploy/docker-compose.yml (no engine needed)
+  need chromium chromium            # renders deploy/footer-example in tests/tests/footer_page.rs
+fi
+if [ "$purpose" = bench ]; then
+  need wrk wrk                      # the footer API's throughput ceiling
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then
@@ -53,6 +60,20 @@ if [ "$purpose" = test ]; then
     mkdir -p "$TOOLS_BIN"
     GOBIN="$TOOLS_BIN" go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
     mv "$TOOLS_BIN/kustomize" "$TOOLS_BIN/kustomize-$KUSTOMIZE_VERSION"
+  fi
+fi
+if [ "$purpose" = bench ]; then
+  # oha: latency at a fixed request rate (wrk has no rate limit); built
+  # once from crates.io into the cache shared by clones.
+  OHA_VERSION=1.16.0
+  TOOLS_BIN="${NEWSFLOW_CACHE:-$HOME/.cache/newsflow}/bin"
+  if [ ! -x "$TOOLS_BIN/oha-$OHA_VERSION" ]; then
+    echo "[deps] building oha $OHA_VERSION into $TOOLS_BIN" >&2
+    root="$(mktemp -d)"
+    cargo install --quiet --locked --version "$OHA_VERSION" --root "$root" oha
+    mkdir -p "$TOOLS_BIN"
+    mv "$root/bin/oha" "$TOOLS_BIN/oha-$OHA_VERSION"
+    rm -rf "$root"
   fi
 fi
 echo "[deps] ok ($purpose)" >&2

@@ -3,32 +3,21 @@
 `delta` extension (through the tables' logs): the seed article's footer (checked against the footer printed on the
 article page), the most-discussed articles, and the queries to reproduce
 them. Exits 1 if the footer differs from the page."""
-import os
 import re
 import sys
 
 from pathlib import Path
 
-import duckdb
-import duckdb_extension_delta
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from footer_sql import connect  # noqa: E402
 
 lake, page_path = sys.argv[1], sys.argv[2]
 SEED = "politik.2026-11-01.russland-nordkorea-buendnis"
 # The views analysts use: the tables over delta_scan, and one row per
-# article (deploy/sql/article_footer.sql).
-SQL = Path(__file__).resolve().parents[1] / "sql"
-
-# The extension ships in the duckdb-extension-delta wheel, built for this
-# DuckDB version: no extension server is needed.
-EXTENSION = os.path.join(
-    os.path.dirname(duckdb_extension_delta.__file__),
-    "extensions", "v" + duckdb.__version__, "delta.duckdb_extension",
-)
-con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
-con.execute(f"LOAD '{EXTENSION}'")
-con.execute("SET VARIABLE lake = ?", [lake])
-con.execute((SQL / "duckdb.sql").read_text())
-con.execute((SQL / "article_footer.sql").read_text())
+# article (deploy/sql/article_footer.sql). The extension ships in the
+# duckdb-extension-delta wheel, built for this DuckDB version: no
+# extension server is needed.
+con = connect(lake)
 row = con.execute(
     "SELECT title, confirming_sources, social_comments, forum_posts FROM article_footer WHERE article_id = ?", [SEED]
 ).fetchone()
