@@ -6,11 +6,14 @@
 //!   high watermark seen at start.
 //! - `state`: counting state in memory for N distinct articles, measured in
 //!   this process (no Kafka): resident memory before and after, per article.
+//! - `footer-table`: an `article_totals` table of N articles for the footer
+//!   service's benchmark (`make bench-footer`).
 //! - `delete-topics`: removes the benchmark's topics afterwards.
 //!
 //! Each prints one JSON object on stdout for `deploy/bench/bench.py`.
 
 mod commit_race;
+mod footer_table;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -61,6 +64,18 @@ enum Command {
         #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
         interval: std::time::Duration,
     },
+    /// Write an article_totals table of N articles (no Kafka) for `make bench-footer`.
+    FooterTable {
+        /// The lake: a local path or s3://… (AWS_* variables apply).
+        #[arg(long)]
+        uri: String,
+        /// Articles.
+        #[arg(long)]
+        articles: u64,
+        /// Rows per flush (one commit each).
+        #[arg(long, default_value_t = 100_000)]
+        per_flush: u64,
+    },
     /// Delete these topics.
     DeleteTopics {
         /// Topic names.
@@ -87,6 +102,11 @@ fn main() -> anyhow::Result<()> {
             seconds,
             interval,
         } => commit_race::run(&uri, writers, seconds, interval),
+        Command::FooterTable {
+            uri,
+            articles,
+            per_flush,
+        } => footer_table::run(&uri, articles, per_flush),
         Command::DeleteTopics { topics } => delete_topics(&settings, &topics),
     }
 }
