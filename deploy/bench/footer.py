@@ -70,9 +70,10 @@ def percentile(values: list, p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def write_table(uri: str, articles: int, env: dict) -> dict:
+def write_table(uri: str, articles: int, env: dict, titles: bool = True) -> dict:
     out = subprocess.run(
-        [str(BIN / "newsflow-bench"), "footer-table", "--uri", uri, "--articles", str(articles)],
+        [str(BIN / "newsflow-bench"), "footer-table", "--uri", uri, "--articles", str(articles)]
+        + ([] if titles else ["--no-titles"]),
         env=env, capture_output=True, text=True, check=True,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -159,9 +160,10 @@ def wrk(port: int, articles: int, seconds: int, connections: int) -> dict:
 
 def oha(port: int, rate: int, seconds: int) -> dict:
     binary = sorted(TOOLS.glob("oha-*"))[-1]
-    url = rf"http://127.0.0.1:{port}/v1/articles/politik\.2026-11-01\.neue-allianz-meldung-0[0-9]{{6}}/footer"
+    # `[.]`, not `\.`: the URL parser turns a backslash into a slash.
+    url = f"http://127.0.0.1:{port}/v1/articles/politik[.]2026-11-01[.]neue-allianz-meldung-0[0-9]{{6}}/footer"
     out = subprocess.run(
-        [str(binary), "-z", f"{seconds}s", "-q", str(rate), "-c", "50", "--no-tui",
+        [str(binary), "-z", f"{seconds}s", "-q", str(rate), "-c", "50", "--no-tui", "--latency-correction",
          "--output-format", "json", "--rand-regex-url", url],
         capture_output=True, text=True, check=True,
     ).stdout
@@ -221,13 +223,14 @@ def freshness(seconds: int, log: Path) -> dict:
     seen = []  # (wall time ms, table_version)
     url = f"http://127.0.0.1:{footer.port}/v1/articles/{SEED}/footer"
     first = max(commit_times(lake))
-    while producer.poll() is None:
+    # Until the stream ends, and 3 s beyond for its last flush.
+    until = None
+    while until is None or time.monotonic() < until:
+        if until is None and producer.poll() is not None:
+            until = time.monotonic() + 3
         body = json.loads(get(url))
         seen.append((time.time() * 1e3, body["table_version"]))
         time.sleep(0.02)
-    time.sleep(3)
-    body = json.loads(get(url))
-    seen.append((time.time() * 1e3, body["table_version"]))
     footer.stop()
     worker.send_signal(signal.SIGTERM)
     worker.wait(timeout=60)
@@ -238,7 +241,8 @@ def freshness(seconds: int, log: Path) -> dict:
         shown = next((at for at, v in seen if v >= version), None)
         if shown is not None:
             delays.append((shown - committed) / 1e3)
-    return {"commits": len(delays), "p50_s": statistics.median(delays), "p99_s": percentile(delays, 99),
+    return {"commits": len(delays), "delays_s": sorted(round(d, 3) for d in delays),
+            "p50_s": statistics.median(delays), "p99_s": percentile(delays, 99),
             "max_s": max(delays), "poll_interval_s": 1.0}
 
 
@@ -272,6 +276,32 @@ def main() -> None:
     print(f"oha at {args.rate}/s: {results['oha']}", flush=True)
     results["memory_after_load"] = footer.memory()
     footer.stop()
+
+    # A quarter of the articles: the memory per million is the slope
+    # between the two sizes (the process's own memory, its runtime and
+    # code, does not grow with the table).
+    quarter = OUT / "footer-lake-quarter"
+    shutil.rmtree(quarter, ignore_errors=True)
+    write_table(str(quarter), args.articles // 4, dict(os.environ))
+    footer = Footer(str(quarter), dict(os.environ), log)
+    small = footer.memory()
+    footer.stop()
+    shutil.rmtree(quarter, ignore_errors=True)
+    big = results["memory_local"]
+    results["rss_mb_per_million_slope"] = (big["rss_mb"] - small["rss_mb"]) / ((big["articles"] - small["articles"]) / 1e6)
+    results["rss_mb_fixed"] = small["rss_mb"] - results["rss_mb_per_million_slope"] * small["articles"] / 1e6
+
+    # The same articles without titles: what an article costs besides its
+    # title's bytes.
+    untitled = OUT / "footer-lake-untitled"
+    shutil.rmtree(untitled, ignore_errors=True)
+    write_table(str(untitled), args.articles, dict(os.environ), titles=False)
+    footer = Footer(str(untitled), dict(os.environ), log)
+    memory = footer.memory()
+    results["memory_without_titles"] = dict(memory, **per_million(memory))
+    results["rss_mb_per_million_without_titles"] = (memory["rss_mb"] - results["rss_mb_fixed"]) / (memory["articles"] / 1e6)
+    footer.stop()
+    shutil.rmtree(untitled, ignore_errors=True)
     results["duckdb"] = duckdb_lookups(str(local), args.articles, 200)
     print(f"duckdb: {results['duckdb']}", flush=True)
 
@@ -292,7 +322,10 @@ def main() -> None:
 footer API on {args.articles:,} articles (this machine, load generator beside it)
   start-up to ready       local {results['start_local_s']:.1f} s, s3:// {results['start_s3_s']:.1f} s
   memory                  {results['memory_local']['rss_mb_per_million']:.0f} MB RSS per million articles
-                          ({results['memory_local']['index_mb_per_million']:.0f} MB of it the footers themselves)
+                          ({results['memory_local']['index_mb_per_million']:.0f} MB of it the footers themselves, ids of {results['table_local']['mean_id_bytes']:.0f} B
+                          and titles of {results['table_local']['mean_title_bytes']:.0f} B included)
+  memory per million more {results['rss_mb_per_million_slope']:.0f} MB RSS (the slope from {args.articles // 4:,} to {args.articles:,}; {results['rss_mb_fixed']:.0f} MB fixed)
+  memory without titles   {results['rss_mb_per_million_without_titles']:.0f} MB RSS per million beyond the fixed ({results['memory_without_titles']['index_mb_per_million']:.0f} MB the footers)
   lookups (wrk, 64 conn)  {results['wrk']['requests_per_s']:,.0f}/s, p50 {results['wrk']['p50_ms']:.2f} ms, p99 {results['wrk']['p99_ms']:.2f} ms, non-2xx {results['wrk']['non_2xx']}
   at {args.rate}/s (oha)       p50 {results['oha']['p50_ms']:.2f} ms, p99 {results['oha']['p99_ms']:.2f} ms, p99.9 {results['oha']['p99_9_ms']:.2f} ms
   DuckDB point lookup     p50 {results['duckdb']['p50_ms']:.1f} ms, p99 {results['duckdb']['p99_ms']:.1f} ms (article_footer, warm connection)

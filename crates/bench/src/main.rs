@@ -75,6 +75,9 @@ enum Command {
         /// Rows per flush (one commit each).
         #[arg(long, default_value_t = 100_000)]
         per_flush: u64,
+        /// Write no titles (articles not published yet).
+        #[arg(long)]
+        no_titles: bool,
     },
     /// Delete these topics.
     DeleteTopics {
@@ -106,7 +109,8 @@ fn main() -> anyhow::Result<()> {
             uri,
             articles,
             per_flush,
-        } => footer_table::run(&uri, articles, per_flush),
+            no_titles,
+        } => footer_table::run(&uri, articles, per_flush, !no_titles),
         Command::DeleteTopics { topics } => delete_topics(&settings, &topics),
     }
 }

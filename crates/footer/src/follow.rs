@@ -182,6 +182,7 @@ impl Follower {
                 Err(stop) => return Err(stop),
             }
         }
+        fresh.shrink_to_fit();
         let articles = fresh.len();
         *self.shared.footers_mut() = fresh;
         self.shared.set_version(version, committed_at_ms);

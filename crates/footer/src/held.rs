@@ -105,6 +105,17 @@ impl Footers {
             + self.chunks.iter().map(Vec::capacity).sum::<usize>()
     }
 
+    /// Gives back what growing left unused: after a full load, the
+    /// entries' vector may hold up to twice the room it needs.
+    pub fn shrink_to_fit(&mut self) {
+        self.entries.shrink_to_fit();
+        let (entries, chunks, hasher) = (&self.entries, &self.chunks, &self.hasher);
+        self.index.shrink_to_fit(|&at| {
+            let entry = &entries[at as usize];
+            hasher.hash_one(id_str(chunks, entry))
+        });
+    }
+
     /// The footer of `article_id`, if held.
     pub fn get(&self, article_id: &str) -> Option<Footer<'_>> {
         let hash = self.hasher.hash_one(article_id);
@@ -217,6 +228,11 @@ impl Footers {
         // Only whole `&str`s are written, and these bounds are theirs.
         std::str::from_utf8(text_of(&self.chunks, entry, from, to)).unwrap_or("")
     }
+}
+
+/// The id of `entry`, hashed the way lookups hash theirs (as a `str`).
+fn id_str<'a>(chunks: &'a [Vec<u8>], entry: &Entry) -> &'a str {
+    std::str::from_utf8(text_of(chunks, entry, 0, entry.id_len as usize)).unwrap_or("")
 }
 
 fn text_of<'a>(chunks: &'a [Vec<u8>], entry: &Entry, from: usize, to: usize) -> &'a [u8] {

@@ -192,6 +192,27 @@ mod tests {
     }
 
     #[test]
+    fn the_contract_names_every_field_of_the_json_footer() {
+        let contract = include_str!("../../../docs/CONTRACT.md");
+        let section = &contract[contract.find("## 8. The footer API").expect("section 8")..];
+        let mut out = String::new();
+        footer_json(&mut out, &seed(), &fresh());
+        let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+        for field in value.as_object().unwrap().keys() {
+            assert!(
+                section.contains(&format!("| `{field}` |")),
+                "section 8 lists `{field}`"
+            );
+        }
+        for counter in Counter::ALL {
+            assert!(
+                section.contains(line_of(counter)),
+                "section 8 shows {counter:?}'s line"
+            );
+        }
+    }
+
+    #[test]
     fn entity_tags_match_weakly_and_in_lists() {
         let tag = footer_etag(&seed());
         assert_eq!(tag, "W/\"7\"");
