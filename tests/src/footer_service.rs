@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::{free_port, http_get, wait_for, Footer, ServerProcess, TestEnv};
+use crate::{free_port, wait_for, Footer, ServerProcess, TestEnv};
 
 /// An answer of the footer API.
 #[derive(Debug)]
@@ -135,6 +135,17 @@ impl TestEnv {
     /// environment variables and waits until it is ready (its first full
     /// load is done); the guard stops it when dropped.
     pub fn spawn_footer(&self, extra_env: &[(&str, &str)]) -> ServerProcess {
+        let service = self.spawn_footer_unready(extra_env);
+        wait_for(
+            "the footer service to be ready",
+            Duration::from_secs(60),
+            || service.ready(),
+        );
+        service
+    }
+
+    /// Starts `newsflow-footer serve` without waiting for it to be ready.
+    pub fn spawn_footer_unready(&self, extra_env: &[(&str, &str)]) -> ServerProcess {
         let port = free_port();
         let metrics_port = free_port();
         let child = self
@@ -150,16 +161,10 @@ impl TestEnv {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("starting newsflow-footer serve");
-        let service = ServerProcess {
+        ServerProcess {
             child,
             port,
             metrics_port,
-        };
-        wait_for(
-            "the footer service to be ready",
-            Duration::from_secs(60),
-            || http_get(metrics_port, "/readyz").is_ok_and(|r| r.starts_with("HTTP/1.1 200")),
-        );
-        service
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use newsflow_e2e::s3::OwnS3Server;
-use newsflow_e2e::{metric_value, read_answer, social_comment, wait_for, TestEnv};
+use newsflow_e2e::{http_get, metric_value, read_answer, social_comment, wait_for, TestEnv};
 
 /// The seed article of `tests/fixtures/seed-article.ndjson`.
 const SEED: &str = "politik.2026-11-01.russland-nordkorea-buendnis";
@@ -59,6 +59,36 @@ fn a_store_that_stops_gives_stale_answers_then_the_service_catches_up() {
         metric_value(&metrics, "newsflow_footer_stale_seconds"),
         Some(0.0)
     );
+}
+
+#[test]
+fn a_service_started_before_any_worker_waits_unready_then_loads_the_table() {
+    let env = TestEnv::new("footer-early", 1);
+    let footer = env.spawn_footer_unready(&[("NEWSFLOW__FOOTER__POLL_INTERVAL", "200ms")]);
+    wait_for(
+        "/readyz to say why it is not ready",
+        Duration::from_secs(30),
+        || {
+            http_get(footer.metrics_port, "/readyz").is_ok_and(|r| {
+                r.starts_with("HTTP/1.1 503") && r.contains("article_totals has no log yet")
+            })
+        },
+    );
+    let early = footer.get(&format!("/v1/articles/{SEED}/footer"));
+    assert_eq!(early.status, 503);
+    assert_eq!(early.json()["error"], "loading");
+    assert_eq!(early.header("retry-after"), Some("1"));
+
+    env.replay_seed_article();
+    env.consume_until_caught_up();
+    wait_for(
+        "the service to load the new table",
+        Duration::from_secs(60),
+        || footer.ready(),
+    );
+    let answer = footer.get(&format!("/v1/articles/{SEED}/footer"));
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.json()["confirming_sources"], 16);
 }
 
 #[test]

@@ -22,6 +22,10 @@ use newsflow_telemetry::{FooterReload, Health, Metrics, SkippedRow};
 
 use crate::held::{Applied, Footers};
 
+/// The `/readyz` problem source of the first full load: not ready until it
+/// is done.
+pub const LOADING: &str = "footers";
+
 /// What the API reads: the footers and how current they are.
 pub struct Shared {
     footers: RwLock<Footers>,
@@ -161,10 +165,8 @@ impl Follower {
     fn load(&self, reason: FooterReload) -> Result<(), Stop> {
         let started = Instant::now();
         let Some(state) = self.source.latest().map_err(Stop::Unreadable)? else {
-            self.health
-                .set_not_ready("article_totals has no log yet; no worker has written the lake");
             return Err(Stop::Unreadable(newsflow_lake::Error::Inconsistent(
-                "article_totals has no log yet".into(),
+                "article_totals has no log yet (no worker has opened the lake)".into(),
             )));
         };
         let TableState {
@@ -189,7 +191,7 @@ impl Follower {
         self.metrics.footer_reloaded(reason);
         self.held_changed(version, committed_at_ms);
         if !self.shared.loaded.swap(true, Ordering::Relaxed) {
-            self.health.set_ready();
+            self.health.clear_problem(LOADING);
         }
         tracing::info!(
             table_version = version,
@@ -311,7 +313,15 @@ impl Follower {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let since = *failing.get_or_insert_with(Instant::now);
-        if since.elapsed() < self.poll_interval {
+        let first = since.elapsed() < self.poll_interval;
+        if !self.shared.is_loaded() {
+            // Nothing to answer from yet: /readyz says why.
+            self.health
+                .set_problem(LOADING, format!("cannot load article_totals yet: {error}"));
+            if first {
+                tracing::warn!(%error, "cannot load article_totals yet; retrying every footer.poll_interval");
+            }
+        } else if first {
             tracing::warn!(%error, "reading article_totals failed; answering from the footers held, marked stale");
         } else {
             tracing::debug!(%error, "reading article_totals still fails");

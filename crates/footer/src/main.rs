@@ -78,7 +78,8 @@ async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new(Binary::Footer));
     metrics.preregister(&[]);
     let health = Health::new();
-    health.set_not_ready("loading the footers of article_totals");
+    health.set_problem(follow::LOADING, "loading the footers of article_totals");
+    health.set_ready(); // started; the load is the other condition
     let listen = settings
         .metrics
         .listen

@@ -184,8 +184,21 @@ impl FooterSource {
 
     /// The commits after `version`, read from the log's JSON commits.
     pub fn commits_after(&self, version: u64) -> Result<LogTail, Error> {
-        let offset = self.log_path(&commit_file_name(version));
+        // From `version` itself on: its own commit or checkpoint must still
+        // be there, or the log was replaced (a lake wiped and rebuilt,
+        // whose new log has not reached `version` yet).
+        let offset = match version {
+            0 => self.log_path(""),
+            v => self.log_path(&commit_file_name(v - 1)),
+        };
         let listed = self.store.list_after(self.log_path(""), offset)?;
+        if !listed
+            .iter()
+            .filter_map(|name| log_file_version(name))
+            .any(|v| v >= version)
+        {
+            return Ok(LogTail::Gap);
+        }
         let mut versions: Vec<u64> = listed
             .iter()
             .filter_map(|name| commit_version(name))
@@ -332,6 +345,15 @@ fn commit_version(name: &str) -> Option<u64> {
         .flatten()
 }
 
+/// The version of any file of the log named for one (a commit, a
+/// checkpoint or a part of one), `None` for the rest.
+fn log_file_version(name: &str) -> Option<u64> {
+    let (digits, rest) = name.split_at_checked(20)?;
+    (digits.bytes().all(|b| b.is_ascii_digit()) && rest.starts_with('.'))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
 /// One line of a commit: one action (the rest are not needed here).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -407,6 +429,21 @@ mod tests {
         assert_eq!(commit_version("_last_checkpoint"), None);
         assert_eq!(commit_version("12.json"), None);
         assert_eq!(commit_version(".00000000000000000012.json.tmp"), None);
+    }
+
+    #[test]
+    fn checkpoints_and_commits_are_named_for_their_version() {
+        assert_eq!(log_file_version("00000000000000000012.json"), Some(12));
+        assert_eq!(
+            log_file_version("00000000000000000010.checkpoint.parquet"),
+            Some(10)
+        );
+        assert_eq!(
+            log_file_version("00000000000000000010.checkpoint.0000000001.0000000002.parquet"),
+            Some(10)
+        );
+        assert_eq!(log_file_version("_last_checkpoint"), None);
+        assert_eq!(log_file_version("00000000000000000012.crc"), Some(12));
     }
 
     #[test]
