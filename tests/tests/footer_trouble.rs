@@ -140,3 +140,65 @@ fn idle_and_slow_sockets_do_not_keep_pages_from_their_footers() {
     );
     drop(idle);
 }
+
+#[test]
+fn a_data_file_nobody_can_decode_is_counted_and_left_out_and_the_service_goes_on() {
+    let env = TestEnv::new("footer-garbage", 1);
+    env.replay_seed_article();
+    env.consume_until_caught_up();
+    let footer = env.spawn_footer(&[("NEWSFLOW__FOOTER__POLL_INTERVAL", "200ms")]);
+
+    // A commit of the table's next version that adds a file of junk, as a
+    // foreign writer or a damaged disk might leave.
+    let table = env.lake_path().join("article_totals");
+    let log = table.join("_delta_log");
+    let next = std::fs::read_dir(&log)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".json")?.parse::<u64>().ok()
+        })
+        .max()
+        .unwrap()
+        + 1;
+    std::fs::create_dir_all(table.join("emitted_date=2026-12-03")).unwrap();
+    std::fs::write(
+        table.join("emitted_date=2026-12-03/part-junk.parquet"),
+        b"this is not parquet",
+    )
+    .unwrap();
+    let commit = format!(
+        "{}\n{}\n",
+        r#"{"commitInfo":{"timestamp":1764720000000,"operation":"WRITE"}}"#,
+        r#"{"add":{"path":"emitted_date=2026-12-03/part-junk.parquet","partitionValues":{"emitted_date":"2026-12-03"},"size":19,"modificationTime":1764720000000,"dataChange":true}}"#
+    );
+    std::fs::write(log.join(format!("{next:020}.json")), commit).unwrap();
+
+    wait_for(
+        "the junk file to be counted",
+        Duration::from_secs(30),
+        || metric_value(&footer.metrics(), "newsflow_footer_files_unreadable_total") == Some(1.0),
+    );
+    let answer = footer.get(&format!("/v1/articles/{SEED}/footer"));
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.json()["table_version"],
+        next,
+        "the junk commit is behind it"
+    );
+    assert!(answer.header("x-newsflow-stale").is_none());
+
+    // The commits after it are followed as before.
+    env.publish(&social_comment("after-the-junk", SEED));
+    env.consume_until_caught_up();
+    wait_for(
+        "the comment after the junk commit",
+        Duration::from_secs(60),
+        || {
+            footer
+                .footer_of(SEED)
+                .is_some_and(|f| f.social_comments == 167)
+        },
+    );
+    assert!(footer.ready());
+}

@@ -60,6 +60,21 @@ fn title(n: u64) -> String {
 
 /// Writes `articles` footers in flushes of `per_flush` rows (one commit
 /// each) as shard 0 of the lake at `uri`, and prints a JSON report.
+/// The rows of articles `numbers`, emitted at `now`.
+fn rows(numbers: std::ops::Range<u64>, titles: bool, now: i64) -> Vec<TotalsRow> {
+    numbers
+        .map(|n| TotalsRow {
+            article_id: article_id(n),
+            title: titles.then(|| title(n)),
+            counts: PerCounter([n % 40, n % 700, n % 90].map(|c| c as i64)),
+            first_event_at: now,
+            last_event_at: now,
+            version: 1,
+            emitted_at: now,
+        })
+        .collect()
+}
+
 /// Without `titles`, no article has one (as before its `article_published`
 /// event): what the service holds per article besides the titles.
 pub fn run(uri: &str, articles: u64, per_flush: u64, titles: bool) -> anyhow::Result<()> {
@@ -81,17 +96,7 @@ pub fn run(uri: &str, articles: u64, per_flush: u64, titles: bool) -> anyhow::Re
     let mut written = 0;
     while written < articles {
         let upto = (written + per_flush).min(articles);
-        let totals: Vec<TotalsRow> = (written..upto)
-            .map(|n| TotalsRow {
-                article_id: article_id(n),
-                title: titles.then(|| title(n)),
-                counts: PerCounter([n % 40, n % 700, n % 90].map(|c| c as i64)),
-                first_event_at: now,
-                last_event_at: now,
-                version: 1,
-                emitted_at: now,
-            })
-            .collect();
+        let totals = rows(written..upto, titles, now);
         let offsets = BTreeMap::from([("bench-footer".to_string(), upto as i64)]);
         let checkpoint = EncodedCheckpoint::encode(
             shard, next_seq, committed, &offsets, &mut state, &mut chain,

@@ -76,27 +76,34 @@ enum Route<'a> {
     Footers(&'a str),
 }
 
+impl<'a> Route<'a> {
+    /// The route of `uri`, with the raw id or query it carries.
+    fn of(uri: &'a axum::http::Uri) -> Option<Route<'a>> {
+        let path = uri.path();
+        if path == "/v1/footers" {
+            return Some(Route::Footers(uri.query().unwrap_or("")));
+        }
+        let rest = path.strip_prefix("/v1/articles/")?;
+        // `.html` first: `/footer` is a suffix of neither.
+        if let Some(id) = rest.strip_suffix("/footer.html") {
+            return Some(Route::FooterHtml(id));
+        }
+        rest.strip_suffix("/footer").map(Route::Footer)
+    }
+
+    fn label(&self) -> FooterRoute {
+        match self {
+            Route::Footer(_) => FooterRoute::Footer,
+            Route::FooterHtml(_) => FooterRoute::FooterHtml,
+            Route::Footers(_) => FooterRoute::Footers,
+        }
+    }
+}
+
 impl Api {
     fn answer(&self, request: &Request) -> (FooterRoute, Response) {
-        let path = request.uri().path();
-        let route = if path == "/v1/footers" {
-            Some(Route::Footers(request.uri().query().unwrap_or("")))
-        } else {
-            path.strip_prefix("/v1/articles/").and_then(|rest| {
-                // `.html` first: an id may end in `.html`-less dots.
-                if let Some(id) = rest.strip_suffix("/footer.html") {
-                    Some(Route::FooterHtml(id))
-                } else {
-                    rest.strip_suffix("/footer").map(Route::Footer)
-                }
-            })
-        };
-        let label = match route {
-            Some(Route::Footer(_)) => FooterRoute::Footer,
-            Some(Route::FooterHtml(_)) => FooterRoute::FooterHtml,
-            Some(Route::Footers(_)) => FooterRoute::Footers,
-            None => FooterRoute::Other,
-        };
+        let route = Route::of(request.uri());
+        let label = route.as_ref().map_or(FooterRoute::Other, Route::label);
         let method = request.method();
         if method == Method::OPTIONS && route.is_some() {
             return (FooterRoute::Preflight, self.preflight(request.headers()));
