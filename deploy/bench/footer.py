@@ -30,11 +30,9 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -45,24 +43,13 @@ OUT = ROOT / "var" / "bench"
 TOOLS = Path(os.environ.get("NEWSFLOW_CACHE", Path.home() / ".cache" / "newsflow")) / "bin"
 SEED = "politik.2026-11-01.russland-nordkorea-buendnis"
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lake_latency import free_port, s3_env  # noqa: E402
 
 
 def article_id(n: int) -> str:
     """The ids `newsflow-bench footer-table` writes (crates/bench/src/footer_table.rs)."""
     return f"politik.2026-11-01.neue-allianz-meldung-{n:07d}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def s3_env() -> dict:
-    text = subprocess.run(
-        ["bash", str(ROOT / "deploy/local/s3.sh"), "env"], capture_output=True, text=True, check=True
-    ).stdout
-    return dict(re.findall(r"export (\w+)=(\S+)", text))
 
 
 def percentile(values: list, p: float) -> float:

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use axum::Router;
 use clap::{Parser, Subcommand};
-use newsflow_http::{accept_until, CloseObserver, ConnectionLimits};
+use newsflow_http::{accept_until, unready_then_stop, CloseObserver, ConnectionLimits};
 use newsflow_lake::FooterSource;
 use newsflow_settings::Settings;
 use newsflow_telemetry::{Binary, Health, Metrics};
@@ -121,16 +121,12 @@ async fn serve(settings: Arc<Settings>) -> anyhow::Result<()> {
         let metrics = metrics.clone();
         Arc::new(move |reason| metrics.footer_connection_closed(reason))
     };
-    let delay = footer.shutdown_delay;
-    let stop_accepting = async move {
-        newsflow_telemetry::shutdown_signal().await;
-        health.set_not_ready("shutting down");
-        tracing::info!(
-            "shutdown requested: /readyz is red; still answering for {delay:?} \
-             (footer.shutdown_delay) while load balancers stop routing here"
-        );
-        tokio::time::sleep(delay).await;
-    };
+    let stop_accepting = unready_then_stop(
+        newsflow_telemetry::shutdown_signal(),
+        health,
+        footer.shutdown_delay,
+        "footer",
+    );
     accept_until(listener, app, limits, on_close, stop_accepting).await;
     stop_following.store(true, Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || following.join()).await;

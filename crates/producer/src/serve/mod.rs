@@ -51,7 +51,9 @@ use rdkafka::types::RDKafkaErrorCode;
 use crate::publisher::delivery_failure;
 use answer::{Outcome, Rejections};
 use body::{drain, for_each_event, read_body, BodyRead, DRAIN_BEYOND_LIMIT};
-use newsflow_http::{accept_until, CloseObserver, ConnectionLimits, RequestStarted};
+use newsflow_http::{
+    accept_until, unready_then_stop, CloseObserver, ConnectionLimits, RequestStarted,
+};
 
 /// What `Retry-After` asks a client to wait when the queue is full.
 const RETRY_AFTER_SECONDS: &str = "1";
@@ -130,19 +132,12 @@ pub async fn serve(
         let metrics = metrics.clone();
         Arc::new(move |reason| metrics.ingest_connection_closed(reason))
     };
-    let delay = ingest_settings.shutdown_delay;
-    let stop_accepting = {
-        let health = health.clone();
-        async move {
-            shutdown.await;
-            health.set_not_ready("shutting down");
-            tracing::info!(
-                "shutdown requested: /readyz is red; still accepting for {delay:?} \
-                 (ingest.shutdown_delay) while load balancers stop routing here"
-            );
-            tokio::time::sleep(delay).await;
-        }
-    };
+    let stop_accepting = unready_then_stop(
+        shutdown,
+        health.clone(),
+        ingest_settings.shutdown_delay,
+        "ingest",
+    );
     accept_until(listener, app, limits, on_close, stop_accepting).await;
     kafka_watch.abort();
 
