@@ -38,11 +38,23 @@ fn cold_path(shard: i32, seq: u64) -> String {
 const MAX_CLAIM_STEPS: u64 = 10_000;
 
 /// Claims the first free sequence number of `shard` from `from` on.
-/// Numbers are skipped only when another writer (or a crashed run of
-/// ours) claimed them.
+/// Numbers are skipped when another writer (or a crashed run of ours)
+/// claimed them, and when a checkpoint of that number exists without its
+/// claim: a flush that failed at its commit leaves its checkpoint behind,
+/// and if the lake was wiped under it, the claim that guarded the number
+/// went with the wipe while the checkpoint was written after it.
 pub(crate) fn claim(store: &Store, shard: i32, from: u64) -> Result<u64, Error> {
     for seq in from..from + MAX_CLAIM_STEPS {
         match store.create(store.path(&claim_path(shard, seq)), Vec::new()) {
+            Ok(()) if store.exists(store.path(&checkpoint_path(shard, seq)))? => {
+                tracing::warn!(
+                    shard,
+                    seq,
+                    "a checkpoint of this number exists without its claim (a flush that failed \
+                     while the lake was replaced); taking the next number"
+                );
+                continue;
+            }
             Ok(()) => return Ok(seq),
             Err(CreateError::Exists) => continue,
             Err(CreateError::Store(e)) => return Err(e),

@@ -80,6 +80,21 @@ impl Store {
         })
     }
 
+    /// Whether `path` exists.
+    pub fn exists(&self, path: ObjectPath) -> Result<bool, Error> {
+        let shown = path.to_string();
+        let store = self.location.store.clone();
+        match self.handle.block_on(async move { store.head(&path).await }) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(Error::Store {
+                op: "asking for",
+                path: shown,
+                source: e,
+            }),
+        }
+    }
+
     /// Reads `path` whole.
     pub fn get(&self, path: ObjectPath) -> Result<Vec<u8>, Error> {
         self.read(path, None)

@@ -426,3 +426,21 @@ fn age_files(root: &std::path::Path, age: std::time::Duration) {
         }
     }
 }
+
+/// A flush that failed at its commit leaves its checkpoint behind; if the
+/// lake was wiped under it, the claim that guarded its number is gone
+/// while the checkpoint is not. The next claim steps over that number
+/// instead of handing it out again (whose checkpoint could then not be
+/// written).
+#[test]
+fn a_checkpoint_left_without_its_claim_is_never_claimed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let uri = dir.path().to_str().unwrap().to_string();
+    let shard_dir = dir.path().join("_newsflow/shards/00000");
+    std::fs::create_dir_all(&shard_dir).unwrap();
+    std::fs::write(shard_dir.join(format!("checkpoint-{:020}", 1)), b"stray").unwrap();
+    let lake = Lake::open(&uri, &BTreeMap::new()).unwrap();
+    let restored = lake.restore(0).unwrap();
+    assert_eq!(restored.committed, 0);
+    assert_eq!(restored.next_seq, 2, "number 1 has a checkpoint already");
+}
