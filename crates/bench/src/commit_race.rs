@@ -20,7 +20,7 @@ use serde_json::json;
 
 /// Commit outcomes per table.
 #[derive(Default)]
-struct Commits {
+pub(crate) struct Commits {
     by_table: Mutex<BTreeMap<&'static str, TableCommits>>,
 }
 

@@ -13,18 +13,9 @@ use std::collections::BTreeMap;
 
 use newsflow_core::counted::PerCounter;
 use newsflow_core::{Shard, TotalsRow};
-use newsflow_lake::{
-    Checkpoint, Dataset, EncodedCheckpoint, FlushBatch, FlushObserver, Lake, ShardFlush, WriteStats,
-};
+use newsflow_lake::{Checkpoint, EncodedCheckpoint, FlushBatch, Lake, ShardFlush};
 
-/// The flushes are timed as a whole, not per table.
-struct Unobserved;
-
-impl FlushObserver for Unobserved {
-    fn written(&self, _: Dataset, _: WriteStats, _: f64) {}
-    fn checkpointed(&self, _: f64) {}
-    fn committed(&self, _: Dataset, _: u64, _: u64, _: u64, _: f64) {}
-}
+use crate::commit_race::Commits;
 
 const WORDS: [&str; 12] = [
     "Allianz",
@@ -112,7 +103,7 @@ pub fn run(uri: &str, articles: u64, per_flush: u64, titles: bool) -> anyhow::Re
         };
         let seq = job.checkpoint.seq();
         let outcome = lake
-            .flush(vec![job], &|_| false, &Unobserved)
+            .flush(vec![job], &|_| false, &Commits::default())
             .pop()
             .ok_or_else(|| anyhow::anyhow!("the flush reported nothing"))?;
         next_seq = outcome
