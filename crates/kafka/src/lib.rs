@@ -199,7 +199,21 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
             .set("max.poll.interval.ms", "300000")
             .set("fetch.min.bytes", "65536")
             .set("fetch.wait.max.ms", "100")
-            .set("queued.max.messages.kbytes", "262144")
+            // The prefetch bound, per partition (librdkafka applies it to
+            // each partition's fetch queue, not to the consumer's total):
+            // a worker owning 6 shards has 18 such queues. At 256 MiB the
+            // bound never applied and `queued.min.messages` (100,000 per
+            // partition) let 190 MB of a worker's peak RSS sit in them
+            // while draining a backlog; 4 MiB keeps the fetcher as far
+            // ahead as the worker can use (docs/benchmarks.md, issue 24).
+            .set("queued.max.messages.kbytes", "4096")
+            // A partition's fetch reaches the consumer's queue as one run
+            // of records. At the default 1 MiB (4 MiB and more once lz4 is
+            // undone) a polled batch held 1.2-1.7 shards on average, which
+            // left the worker's counting threads (one per core, a shard
+            // each) mostly idle; at 256 KiB it holds about 4. Records
+            // larger than this are still fetched whole.
+            .set("max.partition.fetch.bytes", "262144")
             // When a partition's prefetch queue is over its threshold,
             // librdkafka postpones that partition's next fetch by this
             // long (default 1000 ms). A worker slower than the fetcher hit
