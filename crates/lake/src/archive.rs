@@ -45,6 +45,36 @@ pub struct EventRow<'a> {
 pub struct EventArchive {
     partitions: BTreeMap<(EventType, i32), Columns>,
     rows: usize,
+    /// Per table partition, its size at the last [`EventArchive::finish`]:
+    /// what its columns reserve in the next flush (an event-time day spans
+    /// many flushes). Grown by doubling instead, the columns copied each
+    /// payload byte about twice more and faulted the copies in: 2 % of a
+    /// draining worker's CPU (docs/benchmarks.md, issue 24).
+    reserve: BTreeMap<(EventType, i32), Capacity>,
+}
+
+/// Room for a partition's rows, in rows and in bytes per text column.
+#[derive(Clone, Copy, Debug, Default)]
+struct Capacity {
+    rows: usize,
+    event_id: usize,
+    article_id: usize,
+    topic: usize,
+    payload: usize,
+}
+
+impl Capacity {
+    /// A partition of this size, plus an eighth for the next one to grow.
+    fn with_headroom(self) -> Capacity {
+        let more = |n: usize| n + n / 8;
+        Capacity {
+            rows: more(self.rows),
+            event_id: more(self.event_id),
+            article_id: more(self.article_id),
+            topic: more(self.topic),
+            payload: more(self.payload),
+        }
+    }
 }
 
 impl std::fmt::Debug for EventArchive {
@@ -73,7 +103,17 @@ impl EventArchive {
     /// Appends one row, copying its text into the columns.
     pub fn push(&mut self, row: &EventRow<'_>) {
         let day = day_number(row.occurred_at);
-        let columns = self.partitions.entry((row.event_type, day)).or_default();
+        let key = (row.event_type, day);
+        let reserve = &self.reserve;
+        let columns = self.partitions.entry(key).or_insert_with(|| {
+            Columns::with_capacity(
+                reserve
+                    .get(&key)
+                    .copied()
+                    .unwrap_or_default()
+                    .with_headroom(),
+            )
+        });
         columns.event_id.append_value(row.event_id);
         columns.article_id.append_value(row.article_id);
         columns.occurred_at.push(row.occurred_at);
@@ -99,6 +139,10 @@ impl EventArchive {
     pub fn finish(&mut self) -> ArchivedEvents {
         let partitions = std::mem::take(&mut self.partitions);
         self.rows = 0;
+        self.reserve = partitions
+            .iter()
+            .map(|(key, columns)| (*key, columns.size()))
+            .collect();
         let batches = partitions
             .into_iter()
             .map(|((event_type, day), columns)| PartitionBatch {
@@ -124,6 +168,29 @@ impl<'a> FromIterator<EventRow<'a>> for EventArchive {
 }
 
 impl Columns {
+    fn with_capacity(room: Capacity) -> Columns {
+        Columns {
+            event_id: StringBuilder::with_capacity(room.rows, room.event_id),
+            article_id: StringBuilder::with_capacity(room.rows, room.article_id),
+            occurred_at: Vec::with_capacity(room.rows),
+            topic: StringBuilder::with_capacity(room.rows, room.topic),
+            partition: Vec::with_capacity(room.rows),
+            offset: Vec::with_capacity(room.rows),
+            payload: StringBuilder::with_capacity(room.rows, room.payload),
+        }
+    }
+
+    /// The rows and text bytes held.
+    fn size(&self) -> Capacity {
+        Capacity {
+            rows: self.partition.len(),
+            event_id: self.event_id.values_slice().len(),
+            article_id: self.article_id.values_slice().len(),
+            topic: self.topic.values_slice().len(),
+            payload: self.payload.values_slice().len(),
+        }
+    }
+
     fn finish(mut self) -> RecordBatch {
         let columns: Vec<ArrayRef> = vec![
             Arc::new(self.event_id.finish()),
@@ -159,17 +226,35 @@ impl ArchivedEvents {
     }
 
     /// The event time of every row, for the end-to-end latency once they
-    /// are durable.
-    pub fn occurred_at(&self) -> impl Iterator<Item = Micros> + '_ {
-        self.batches.iter().flat_map(|b| {
-            let column = b
-                .batch
-                .column(2)
-                .as_any()
-                .downcast_ref::<TimestampMicrosecondArray>()
-                .expect("occurred_at is the third column");
-            column.values().iter().copied()
-        })
+    /// are durable. Shares the time column's buffers and nothing else, so
+    /// the payloads can be freed as soon as their files are written.
+    pub fn event_times(&self) -> EventTimes {
+        EventTimes(
+            self.batches
+                .iter()
+                .map(|b| {
+                    b.batch
+                        .column(2)
+                        .as_any()
+                        .downcast_ref::<TimestampMicrosecondArray>()
+                        .expect("occurred_at is the third column")
+                        .clone()
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The event times of an archive's rows (see [`ArchivedEvents::event_times`]).
+#[derive(Clone, Debug, Default)]
+pub struct EventTimes(Vec<TimestampMicrosecondArray>);
+
+impl EventTimes {
+    /// Every row's event time.
+    pub fn iter(&self) -> impl Iterator<Item = Micros> + '_ {
+        self.0
+            .iter()
+            .flat_map(|column| column.values().iter().copied())
     }
 }
 
@@ -238,8 +323,29 @@ mod tests {
             .downcast_ref::<StringArray>()
             .unwrap();
         assert_eq!(payloads.value(1), r#"{"x":1}"#);
-        let mut times: Vec<_> = archived.occurred_at().collect();
+        let mut times: Vec<_> = archived.event_times().iter().collect();
         times.sort_unstable();
         assert_eq!(times, vec![day + 5, day + 6, day + 7, 2 * day + 1]);
+    }
+
+    #[test]
+    fn a_flush_reserves_the_room_the_last_one_used() {
+        let day = newsflow_core::time::DAY;
+        let mut archive = EventArchive::default();
+        for offset in 0..100 {
+            archive.push(&row(EventType::SocialComment, day + 5, offset));
+        }
+        archive.finish();
+        archive.push(&row(EventType::SocialComment, day + 6, 100));
+        archive.push(&row(EventType::SocialComment, 2 * day + 6, 101));
+        archive.push(&row(EventType::ForumPost, day + 6, 102));
+        let comments = &archive.partitions[&(EventType::SocialComment, 1)];
+        assert!(comments.offset.capacity() >= 100 + 100 / 8);
+        assert!(comments.occurred_at.capacity() >= 100 + 100 / 8);
+        // Partitions absent from the last flush start small.
+        for key in [(EventType::SocialComment, 2), (EventType::ForumPost, 1)] {
+            assert!(archive.partitions[&key].offset.capacity() < 100);
+        }
+        assert_eq!(archive.finish().len(), 3);
     }
 }

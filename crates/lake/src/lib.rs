@@ -36,7 +36,7 @@ mod retry;
 mod shard_files;
 mod store;
 
-pub use archive::{ArchivedEvents, EventArchive, EventRow};
+pub use archive::{ArchivedEvents, EventArchive, EventRow, EventTimes};
 pub use checkpoint::{Checkpoint, CheckpointChain, EncodedCheckpoint, MAX_PATCHES};
 pub use datasets::{Dataset, FlushBatch, WriteStats};
 pub use flush::{FlushError, FlushObserver, Restored, ShardFlush, ShardOutcome};

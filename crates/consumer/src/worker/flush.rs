@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use newsflow_core::Micros;
 use newsflow_lake::{
-    ArchivedEvents, Dataset, EncodedCheckpoint, FlushBatch, FlushError, FlushObserver, Lake,
+    Dataset, EncodedCheckpoint, EventTimes, FlushBatch, FlushError, FlushObserver, Lake,
     ShardFlush, WriteStats,
 };
 use newsflow_telemetry::{Metrics, Table};
@@ -363,11 +363,11 @@ fn write_jobs(
     abandoned: &Abandoned,
 ) -> Vec<JobOutcome> {
     /// What the run loop needs of a job once the lake has taken it: the
-    /// cut offsets, and the archived rows (shared, not copied) for their
-    /// event times.
+    /// cut offsets, and the rows' event times (shared, not copied; the
+    /// rest of the rows is freed once their files are written).
     struct Cut {
         offsets: PerTopic<Option<i64>>,
-        events: ArchivedEvents,
+        times: EventTimes,
     }
     let mut cut: BTreeMap<i32, Cut> = BTreeMap::new();
     let mut flushes = Vec::with_capacity(jobs.len());
@@ -376,7 +376,7 @@ fn write_jobs(
             job.flush.shard(),
             Cut {
                 offsets: job.offsets,
-                events: job.flush.batch.events.clone(),
+                times: job.flush.batch.events.event_times(),
             },
         );
         flushes.push(job.flush);
@@ -392,10 +392,10 @@ fn write_jobs(
     outcomes
         .into_iter()
         .map(|outcome| {
-            let Cut { offsets, events } = cut.remove(&outcome.shard).expect("one outcome per job");
+            let Cut { offsets, times } = cut.remove(&outcome.shard).expect("one outcome per job");
             if outcome.result.is_ok() {
                 // The batch's events are durable now: how long after they happened.
-                metrics.durable(events.occurred_at().map(|t| now_seconds - t as f64 / 1e6));
+                metrics.durable(times.iter().map(|t| now_seconds - t as f64 / 1e6));
             }
             JobOutcome {
                 shard: outcome.shard,
