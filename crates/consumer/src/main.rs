@@ -169,8 +169,11 @@ async fn run(settings: Arc<Settings>, options: RunOptions) -> anyhow::Result<()>
     result
 }
 
-/// Largest number of records handled under one lock of the worker.
-const BATCH: usize = 4096;
+/// Largest number of records handled under one lock of the worker. Large
+/// enough to hold records of several shards (a partition's fetch arrives
+/// as one run of up to `max.partition.fetch.bytes`, about 1,000-4,000
+/// records), so that they can be counted side by side.
+const BATCH: usize = 16384;
 
 /// The run loop, on its own thread: poll, handle, flush on time or size,
 /// commit after each checkpoint, and drain on shutdown.
@@ -198,9 +201,7 @@ fn run_loop(
         }
         let buffered = {
             let mut w = consumer.context().lock();
-            for message in &batch {
-                w.handle(&consumer, message, activity.last_record);
-            }
+            w.handle_batch(&consumer, &batch, activity.last_record);
             w.publish_tally();
             if let Some(failure) = w.fatal.take() {
                 bail!(failure);

@@ -79,6 +79,9 @@ pub struct Worker {
     /// be moved back on; see [`Worker::rewind`].
     to_rewind: BTreeSet<i32>,
     buffered: usize,
+    /// Threads a batch's shards are counted on: the cores this process may
+    /// use (its CPU affinity and cgroup quota), see [`Worker::handle_batch`].
+    counting_threads: usize,
     /// Events read and duplicates seen since the last
     /// [`Worker::publish_tally`]: label lookups per batch, not per record.
     tally: Tally,
@@ -114,6 +117,7 @@ impl Worker {
             unrestored: BTreeSet::new(),
             to_rewind: BTreeSet::new(),
             buffered: 0,
+            counting_threads: std::thread::available_parallelism().map_or(1, usize::from),
             tally: Tally::default(),
             in_flight: None,
             settled: Settled::default(),
@@ -334,4 +338,25 @@ struct Tally {
     consumed: PerTopic<[u64; EVENT_TYPE_COUNT]>,
     /// By [`EventType::index`].
     duplicate: [u64; EVENT_TYPE_COUNT],
+}
+
+impl Tally {
+    fn add(&mut self, counted: records::Counted) {
+        let kind = counted.event_type.index();
+        self.consumed[counted.topic][kind] += 1;
+        if counted.duplicate {
+            self.duplicate[kind] += 1;
+        }
+    }
+
+    fn merge(&mut self, other: &Tally) {
+        for (t, consumed) in other.consumed.iter() {
+            for (mine, theirs) in self.consumed[t].iter_mut().zip(consumed) {
+                *mine += theirs;
+            }
+        }
+        for (mine, theirs) in self.duplicate.iter_mut().zip(other.duplicate) {
+            *mine += theirs;
+        }
+    }
 }

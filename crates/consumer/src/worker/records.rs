@@ -2,17 +2,18 @@
 //! shard's checkpoint, then count it or dead-letter it. And the moves back
 //! to a checkpoint after a failure ([`Worker::rewind`]).
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
-use newsflow_core::{decode_keeping_text, Applied, Event, Rejection};
+use newsflow_core::{decode_keeping_text, Applied, DecodeLimits, EventType, Rejection};
 use newsflow_lake::{EventRow, Lake};
 use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::Offset;
 
-use super::{Slot, Worker};
+use super::{Slot, Tally, Worker};
 use crate::failure::Failure;
-use crate::topics::EventTopic;
+use crate::topics::{EventTopic, TopicNames};
 
 /// Where a partition's reading stands relative to its checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +29,61 @@ pub(super) enum Position {
 }
 
 impl Worker {
+    /// Handles a polled batch. Shards are independent, so when more than
+    /// one core is free and more than one shard has records, each shard's
+    /// records are counted on a thread of their own, in their order; what
+    /// the worker shares (tallies, dead letters, a cold article's way
+    /// back, which waits for the flush in flight) is settled here after,
+    /// one shard at a time.
+    pub fn handle_batch<C: Consumer<X> + Sync, X: ConsumerContext>(
+        &mut self,
+        consumer: &C,
+        batch: &[BorrowedMessage<'_>],
+        received_at: Instant,
+    ) {
+        let mut by_shard: BTreeMap<i32, Vec<&BorrowedMessage<'_>>> = BTreeMap::new();
+        for message in batch {
+            by_shard
+                .entry(message.partition())
+                .or_default()
+                .push(message);
+        }
+        if self.counting_threads <= 1 || by_shard.len() <= 1 {
+            for message in batch {
+                self.handle(consumer, message, received_at);
+            }
+            return;
+        }
+        let reading = Reading {
+            topics: &self.topics,
+            limits: &self.limits,
+            consumer,
+        };
+        // Records of shards not owned (fetched before a revoke) are left
+        // out, as `handle` leaves them.
+        let work: Vec<_> = self
+            .slots
+            .iter_mut()
+            .filter_map(|(shard, slot)| {
+                by_shard
+                    .remove(shard)
+                    .map(|records| (*shard, slot, records))
+            })
+            .collect();
+        let passes = side_by_side(
+            work,
+            self.counting_threads,
+            |(_, _, records)| records.len(),
+            |(shard, slot, records)| {
+                let pass = count_shard(&reading, shard, slot, &records, received_at);
+                (shard, records, pass)
+            },
+        );
+        for (shard, records, pass) in passes {
+            self.settle_pass(consumer, shard, &records, pass, received_at);
+        }
+    }
+
     /// Handles one record of a batch polled at `received_at`. `consumer`
     /// is used to move a partition back to its checkpoint's offset.
     pub fn handle<C: Consumer<X>, X: ConsumerContext>(
@@ -36,92 +92,93 @@ impl Worker {
         message: &BorrowedMessage<'_>,
         received_at: Instant,
     ) {
-        let name = message.topic();
-        let Some(topic) = self.topics.find(name) else {
-            return;
-        };
         let shard = message.partition();
-        let offset = message.offset();
-        let Some(slot) = self.slots.get_mut(&shard) else {
-            // A record fetched before its partition was revoked; the new
-            // owner reads it again from the checkpoint.
-            return;
-        };
-        if !in_position(consumer, (name, topic), shard, slot, offset) {
-            return;
-        }
-        let key = message.key();
-        let value = message.payload().unwrap_or_default();
-        match decode_keeping_text(key, value, &self.limits) {
-            Ok((event, text)) => {
-                if !self.count(topic, shard, offset, event, text) {
+        loop {
+            let Some(slot) = self.slots.get_mut(&shard) else {
+                // A record fetched before its partition was revoked; the new
+                // owner reads it again from the checkpoint.
+                return;
+            };
+            let reading = Reading {
+                topics: &self.topics,
+                limits: &self.limits,
+                consumer,
+            };
+            match take(&reading, shard, slot, message, received_at) {
+                Taken::Skipped => return,
+                Taken::Counted(counted) => {
+                    self.tally.add(counted);
+                    self.buffered += 1;
+                    self.consumed += 1;
                     return;
                 }
+                Taken::Rejected { topic, rejection } => {
+                    self.dead_letter(topic, shard, message, &rejection);
+                    return;
+                }
+                Taken::Cold {
+                    segment,
+                    article_id,
+                } => {
+                    // Its article is in memory after this (rehydrated, or
+                    // forgotten as cold and new), so the record is taken
+                    // again and counted.
+                    if !self.bring_back(shard, segment, &article_id) {
+                        return;
+                    }
+                }
             }
-            Err(rejection) => self.dead_letter(topic, shard, offset, key, value, &rejection),
         }
-        let slot = self.slots.get_mut(&shard).expect("owned");
-        slot.next[topic] = Some(offset + 1);
-        slot.dirty = true;
-        slot.last_record_at = received_at;
     }
 
-    /// Counts a valid event and keeps it for the `events` table. `false`
-    /// when the record is left to be read again: its article had to come
-    /// back from a cold segment and the shard was reset, taken away, or
-    /// the segment could not be read (then the worker stops).
-    fn count(
+    /// Settles what counting one shard's records on a thread left for the
+    /// worker: tallies, dead letters, and the records after one whose
+    /// article has to come back from a cold segment, handled here.
+    fn settle_pass<C: Consumer<X>, X: ConsumerContext>(
         &mut self,
-        topic: EventTopic,
+        consumer: &C,
         shard: i32,
-        offset: i64,
-        event: Event<'_>,
-        payload: &str,
-    ) -> bool {
-        let event_type = event.event_type();
-        self.tally.consumed[topic][event_type.index()] += 1;
-        let slot = self.slots.get_mut(&shard).expect("checked by handle");
-        let mut applied = slot.state.apply(&event);
-        if let Applied::Cold { segment } = applied {
-            // The article left memory after a horizon of silence and is
-            // back: restore it from its cold segment first. The segment may
-            // still be being written by the flush in flight; if that flush
-            // fails, the shard is reset and this record is read again after
-            // the rewind.
-            if self.in_flight.is_some() {
-                self.wait_for_in_flight();
-                if self.to_rewind.contains(&shard) || !self.slots.contains_key(&shard) {
-                    return false;
-                }
+        records: &[&BorrowedMessage<'_>],
+        pass: ShardPass,
+        received_at: Instant,
+    ) {
+        self.tally.merge(&pass.tally);
+        self.buffered += pass.counted;
+        self.consumed += pass.counted as u64;
+        for (i, topic, rejection) in pass.rejected {
+            self.dead_letter(topic, shard, records[i], &rejection);
+        }
+        if let Some(first) = pass.stopped_at {
+            for message in &records[first..] {
+                self.handle(consumer, message, received_at);
             }
-            let slot = self.slots.get_mut(&shard).expect("checked above");
-            if let Err(failure) = rehydrate(&self.lake, shard, slot, segment, &event.article_id) {
-                // Transient: the shard starts again from its checkpoint and
-                // reads this record again after the back-off.
-                if failure.is_transient() {
-                    self.reset_all([shard]);
-                }
-                self.fail(failure);
+        }
+    }
+
+    /// Brings an article back from cold segment `segment` before its event
+    /// is counted. `false` when the record is left to be read again: the
+    /// shard was reset or taken away while waiting for the flush in flight,
+    /// or the segment could not be read (then the worker stops).
+    fn bring_back(&mut self, shard: i32, segment: u64, article_id: &str) -> bool {
+        // The segment may still be being written by the flush in flight;
+        // if that flush fails, the shard is reset and this record is read
+        // again after the rewind.
+        if self.in_flight.is_some() {
+            self.wait_for_in_flight();
+            if self.to_rewind.contains(&shard) || !self.slots.contains_key(&shard) {
                 return false;
             }
-            applied = slot.state.apply(&event);
         }
-        if applied == Applied::Duplicate {
-            self.tally.duplicate[event_type.index()] += 1;
+        let slot = self.slots.get_mut(&shard).expect("checked above");
+        if let Err(failure) = rehydrate(&self.lake, shard, slot, segment, article_id) {
+            // Transient: the shard starts again from its checkpoint and
+            // reads this record again after the back-off.
+            if failure.is_transient() {
+                self.reset_all([shard]);
+            }
+            self.fail(failure);
+            return false;
         }
-        let slot = self.slots.get_mut(&shard).expect("owned");
-        slot.events.push(&EventRow {
-            event_id: &event.event_id,
-            event_type,
-            article_id: &event.article_id,
-            occurred_at: event.occurred_at,
-            topic: &self.topics[topic],
-            partition: shard,
-            offset,
-            payload,
-        });
-        self.buffered += 1;
-        self.consumed += 1;
         true
     }
 
@@ -131,15 +188,20 @@ impl Worker {
         &mut self,
         topic: EventTopic,
         shard: i32,
-        offset: i64,
-        key: Option<&[u8]>,
-        value: &[u8],
+        message: &BorrowedMessage<'_>,
         rejection: &Rejection,
     ) {
         let name = &self.topics[topic];
+        let offset = message.offset();
         self.metrics.dead_lettered(rejection, name, shard, offset);
-        self.dead_letters
-            .send(key, value, rejection, name, shard, offset);
+        self.dead_letters.send(
+            message.key(),
+            message.payload().unwrap_or_default(),
+            rejection,
+            name,
+            shard,
+            offset,
+        );
     }
 
     /// Moves the consumer back to the checkpoint offsets of the shards reset
@@ -293,6 +355,171 @@ fn seek_back<C: Consumer<X>, X: ConsumerContext>(
     }
 }
 
+/// What counting a record reads besides its shard's slot; shared by the
+/// threads that count shards side by side.
+struct Reading<'w, C> {
+    topics: &'w TopicNames,
+    limits: &'w DecodeLimits,
+    consumer: &'w C,
+}
+
+/// What became of one record, decided on its shard's slot alone.
+enum Taken {
+    /// Not to be counted now: an unknown topic, a record the checkpoint
+    /// covers, or a stale fetch before a seek's target.
+    Skipped,
+    /// Counted (or recognised as a duplicate) and archived.
+    Counted(Counted),
+    /// Invalid: for the dead-letter topic.
+    Rejected {
+        topic: EventTopic,
+        rejection: Rejection,
+    },
+    /// Its article left memory: bring it back from `segment` and take the
+    /// record again. Nothing of the record was applied.
+    Cold { segment: u64, article_id: String },
+}
+
+/// A record counted: what the tallies need of it.
+#[derive(Clone, Copy)]
+pub(super) struct Counted {
+    pub(super) topic: EventTopic,
+    pub(super) event_type: EventType,
+    pub(super) duplicate: bool,
+}
+
+/// Checks a record's position, decodes it, counts it and archives it, on
+/// its shard's slot alone; the slot's offsets move past it unless it has
+/// to wait for its article ([`Taken::Cold`]) or is skipped.
+fn take<C: Consumer<X>, X: ConsumerContext>(
+    reading: &Reading<'_, C>,
+    shard: i32,
+    slot: &mut Slot,
+    message: &BorrowedMessage<'_>,
+    received_at: Instant,
+) -> Taken {
+    let name = message.topic();
+    let Some(topic) = reading.topics.find(name) else {
+        return Taken::Skipped;
+    };
+    let offset = message.offset();
+    if !in_position(reading.consumer, (name, topic), shard, slot, offset) {
+        return Taken::Skipped;
+    }
+    let value = message.payload().unwrap_or_default();
+    let taken = match decode_keeping_text(message.key(), value, reading.limits) {
+        Ok((event, payload)) => {
+            let applied = slot.state.apply(&event);
+            if let Applied::Cold { segment } = applied {
+                return Taken::Cold {
+                    segment,
+                    article_id: event.article_id.to_string(),
+                };
+            }
+            let event_type = event.event_type();
+            slot.events.push(&EventRow {
+                event_id: &event.event_id,
+                event_type,
+                article_id: &event.article_id,
+                occurred_at: event.occurred_at,
+                topic: &reading.topics[topic],
+                partition: shard,
+                offset,
+                payload,
+            });
+            Taken::Counted(Counted {
+                topic,
+                event_type,
+                duplicate: applied == Applied::Duplicate,
+            })
+        }
+        Err(rejection) => Taken::Rejected { topic, rejection },
+    };
+    slot.next[topic] = Some(offset + 1);
+    slot.dirty = true;
+    slot.last_record_at = received_at;
+    taken
+}
+
+/// What counting one shard's share of a batch on a thread leaves for the
+/// worker to settle.
+#[derive(Default)]
+struct ShardPass {
+    tally: Tally,
+    counted: usize,
+    /// Records to dead-letter: index in the shard's records, topic, reason.
+    rejected: Vec<(usize, EventTopic, Rejection)>,
+    /// The first record whose article is cold: it and the records after it
+    /// are left to [`Worker::handle`].
+    stopped_at: Option<usize>,
+}
+
+fn count_shard<C: Consumer<X>, X: ConsumerContext>(
+    reading: &Reading<'_, C>,
+    shard: i32,
+    slot: &mut Slot,
+    records: &[&BorrowedMessage<'_>],
+    received_at: Instant,
+) -> ShardPass {
+    let mut pass = ShardPass::default();
+    for (i, message) in records.iter().enumerate() {
+        match take(reading, shard, slot, message, received_at) {
+            Taken::Skipped => {}
+            Taken::Counted(counted) => {
+                pass.tally.add(counted);
+                pass.counted += 1;
+            }
+            Taken::Rejected { topic, rejection } => pass.rejected.push((i, topic, rejection)),
+            Taken::Cold { .. } => {
+                pass.stopped_at = Some(i);
+                break;
+            }
+        }
+    }
+    pass
+}
+
+/// Runs `work` on every job, on up to `threads` threads (this one
+/// included), the jobs spread by their record counts so the threads finish
+/// together; results in the jobs' order.
+fn side_by_side<T: Send, R: Send>(
+    jobs: Vec<T>,
+    threads: usize,
+    records: impl Fn(&T) -> usize,
+    work: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    let threads = threads.min(jobs.len()).max(1);
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(records(&jobs[i])));
+    let mut lanes: Vec<(usize, Vec<(usize, _)>)> = (0..threads).map(|_| (0, Vec::new())).collect();
+    let mut jobs: Vec<Option<_>> = jobs.into_iter().map(Some).collect();
+    for i in order {
+        let job = jobs[i].take().expect("each job once");
+        let lane = lanes
+            .iter_mut()
+            .min_by_key(|(load, _)| *load)
+            .expect("at least one lane");
+        lane.0 += records(&job);
+        lane.1.push((i, job));
+    }
+    let work = &work;
+    let run = move |lane: Vec<(usize, _)>| -> Vec<(usize, R)> {
+        lane.into_iter().map(|(i, job)| (i, work(job))).collect()
+    };
+    let mut lanes = lanes.into_iter().map(|(_, lane)| lane);
+    let here = lanes.next().expect("at least one lane");
+    let mut results = std::thread::scope(|scope| {
+        let others: Vec<_> = lanes.map(|lane| scope.spawn(move || run(lane))).collect();
+        let mut results = run(here);
+        for other in others {
+            results.extend(other.join().expect("a counting thread panicked"));
+        }
+        results
+    });
+    results.sort_unstable_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
 /// Brings an evicted article back from cold segment `segment`. Segments are
 /// read whole, so the last one read is kept: articles evicted together
 /// tend to return together.
@@ -325,4 +552,43 @@ fn rehydrate(
         None => slot.state.forget_cold(article_id),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::side_by_side;
+
+    #[test]
+    fn side_by_side_keeps_the_jobs_order_and_runs_each_once() {
+        let jobs: Vec<(u32, usize)> = vec![(0, 5), (1, 90), (2, 1), (3, 40), (4, 40)];
+        for threads in [1, 2, 3, 8] {
+            let done = side_by_side(jobs.clone(), threads, |(_, n)| *n, |(id, n)| (id, n * 2));
+            assert_eq!(done, vec![(0, 10), (1, 180), (2, 2), (3, 80), (4, 80)]);
+        }
+        assert!(side_by_side(Vec::<u32>::new(), 2, |_| 1, |j| j).is_empty());
+    }
+
+    #[test]
+    fn side_by_side_spreads_the_records_over_the_threads() {
+        let threads_used = std::sync::Mutex::new(std::collections::BTreeMap::new());
+        let jobs: Vec<usize> = vec![100, 60, 50, 10];
+        side_by_side(
+            jobs,
+            2,
+            |n| *n,
+            |n| {
+                let me = std::thread::current().id();
+                *threads_used
+                    .lock()
+                    .unwrap()
+                    .entry(format!("{me:?}"))
+                    .or_insert(0) += n;
+            },
+        );
+        // Largest first, each to the lighter thread: 100 + 10 and 60 + 50,
+        // so neither thread waits for a pile the other could have taken.
+        let mut loads: Vec<usize> = threads_used.into_inner().unwrap().into_values().collect();
+        loads.sort_unstable();
+        assert_eq!(loads, vec![110, 110]);
+    }
 }
