@@ -19,6 +19,8 @@ reported:
     and lake (all three tables, checkpoints, commits), alternating with the
     raw runs so their ratio holds on a noisy machine; plus the files it
     wrote and their mean size;
+- cores: the worker drain pinned to one core (`taskset`) against all of
+  them, with the broker's CPU over each drain;
 - HTTP ingest: `newsflow-producer serve` taking NDJSON batches of 1,000 from
   concurrent loopback clients;
 - state: `newsflow-bench state` holding 10k, 100k and 1M distinct articles
@@ -219,6 +221,41 @@ def ingest_run(env: dict, total: int, clients: int, log: Path) -> dict:
     return figures(sum(accepted), sum(sent_bytes), run)
 
 
+def worker_drain(env: dict, lake: Path, group: str, log: Path, cores: str = None) -> dict:
+    """One `newsflow-consumer run --exit-when-caught-up` with a fresh group
+    and lake, pinned to `cores` (taskset) when given; with the broker's CPU
+    over the same drain."""
+    shutil.rmtree(lake, ignore_errors=True)
+    worker_env = dict(env)
+    worker_env.update(
+        {
+            "NEWSFLOW__KAFKA__GROUP_ID": group,
+            "NEWSFLOW__OUTPUT__URI": str(lake),
+            "NEWSFLOW__METRICS__LISTEN": f"127.0.0.1:{free_port()}",
+        }
+    )
+    pin = ["taskset", "-c", cores] if cores else []
+    before = broker_cpu_ticks()
+    run = measured(pin + [BIN / "newsflow-consumer", "run", "--exit-when-caught-up"], worker_env, log)
+    after = broker_cpu_ticks()
+    run["broker_cpu"] = (after - before) / os.sysconf("SC_CLK_TCK") if before is not None and after is not None else None
+    return run
+
+
+def cores_scaling(env: dict, runs: int, stamp: str, log: Path) -> dict:
+    """The worker pinned to one core against all of them, alternating; each
+    with the broker's CPU over the same drain, to show what was left."""
+    every = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+    pinned = {"1 core": "0", f"{len(os.sched_getaffinity(0))} cores": every}
+    results = {name: [] for name in pinned}
+    for i in range(runs):
+        for name, cores in pinned.items():
+            settle()
+            lake = OUT / f"lake-cores-{i}-{cores.replace(',', '_')}"
+            results[name].append(worker_drain(env, lake, f"bench-cores-{stamp}-{i}-{cores}", log, cores))
+    return results
+
+
 def drains(compression: str, env: dict, runs: int, stamp: str, log: Path) -> dict:
     """Raw, kcat and worker drains of one topic set, each after settling."""
     print(f"bench: draining {compression} topics", flush=True)
@@ -232,16 +269,7 @@ def drains(compression: str, env: dict, runs: int, stamp: str, log: Path) -> dic
         kcat_runs.append(kcat_drain(env, log))
         settle()
         lake = OUT / f"lake-{compression}-{i}"
-        shutil.rmtree(lake, ignore_errors=True)
-        worker_env = dict(env)
-        worker_env.update(
-            {
-                "NEWSFLOW__KAFKA__GROUP_ID": f"bench-worker-{stamp}-{compression}-{i}",
-                "NEWSFLOW__OUTPUT__URI": str(lake),
-                "NEWSFLOW__METRICS__LISTEN": f"127.0.0.1:{free_port()}",
-            }
-        )
-        worker = measured([BIN / "newsflow-consumer", "run", "--exit-when-caught-up"], worker_env, log)
+        worker = worker_drain(env, lake, f"bench-worker-{stamp}-{compression}-{i}", log)
         worker_runs.append(worker)
         files.append(lake_files(lake))
         # Deleted at the end, not here: ext4 skips inodes freed in the last
@@ -310,6 +338,16 @@ def main() -> None:
         results["drains"][compression] = drains(compression, topic_env(prefix, args.partitions), args.runs, stamp, log)
     messages = results["drains"]["lz4"]["messages"]
     nbytes = results["drains"]["lz4"]["bytes"]
+
+    print("bench: the worker on one core against all of them (lz4 topics)", flush=True)
+    scaling = cores_scaling(topic_env(prefixes[0], args.partitions), args.runs, stamp, log)
+    results["cores"] = {}
+    for name, runs in scaling.items():
+        broker = [r["broker_cpu"] for r in runs if r["broker_cpu"] is not None]
+        results["cores"][name] = dict(
+            median([figures(messages, nbytes, r) for r in runs]),
+            broker_cpu_s=statistics.median(broker) if broker else None,
+        )
     results["bytes_per_event"] = nbytes / messages
     results["producer"] = median([figures(args.events, nbytes * args.events / messages, r) for r in producer_runs])
 
@@ -362,7 +400,14 @@ def main() -> None:
         print(
             f"{compression}: worker / raw {d['worker_to_raw']:.2f} (paired runs), worker / best raw "
             f"{d['worker_drain']['events_per_s'] / d['raw_drain_best']['events_per_s']:.2f}; "
+            f"worker CPU per event {d['worker_drain']['cpu_s_per_million'] / d['kcat_drain']['cpu_s_per_million']:.2f}x kcat's; "
             f"files {d['worker_files']['files']:.0f}, mean {d['worker_files']['mean_bytes'] / 1e6:.2f} MB"
+        )
+    for name, c in results["cores"].items():
+        broker = f"{c['broker_cpu_s']:.1f}" if c["broker_cpu_s"] is not None else "-"
+        print(
+            f"worker on {name}: {c['events_per_s']:,.0f} events/s, {c['cpu_s_per_million']:.2f} CPU-s/M, "
+            f"peak RSS {c['peak_rss_mb']:.0f} MB; broker {broker} CPU-s over the drain"
         )
     print(f"events: {messages:,} of {results['bytes_per_event']:.0f} bytes, {args.partitions} partitions")
     for articles, s in results["state"].items():
