@@ -1,6 +1,6 @@
 //! [`Worker`]: the shards this process owns, and what happens to them when
 //! the group moves partitions ([`Worker::assign`], [`Worker::revoke`]),
-//! when records arrive (`records.rs`), and when it is time to flush
+//! when records arrive (`batch.rs`, `records.rs`), and when it is time to flush
 //! (`flush.rs`).
 //!
 //! **Invariant:** a shard resumes from what the Delta tables' logs say was
@@ -10,6 +10,7 @@
 //! crash at any instant, or a pause long enough for the group to hand the
 //! shard to another worker, neither loses nor repeats a count.
 
+mod batch;
 mod flush;
 mod records;
 

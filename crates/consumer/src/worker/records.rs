@@ -2,7 +2,6 @@
 //! shard's checkpoint, then count it or dead-letter it. And the moves back
 //! to a checkpoint after a failure ([`Worker::rewind`]).
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use newsflow_core::{decode_keeping_text, Applied, DecodeLimits, EventType, Rejection};
@@ -11,7 +10,7 @@ use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::Offset;
 
-use super::{Slot, Tally, Worker};
+use super::{Slot, Worker};
 use crate::failure::Failure;
 use crate::topics::{EventTopic, TopicNames};
 
@@ -29,61 +28,6 @@ pub(super) enum Position {
 }
 
 impl Worker {
-    /// Handles a polled batch. Shards are independent, so when more than
-    /// one core is free and more than one shard has records, each shard's
-    /// records are counted on a thread of their own, in their order; what
-    /// the worker shares (tallies, dead letters, a cold article's way
-    /// back, which waits for the flush in flight) is settled here after,
-    /// one shard at a time.
-    pub fn handle_batch<C: Consumer<X> + Sync, X: ConsumerContext>(
-        &mut self,
-        consumer: &C,
-        batch: &[BorrowedMessage<'_>],
-        received_at: Instant,
-    ) {
-        let mut by_shard: BTreeMap<i32, Vec<&BorrowedMessage<'_>>> = BTreeMap::new();
-        for message in batch {
-            by_shard
-                .entry(message.partition())
-                .or_default()
-                .push(message);
-        }
-        if self.counting_threads <= 1 || by_shard.len() <= 1 {
-            for message in batch {
-                self.handle(consumer, message, received_at);
-            }
-            return;
-        }
-        let reading = Reading {
-            topics: &self.topics,
-            limits: &self.limits,
-            consumer,
-        };
-        // Records of shards not owned (fetched before a revoke) are left
-        // out, as `handle` leaves them.
-        let work: Vec<_> = self
-            .slots
-            .iter_mut()
-            .filter_map(|(shard, slot)| {
-                by_shard
-                    .remove(shard)
-                    .map(|records| (*shard, slot, records))
-            })
-            .collect();
-        let passes = side_by_side(
-            work,
-            self.counting_threads,
-            |(_, _, records)| records.len(),
-            |(shard, slot, records)| {
-                let pass = count_shard(&reading, shard, slot, &records, received_at);
-                (shard, records, pass)
-            },
-        );
-        for (shard, records, pass) in passes {
-            self.settle_pass(consumer, shard, &records, pass, received_at);
-        }
-    }
-
     /// Handles one record of a batch polled at `received_at`. `consumer`
     /// is used to move a partition back to its checkpoint's offset.
     pub fn handle<C: Consumer<X>, X: ConsumerContext>(
@@ -131,30 +75,6 @@ impl Worker {
         }
     }
 
-    /// Settles what counting one shard's records on a thread left for the
-    /// worker: tallies, dead letters, and the records after one whose
-    /// article has to come back from a cold segment, handled here.
-    fn settle_pass<C: Consumer<X>, X: ConsumerContext>(
-        &mut self,
-        consumer: &C,
-        shard: i32,
-        records: &[&BorrowedMessage<'_>],
-        pass: ShardPass,
-        received_at: Instant,
-    ) {
-        self.tally.merge(&pass.tally);
-        self.buffered += pass.counted;
-        self.consumed += pass.counted as u64;
-        for (i, topic, rejection) in pass.rejected {
-            self.dead_letter(topic, shard, records[i], &rejection);
-        }
-        if let Some(first) = pass.stopped_at {
-            for message in &records[first..] {
-                self.handle(consumer, message, received_at);
-            }
-        }
-    }
-
     /// Brings an article back from cold segment `segment` before its event
     /// is counted. `false` when the record is left to be read again: the
     /// shard was reset or taken away while waiting for the flush in flight,
@@ -184,7 +104,7 @@ impl Worker {
 
     /// Sends a rejected record to the dead-letter topic with its reason;
     /// logged and counted in one call.
-    fn dead_letter(
+    pub(super) fn dead_letter(
         &mut self,
         topic: EventTopic,
         shard: i32,
@@ -357,14 +277,14 @@ fn seek_back<C: Consumer<X>, X: ConsumerContext>(
 
 /// What counting a record reads besides its shard's slot; shared by the
 /// threads that count shards side by side.
-struct Reading<'w, C> {
-    topics: &'w TopicNames,
-    limits: &'w DecodeLimits,
-    consumer: &'w C,
+pub(super) struct Reading<'w, C> {
+    pub(super) topics: &'w TopicNames,
+    pub(super) limits: &'w DecodeLimits,
+    pub(super) consumer: &'w C,
 }
 
 /// What became of one record, decided on its shard's slot alone.
-enum Taken {
+pub(super) enum Taken {
     /// Not to be counted now: an unknown topic, a record the checkpoint
     /// covers, or a stale fetch before a seek's target.
     Skipped,
@@ -391,7 +311,7 @@ pub(super) struct Counted {
 /// Checks a record's position, decodes it, counts it and archives it, on
 /// its shard's slot alone; the slot's offsets move past it unless it has
 /// to wait for its article ([`Taken::Cold`]) or is skipped.
-fn take<C: Consumer<X>, X: ConsumerContext>(
+pub(super) fn take<C: Consumer<X>, X: ConsumerContext>(
     reading: &Reading<'_, C>,
     shard: i32,
     slot: &mut Slot,
@@ -441,85 +361,6 @@ fn take<C: Consumer<X>, X: ConsumerContext>(
     taken
 }
 
-/// What counting one shard's share of a batch on a thread leaves for the
-/// worker to settle.
-#[derive(Default)]
-struct ShardPass {
-    tally: Tally,
-    counted: usize,
-    /// Records to dead-letter: index in the shard's records, topic, reason.
-    rejected: Vec<(usize, EventTopic, Rejection)>,
-    /// The first record whose article is cold: it and the records after it
-    /// are left to [`Worker::handle`].
-    stopped_at: Option<usize>,
-}
-
-fn count_shard<C: Consumer<X>, X: ConsumerContext>(
-    reading: &Reading<'_, C>,
-    shard: i32,
-    slot: &mut Slot,
-    records: &[&BorrowedMessage<'_>],
-    received_at: Instant,
-) -> ShardPass {
-    let mut pass = ShardPass::default();
-    for (i, message) in records.iter().enumerate() {
-        match take(reading, shard, slot, message, received_at) {
-            Taken::Skipped => {}
-            Taken::Counted(counted) => {
-                pass.tally.add(counted);
-                pass.counted += 1;
-            }
-            Taken::Rejected { topic, rejection } => pass.rejected.push((i, topic, rejection)),
-            Taken::Cold { .. } => {
-                pass.stopped_at = Some(i);
-                break;
-            }
-        }
-    }
-    pass
-}
-
-/// Runs `work` on every job, on up to `threads` threads (this one
-/// included), the jobs spread by their record counts so the threads finish
-/// together; results in the jobs' order.
-fn side_by_side<T: Send, R: Send>(
-    jobs: Vec<T>,
-    threads: usize,
-    records: impl Fn(&T) -> usize,
-    work: impl Fn(T) -> R + Sync,
-) -> Vec<R> {
-    let threads = threads.min(jobs.len()).max(1);
-    let mut order: Vec<usize> = (0..jobs.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(records(&jobs[i])));
-    let mut lanes: Vec<(usize, Vec<(usize, _)>)> = (0..threads).map(|_| (0, Vec::new())).collect();
-    let mut jobs: Vec<Option<_>> = jobs.into_iter().map(Some).collect();
-    for i in order {
-        let job = jobs[i].take().expect("each job once");
-        let lane = lanes
-            .iter_mut()
-            .min_by_key(|(load, _)| *load)
-            .expect("at least one lane");
-        lane.0 += records(&job);
-        lane.1.push((i, job));
-    }
-    let work = &work;
-    let run = move |lane: Vec<(usize, _)>| -> Vec<(usize, R)> {
-        lane.into_iter().map(|(i, job)| (i, work(job))).collect()
-    };
-    let mut lanes = lanes.into_iter().map(|(_, lane)| lane);
-    let here = lanes.next().expect("at least one lane");
-    let mut results = std::thread::scope(|scope| {
-        let others: Vec<_> = lanes.map(|lane| scope.spawn(move || run(lane))).collect();
-        let mut results = run(here);
-        for other in others {
-            results.extend(other.join().expect("a counting thread panicked"));
-        }
-        results
-    });
-    results.sort_unstable_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
-}
-
 /// Brings an evicted article back from cold segment `segment`. Segments are
 /// read whole, so the last one read is kept: articles evicted together
 /// tend to return together.
@@ -552,43 +393,4 @@ fn rehydrate(
         None => slot.state.forget_cold(article_id),
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::side_by_side;
-
-    #[test]
-    fn side_by_side_keeps_the_jobs_order_and_runs_each_once() {
-        let jobs: Vec<(u32, usize)> = vec![(0, 5), (1, 90), (2, 1), (3, 40), (4, 40)];
-        for threads in [1, 2, 3, 8] {
-            let done = side_by_side(jobs.clone(), threads, |(_, n)| *n, |(id, n)| (id, n * 2));
-            assert_eq!(done, vec![(0, 10), (1, 180), (2, 2), (3, 80), (4, 80)]);
-        }
-        assert!(side_by_side(Vec::<u32>::new(), 2, |_| 1, |j| j).is_empty());
-    }
-
-    #[test]
-    fn side_by_side_spreads_the_records_over_the_threads() {
-        let threads_used = std::sync::Mutex::new(std::collections::BTreeMap::new());
-        let jobs: Vec<usize> = vec![100, 60, 50, 10];
-        side_by_side(
-            jobs,
-            2,
-            |n| *n,
-            |n| {
-                let me = std::thread::current().id();
-                *threads_used
-                    .lock()
-                    .unwrap()
-                    .entry(format!("{me:?}"))
-                    .or_insert(0) += n;
-            },
-        );
-        // Largest first, each to the lighter thread: 100 + 10 and 60 + 50,
-        // so neither thread waits for a pile the other could have taken.
-        let mut loads: Vec<usize> = threads_used.into_inner().unwrap().into_values().collect();
-        loads.sort_unstable();
-        assert_eq!(loads, vec![110, 110]);
-    }
 }
