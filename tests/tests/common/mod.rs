@@ -16,15 +16,29 @@ pub const TOKEN: &str = "hostile-token-8d1e7b";
 /// A client that opens a new connection per request, as the crowd of
 /// scrapers behind a NAT would.
 pub fn fresh_client() -> Client {
+    client_waiting(Duration::from_secs(60))
+}
+
+/// [`fresh_client`], waiting up to `timeout` for an answer.
+pub fn client_waiting(timeout: Duration) -> Client {
     Client::builder()
-        .timeout(Duration::from_secs(60))
+        .timeout(timeout)
         .pool_max_idle_per_host(0)
         .build()
         .unwrap()
 }
 
 pub fn post(ingest_url: &str, body: impl Into<reqwest::blocking::Body>) -> (StatusCode, String) {
-    let response = fresh_client()
+    post_waiting(ingest_url, body, Duration::from_secs(60))
+}
+
+/// [`post`], waiting up to `timeout` for the answer.
+pub fn post_waiting(
+    ingest_url: &str,
+    body: impl Into<reqwest::blocking::Body>,
+    timeout: Duration,
+) -> (StatusCode, String) {
+    let response = client_waiting(timeout)
         .post(ingest_url)
         .bearer_auth(TOKEN)
         .body(body)
