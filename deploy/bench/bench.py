@@ -245,8 +245,8 @@ def worker_drain(env: dict, lake: Path, group: str, log: Path, cores: str = None
 def cores_scaling(env: dict, runs: int, stamp: str, log: Path) -> dict:
     """The worker pinned to one core against all of them, alternating; each
     with the broker's CPU over the same drain, to show what was left."""
-    every = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
-    pinned = {"1 core": "0", f"{len(os.sched_getaffinity(0))} cores": every}
+    allowed = sorted(os.sched_getaffinity(0))
+    pinned = {"1 core": "0", f"{len(allowed)} cores": ",".join(str(c) for c in allowed)}
     results = {name: [] for name in pinned}
     for i in range(runs):
         for name, cores in pinned.items():

@@ -88,7 +88,6 @@ impl std::fmt::Debug for EventArchive {
 
 /// The columns of one table partition's rows, in the order of
 /// `events_schema`.
-#[derive(Default)]
 struct Columns {
     event_id: StringBuilder,
     article_id: StringBuilder,

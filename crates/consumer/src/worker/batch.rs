@@ -15,12 +15,12 @@ use super::{Slot, Tally, Worker};
 use crate::topics::EventTopic;
 
 impl Worker {
-    /// Handles a polled batch. Shards are independent, so when more than
-    /// one core is free and more than one shard has records, each shard's
-    /// records are counted on a thread of their own, in their order; what
-    /// the worker shares (tallies, dead letters, a cold article's way
-    /// back, which waits for the flush in flight) is settled here after,
-    /// one shard at a time.
+    /// Handles a polled batch. Shards are independent, so each shard's
+    /// records are counted in their order, the shards spread over up to
+    /// `counting_threads` threads (with one, or one shard, on this thread
+    /// alone: the same path, no thread started); what the worker shares
+    /// (tallies, dead letters, a cold article's way back, which waits for
+    /// the flush in flight) is settled here after, one shard at a time.
     pub fn handle_batch<C: Consumer<X> + Sync, X: ConsumerContext>(
         &mut self,
         consumer: &C,
@@ -33,12 +33,6 @@ impl Worker {
                 .entry(message.partition())
                 .or_default()
                 .push(message);
-        }
-        if self.counting_threads <= 1 || by_shard.len() <= 1 {
-            for message in batch {
-                self.handle(consumer, message, received_at);
-            }
-            return;
         }
         let reading = Reading {
             topics: &self.topics,
