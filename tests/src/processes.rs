@@ -210,6 +210,19 @@ pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The sum of every series of metric `name`, whatever its labels, e.g.
+/// all of `newsflow_events_consumed_total{topic=...,event_type=...}`.
+pub fn metric_total(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// A port nothing listens on now.
 pub fn free_port() -> u32 {
     // Ports come from below the ephemeral range (32768 and up on Linux),

@@ -6,7 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use newsflow_e2e::{has_commits, metric_value, try_lake_sql, wait_for, TestEnv};
+use newsflow_e2e::{
+    has_commits, metric_total, metric_value, try_lake_sql, wait_for, TestEnv, Worker,
+};
 
 /// The worker's settings for this test: a short session timeout and, as a
 /// StatefulSet pod has, the same static identity on every restart, so the
@@ -54,12 +56,20 @@ fn kill_9_rounds(env: &TestEnv, seed: u64, events: u64, kills: u64) {
     let mut progress = Vec::new();
     for round in 1..=kills {
         let worker = env.spawn_worker_with(WORKER);
-        // Between 2.5 and 5.5 s: after the group join, mid-stream, often mid-flush.
-        let life = Duration::from_millis(2500 + kill_moments.below(3000));
-        std::thread::sleep(life);
+        let started = Instant::now();
+        // A life is killed at a random moment once it counts, mid-stream and
+        // often mid-flush. A fixed life from the spawn was not enough: on a
+        // loaded machine two lives in a row were killed before they had
+        // joined the group, and the third drained the whole stream.
+        let counting = wait_until_counting(&worker, Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(300 + kill_moments.below(3000)));
+        let life = started.elapsed();
         worker.kill_9();
         let committed = committed_records(env);
-        eprintln!("kill {round}/{kills} after {life:?}: {committed} records committed so far");
+        eprintln!(
+            "kill {round}/{kills} after {life:?} (counting: {counting}): \
+             {committed} records committed so far"
+        );
         progress.push(committed);
     }
     let stream = stream.finish();
@@ -88,6 +98,20 @@ fn kill_9_rounds(env: &TestEnv, seed: u64, events: u64, kills: u64) {
     last.terminate();
     eprintln!("caught up {:?} after the last restart", started.elapsed());
     env.assert_output_matches(&stream, 1, &format!("{kills} kills"));
+}
+
+/// Waits until `worker` has counted an event, or `limit` (a life may find
+/// nothing left to count once the stream is over and committed); whether
+/// it counted.
+fn wait_until_counting(worker: &Worker, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if metric_total(&worker.metrics(), "newsflow_events_consumed_total") > 0.0 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
 }
 
 /// How many records the `events` table's log holds: how far the output

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use newsflow_e2e::{metric_value, TestEnv};
+use newsflow_e2e::{metric_total, metric_value, TestEnv};
 
 #[test]
 fn two_workers_count_a_generated_stream_exactly() {
@@ -31,13 +31,7 @@ fn two_workers_count_a_generated_stream_exactly() {
     env.wait_until_committed(Duration::from_secs(120));
     let consumed: f64 = [&a, &b]
         .iter()
-        .flat_map(|w| {
-            w.metrics()
-                .lines()
-                .filter(|l| l.starts_with("newsflow_events_consumed_total{"))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .collect::<Vec<_>>()
-        })
+        .map(|w| metric_total(&w.metrics(), "newsflow_events_consumed_total"))
         .sum();
     a.terminate();
     b.terminate();
