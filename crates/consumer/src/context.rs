@@ -140,11 +140,15 @@ impl WorkerContext {
         cooperative: bool,
     ) {
         self.metrics.rebalanced(Rebalance::Assign);
-        let owned = {
+        let (owned, resumed) = {
             let mut worker = self.lock();
-            worker.assign(shards);
-            worker.shards()
+            let resumed = worker.assign(shards);
+            (worker.shards(), resumed)
         };
+        // Before the fetch starts, so that it starts there too.
+        if resumed.count() > 0 {
+            commit_offsets(consumer, &resumed);
+        }
         let result = if cooperative {
             consumer.incremental_assign(shards)
         } else {

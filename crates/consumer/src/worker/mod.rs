@@ -22,7 +22,7 @@ use newsflow_core::{ColdArticle, DecodeLimits, EventType, Micros, Shard, EVENT_T
 use newsflow_lake::{CheckpointChain, EventArchive, Lake};
 use newsflow_settings::Settings;
 use newsflow_telemetry::Metrics;
-use rdkafka::TopicPartitionList;
+use rdkafka::{Offset, TopicPartitionList};
 
 pub use self::flush::{Commit, Flushed};
 use self::flush::{InFlight, Settled};
@@ -138,8 +138,11 @@ impl Worker {
     }
 
     /// Takes ownership of the shards in `assignment`: restores each from
-    /// the tables' logs and its checkpoint.
-    pub fn assign(&mut self, assignment: &TopicPartitionList) {
+    /// the tables' logs and its checkpoint. Returns where the checkpoints
+    /// of the shards restored now resume, per topic that has one, for the
+    /// group's offsets (see [`Worker::resume_offsets`]).
+    pub fn assign(&mut self, assignment: &TopicPartitionList) -> TopicPartitionList {
+        let mut restored = BTreeSet::new();
         for shard in shards_of(assignment) {
             if self.slots.contains_key(&shard) {
                 continue;
@@ -148,6 +151,7 @@ impl Worker {
             match self.restore(shard) {
                 Ok(slot) => {
                     self.slots.insert(shard, slot);
+                    restored.insert(shard);
                 }
                 Err(failure) => {
                     if let Some(failure) = self.restore_failed(shard, failure) {
@@ -157,6 +161,27 @@ impl Worker {
             }
         }
         self.metrics.partitions_assigned(self.slots.len());
+        self.resume_offsets(&restored)
+    }
+
+    /// The offsets the checkpoints of `shards` resume from. The group's
+    /// committed offset trails a checkpoint when a worker died between its
+    /// tables' commit and the offset commit; until new records came, no
+    /// flush would commit again, and a worker on a quiet partition showed
+    /// that lag for good, and the watchdog called it stalled. Committing
+    /// these at assignment also starts the fetch where counting resumes.
+    fn resume_offsets(&self, shards: &BTreeSet<i32>) -> TopicPartitionList {
+        let mut offsets = TopicPartitionList::new();
+        for shard in shards {
+            for (topic, next) in self.slots[shard].next.iter() {
+                if let Some(next) = next {
+                    offsets
+                        .add_partition_offset(&self.topics[topic], *shard, Offset::Offset(*next))
+                        .expect("an offset is always a valid position");
+                }
+            }
+        }
+        offsets
     }
 
     /// Steers by the class of a failure: a permanent one stops the worker
