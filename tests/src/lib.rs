@@ -366,18 +366,24 @@ impl TestEnv {
         }
     }
 
+    /// Every partition of the three event topics.
+    fn event_partitions(&self) -> TopicPartitionList {
+        let [a, c, f, _] = self.topics();
+        let mut list = TopicPartitionList::new();
+        for topic in [&a, &c, &f] {
+            for p in 0..self.partitions {
+                list.add_partition(topic, p);
+            }
+        }
+        list
+    }
+
     fn try_partition_positions(
         &self,
         consumer: &BaseConsumer,
     ) -> rdkafka::error::KafkaResult<Vec<(i64, i64, i64)>> {
-        let [a, c, f, _] = self.topics();
-        let mut tpl = TopicPartitionList::new();
-        for topic in [&a, &c, &f] {
-            for p in 0..self.partitions {
-                tpl.add_partition(topic, p);
-            }
-        }
-        let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+        let committed =
+            consumer.committed_offsets(self.event_partitions(), Duration::from_secs(10))?;
         committed
             .elements()
             .iter()
@@ -401,15 +407,10 @@ impl TestEnv {
     /// after its tables' commit and before its first offset commit. Only
     /// while no worker of the group runs.
     pub fn rewind_group_offsets(&self) {
-        let [a, c, f, _] = self.topics();
-        let mut start = TopicPartitionList::new();
-        for topic in [&a, &c, &f] {
-            for p in 0..self.partitions {
-                start
-                    .add_partition_offset(topic, p, Offset::Offset(0))
-                    .expect("offset 0 is a valid position");
-            }
-        }
+        let mut start = self.event_partitions();
+        start
+            .set_all_offsets(Offset::Offset(0))
+            .expect("offset 0 is a valid position");
         let consumer = self.group_client();
         let deadline = Instant::now() + Duration::from_secs(60);
         // The group may still hold the last worker's membership for a

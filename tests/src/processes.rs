@@ -210,14 +210,20 @@ pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// The sum of every series of metric `name`, whatever its labels, e.g.
-/// all of `newsflow_events_consumed_total{topic=...,event_type=...}`.
-pub fn metric_total(metrics: &str, name: &str) -> f64 {
+/// The sum of every series of metric `name` that carries each of `labels`
+/// (`label="value"`), whatever its other labels: with none, e.g. all of
+/// `newsflow_events_consumed_total{topic=...,event_type=...}`.
+pub fn metric_total(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     metrics
         .lines()
         .filter(|l| {
             l.strip_prefix(name)
                 .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(label, value)| l.contains(&format!("{label}=\"{value}\"")))
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()

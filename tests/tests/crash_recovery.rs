@@ -6,7 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use newsflow_e2e::{has_commits, metric_value, try_lake_sql, wait_for, TestEnv, Worker};
+use newsflow_e2e::{
+    has_commits, metric_total, metric_value, try_lake_sql, wait_for, TestEnv, Worker,
+};
 
 /// The worker's settings for this test: a short session timeout and, as a
 /// StatefulSet pod has, the same static identity on every restart, so the
@@ -129,15 +131,12 @@ fn kill_9_rounds(env: &TestEnv, seed: u64, events: u64, kills: u64) {
 fn wait_until_committing(worker: &Worker, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        let committed = worker.metrics().lines().any(|line| {
-            line.starts_with("newsflow_lake_commits_total{")
-                && line.contains(r#"outcome="committed""#)
-                && line
-                    .rsplit(' ')
-                    .next()
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .is_some_and(|n| n > 0.0)
-        });
+        let metrics = worker.metrics();
+        let committed = metric_total(
+            &metrics,
+            "newsflow_lake_commits_total",
+            &[("outcome", "committed")],
+        ) > 0.0;
         if committed {
             return true;
         }

@@ -31,7 +31,7 @@ fn two_workers_count_a_generated_stream_exactly() {
     env.wait_until_committed(Duration::from_secs(120));
     let consumed: f64 = [&a, &b]
         .iter()
-        .map(|w| metric_total(&w.metrics(), "newsflow_events_consumed_total"))
+        .map(|w| metric_total(&w.metrics(), "newsflow_events_consumed_total", &[]))
         .sum();
     a.terminate();
     b.terminate();

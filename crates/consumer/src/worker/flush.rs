@@ -14,7 +14,7 @@ use newsflow_lake::{
     ShardFlush, WriteStats,
 };
 use newsflow_telemetry::{Metrics, Table};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::TopicPartitionList;
 
 use super::{Slot, Worker};
 use crate::failure::Failure;
@@ -176,12 +176,12 @@ impl Worker {
 
     fn take_settled(&mut self) -> Flushed {
         let settled = std::mem::take(&mut self.settled);
-        let mut commit = TopicPartitionList::new();
-        for ((topic, shard), next) in &settled.offsets {
-            commit
-                .add_partition_offset(&self.topics[*topic], *shard, Offset::Offset(*next))
-                .expect("an offset is always a valid position");
-        }
+        let commit = self.group_offsets(
+            settled
+                .offsets
+                .iter()
+                .map(|((topic, shard), next)| (*topic, *shard, *next)),
+        );
         Flushed {
             commit: (commit.count() > 0).then_some(commit),
             failure: settled.failure,

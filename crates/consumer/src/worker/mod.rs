@@ -29,7 +29,7 @@ use self::flush::{InFlight, Settled};
 use self::records::Position;
 use crate::dead_letters::DeadLetters;
 use crate::failure::Failure;
-use crate::topics::{PerTopic, TopicNames};
+use crate::topics::{EventTopic, PerTopic, TopicNames};
 
 /// One owned shard: counting state plus what the last checkpoint covers.
 struct Slot {
@@ -171,17 +171,26 @@ impl Worker {
     /// that lag for good, and the watchdog called it stalled. Committing
     /// these at assignment also starts the fetch where counting resumes.
     fn resume_offsets(&self, shards: &BTreeSet<i32>) -> TopicPartitionList {
-        let mut offsets = TopicPartitionList::new();
-        for shard in shards {
-            for (topic, next) in self.slots[shard].next.iter() {
-                if let Some(next) = next {
-                    offsets
-                        .add_partition_offset(&self.topics[topic], *shard, Offset::Offset(*next))
-                        .expect("an offset is always a valid position");
-                }
-            }
+        self.group_offsets(shards.iter().flat_map(|&shard| {
+            self.slots[&shard]
+                .next
+                .iter()
+                .filter_map(move |(topic, next)| next.map(|next| (topic, shard, next)))
+        }))
+    }
+
+    /// The group's offsets for (topic, shard, next offset) triples, as
+    /// [`crate::context::commit_offsets`] takes them.
+    fn group_offsets(
+        &self,
+        offsets: impl IntoIterator<Item = (EventTopic, i32, i64)>,
+    ) -> TopicPartitionList {
+        let mut list = TopicPartitionList::new();
+        for (topic, shard, next) in offsets {
+            list.add_partition_offset(&self.topics[topic], shard, Offset::Offset(next))
+                .expect("an offset is always a valid position");
         }
-        offsets
+        list
     }
 
     /// Steers by the class of a failure: a permanent one stops the worker
