@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use newsflow_core::ColdArticle;
+use newsflow_lanes::Lanes;
 
 use crate::checkpoint::{
     Checkpoint, CheckpointChain, EncodedCheckpoint, LoadedCheckpoint, Manifest,
@@ -75,6 +76,8 @@ struct Inner {
     /// A log checkpoint is written after this many commits since the last
     /// one (`output.log_checkpoint_interval`).
     log_checkpoint_interval: AtomicU64,
+    /// The lanes a flush's shards are written on, one per core.
+    writers: Lanes,
 }
 
 impl Drop for Inner {
@@ -134,6 +137,7 @@ impl Lake {
                 tables,
                 failpoint,
                 log_checkpoint_interval: AtomicU64::new(DEFAULT_LOG_CHECKPOINT_INTERVAL),
+                writers: Lanes::new("write", newsflow_lanes::available_cores()),
             }),
         })
     }
@@ -290,7 +294,12 @@ impl Lake {
         observer: &dyn FlushObserver,
     ) -> Vec<ShardOutcome> {
         let inner = &self.inner;
-        let written = for_each_parallel(jobs, |job| {
+        let writers = &inner.writers;
+        let mut lanes: Vec<Vec<_>> = (0..writers.threads()).map(|_| Vec::new()).collect();
+        for (i, job) in jobs.into_iter().enumerate() {
+            lanes[i % writers.threads()].push((i, job));
+        }
+        let written = writers.run(lanes, |job| {
             let result = if abandoned(job.shard()) {
                 Err(FlushError::Abandoned)
             } else {
@@ -502,38 +511,4 @@ impl Inner {
             std::process::abort();
         }
     }
-}
-
-/// Runs `work` over `items` on up to one thread per core, keeping order.
-fn for_each_parallel<T: Send, R: Send>(items: Vec<T>, work: impl Fn(T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(items.len());
-    if threads <= 1 {
-        return items.into_iter().map(work).collect();
-    }
-    let mut chunks: Vec<Vec<(usize, T)>> = (0..threads).map(|_| Vec::new()).collect();
-    for (i, item) in items.into_iter().enumerate() {
-        chunks[i % threads].push((i, item));
-    }
-    let work = &work;
-    let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| {
-                scope.spawn(move || {
-                    chunk
-                        .into_iter()
-                        .map(|(i, item)| (i, work(item)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a flush thread panicked"))
-            .collect()
-    });
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
 }

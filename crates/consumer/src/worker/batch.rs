@@ -1,5 +1,5 @@
 //! A polled batch, its shards counted side by side: shards share nothing,
-//! so each shard's records are counted on a thread of their own, in their
+//! so each shard's records are counted on a lane of their own, in their
 //! order ([`take`] on the shard's slot alone), and what the worker shares
 //! is settled after, on the run loop's thread, a shard at a time.
 
@@ -10,15 +10,17 @@ use newsflow_core::Rejection;
 use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Message};
 
+use newsflow_lanes::Lanes;
+
 use super::records::{take, Reading, Taken};
 use super::{Slot, Tally, Worker};
 use crate::topics::EventTopic;
 
 impl Worker {
     /// Handles a polled batch. Shards are independent, so each shard's
-    /// records are counted in their order, the shards spread over up to
-    /// `counting_threads` threads (with one, or one shard, on this thread
-    /// alone: the same path, no thread started); what the worker shares
+    /// records are counted in their order, the shards spread over the
+    /// worker's counting lanes (with one, or one shard, on this thread
+    /// alone: the same path, no other thread involved); what the worker shares
     /// (tallies, dead letters, a cold article's way back, which waits for
     /// the flush in flight) is settled here after, one shard at a time.
     pub fn handle_batch<C: Consumer<X> + Sync, X: ConsumerContext>(
@@ -51,8 +53,8 @@ impl Worker {
             })
             .collect();
         let passes = side_by_side(
+            &self.counting,
             work,
-            self.counting_threads,
             |(_, _, records)| records.len(),
             |(shard, slot, records)| {
                 let pass = count_shard(&reading, shard, slot, &records, received_at);
@@ -127,59 +129,46 @@ fn count_shard<C: Consumer<X>, X: ConsumerContext>(
     pass
 }
 
-/// Runs `work` on every job, on up to `threads` threads (this one
-/// included), the jobs spread by their record counts so the threads finish
-/// together; results in the jobs' order.
+/// Runs `work` on every job on `lanes`, the jobs spread by their record
+/// counts so the lanes finish together; results in the jobs' order.
 fn side_by_side<T: Send, R: Send>(
+    lanes: &Lanes,
     jobs: Vec<T>,
-    threads: usize,
     records: impl Fn(&T) -> usize,
     work: impl Fn(T) -> R + Sync,
 ) -> Vec<R> {
-    let threads = threads.min(jobs.len()).max(1);
+    let threads = lanes.threads().min(jobs.len()).max(1);
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(records(&jobs[i])));
-    let mut lanes: Vec<(usize, Vec<(usize, _)>)> = (0..threads).map(|_| (0, Vec::new())).collect();
-    let mut jobs: Vec<Option<_>> = jobs.into_iter().map(Some).collect();
+    let mut loads: Vec<(usize, Vec<(usize, T)>)> = (0..threads).map(|_| (0, Vec::new())).collect();
+    let mut jobs: Vec<Option<T>> = jobs.into_iter().map(Some).collect();
     for i in order {
         let job = jobs[i].take().expect("each job once");
-        let lane = lanes
+        let lane = loads
             .iter_mut()
             .min_by_key(|(load, _)| *load)
             .expect("at least one lane");
         lane.0 += records(&job);
         lane.1.push((i, job));
     }
-    let work = &work;
-    let run = move |lane: Vec<(usize, _)>| -> Vec<(usize, R)> {
-        lane.into_iter().map(|(i, job)| (i, work(job))).collect()
-    };
-    let mut lanes = lanes.into_iter().map(|(_, lane)| lane);
-    let here = lanes.next().expect("at least one lane");
-    let mut results = std::thread::scope(|scope| {
-        let others: Vec<_> = lanes.map(|lane| scope.spawn(move || run(lane))).collect();
-        let mut results = run(here);
-        for other in others {
-            results.extend(other.join().expect("a counting thread panicked"));
-        }
-        results
-    });
-    results.sort_unstable_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
+    lanes.run(loads.into_iter().map(|(_, lane)| lane).collect(), work)
 }
 
 #[cfg(test)]
 mod tests {
     use super::side_by_side;
+    use newsflow_lanes::Lanes;
 
     #[test]
     fn side_by_side_keeps_the_jobs_order_and_runs_each_once() {
         let jobs: Vec<(u32, usize)> = vec![(0, 5), (1, 90), (2, 1), (3, 40), (4, 40)];
         for threads in [1, 2, 3, 8] {
-            let done = side_by_side(jobs.clone(), threads, |(_, n)| *n, |(id, n)| (id, n * 2));
+            let lanes = Lanes::new("test", threads);
+            let done = side_by_side(&lanes, jobs.clone(), |(_, n)| *n, |(id, n)| (id, n * 2));
             assert_eq!(done, vec![(0, 10), (1, 180), (2, 2), (3, 80), (4, 80)]);
         }
-        assert!(side_by_side(Vec::<u32>::new(), 2, |_| 1, |j| j).is_empty());
+        let lanes = Lanes::new("test", 2);
+        assert!(side_by_side(&lanes, Vec::<u32>::new(), |_| 1, |j| j).is_empty());
     }
 
     #[test]
@@ -187,8 +176,8 @@ mod tests {
         let threads_used = std::sync::Mutex::new(std::collections::BTreeMap::new());
         let jobs: Vec<usize> = vec![100, 60, 50, 10];
         side_by_side(
+            &Lanes::new("test", 2),
             jobs,
-            2,
             |n| *n,
             |n| {
                 let me = std::thread::current().id();

@@ -6,7 +6,7 @@
 //! checkpoints appear in sequence order.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 
 use newsflow_core::Micros;
 use newsflow_lake::{
@@ -66,9 +66,10 @@ struct ShardJob {
     offsets: PerTopic<Option<i64>>,
 }
 
-/// A flush being written on its own thread.
+/// A flush being written on the flush thread.
 pub(super) struct InFlight {
-    handle: std::thread::JoinHandle<Vec<JobOutcome>>,
+    /// Where the flush thread hands over the outcome.
+    outcome: mpsc::Receiver<Vec<JobOutcome>>,
     /// When it started, for the watchdog's overdue check.
     started: std::time::Instant,
     /// Shards the group took away meanwhile: their remaining writes are
@@ -88,6 +89,48 @@ impl InFlight {
 
 /// Shards whose writes a flush must skip from now on.
 type Abandoned = Arc<Mutex<BTreeSet<i32>>>;
+
+/// The thread background flushes are written on, one at a time: started
+/// with the first and kept until the worker goes. A thread per flush cost
+/// a stack and an allocator heap each time, whose pages were faulted in
+/// again by the next (docs/benchmarks.md, issue 24).
+#[derive(Default)]
+pub(super) struct FlushThread {
+    requests: Option<mpsc::Sender<FlushRequest>>,
+}
+
+/// One flush's writes, and the channel for its outcome.
+type FlushRequest = Box<dyn FnOnce() + Send>;
+
+impl FlushThread {
+    /// Hands `write` to the flush thread; its outcome arrives on the
+    /// returned channel, which closes without one if `write` panicked.
+    fn start(
+        &mut self,
+        write: impl FnOnce() -> Vec<JobOutcome> + Send + 'static,
+    ) -> mpsc::Receiver<Vec<JobOutcome>> {
+        let (done, outcome) = mpsc::sync_channel(1);
+        let request: FlushRequest = Box::new(move || {
+            // The run loop may have stopped waiting for it; nothing to do then.
+            let _ = done.send(write());
+        });
+        self.requests
+            .get_or_insert_with(spawn_flush_thread)
+            .send(request)
+            .expect("the flush thread panicked");
+        outcome
+    }
+}
+
+fn spawn_flush_thread() -> mpsc::Sender<FlushRequest> {
+    let (requests, incoming) = mpsc::channel::<FlushRequest>();
+    std::thread::Builder::new()
+        .name("newsflow-flush".into())
+        // Ends when the worker, which holds the sender, is dropped.
+        .spawn(move || incoming.into_iter().for_each(|write| write()))
+        .expect("spawning the flush thread");
+    requests
+}
 
 /// A shard's job, done: its cut offsets and whether the tables hold it
 /// (then the sequence number claimed for its next flush).
@@ -131,12 +174,11 @@ impl Worker {
             let (lake, metrics) = (self.lake.clone(), self.metrics.clone());
             let abandoned = Abandoned::default();
             let skip = abandoned.clone();
-            let handle = std::thread::Builder::new()
-                .name("newsflow-flush".into())
-                .spawn(move || write_jobs(&lake, &metrics, jobs, &skip))
-                .expect("spawning the flush thread");
+            let outcome = self
+                .flush_thread
+                .start(move || write_jobs(&lake, &metrics, jobs, &skip));
             self.in_flight = Some(InFlight {
-                handle,
+                outcome,
                 started: std::time::Instant::now(),
                 abandoned,
             });
@@ -152,12 +194,15 @@ impl Worker {
     /// What finished flushes settled since the last call, if anything:
     /// without blocking, for the run loop to commit.
     pub fn poll_flushed(&mut self) -> Option<Flushed> {
-        if self
-            .in_flight
-            .as_ref()
-            .is_some_and(|f| f.handle.is_finished())
-        {
-            self.wait_for_in_flight();
+        let finished = match self.in_flight.as_ref().map(|f| f.outcome.try_recv()) {
+            Some(Ok(outcomes)) => Some(outcomes),
+            Some(Err(mpsc::TryRecvError::Disconnected)) => panic!("the flush thread panicked"),
+            Some(Err(mpsc::TryRecvError::Empty)) | None => None,
+        };
+        if let Some(outcomes) = finished {
+            self.in_flight = None;
+            let settled = self.settle(outcomes);
+            self.settled.merge(settled);
         }
         let pending = !self.settled.offsets.is_empty()
             || self.settled.failure.is_some()
@@ -168,7 +213,7 @@ impl Worker {
     /// Waits for the background flush, if any, and settles it.
     pub(super) fn wait_for_in_flight(&mut self) {
         if let Some(in_flight) = self.in_flight.take() {
-            let outcomes = in_flight.handle.join().expect("the flush thread panicked");
+            let outcomes = in_flight.outcome.recv().expect("the flush thread panicked");
             let settled = self.settle(outcomes);
             self.settled.merge(settled);
         }

@@ -20,12 +20,13 @@ use std::time::Instant;
 
 use newsflow_core::{ColdArticle, DecodeLimits, EventType, Micros, Shard, EVENT_TYPE_COUNT};
 use newsflow_lake::{CheckpointChain, EventArchive, Lake};
+use newsflow_lanes::Lanes;
 use newsflow_settings::Settings;
 use newsflow_telemetry::Metrics;
 use rdkafka::{Offset, TopicPartitionList};
 
 pub use self::flush::{Commit, Flushed};
-use self::flush::{InFlight, Settled};
+use self::flush::{FlushThread, InFlight, Settled};
 use self::records::Position;
 use crate::dead_letters::DeadLetters;
 use crate::failure::Failure;
@@ -80,15 +81,17 @@ pub struct Worker {
     /// be moved back on; see [`Worker::rewind`].
     to_rewind: BTreeSet<i32>,
     buffered: usize,
-    /// Threads a batch's shards are counted on: the cores this process may
-    /// use (its CPU affinity and cgroup quota), see [`Worker::handle_batch`].
-    counting_threads: usize,
+    /// The lanes a batch's shards are counted on: one per core this process
+    /// may use, see [`Worker::handle_batch`].
+    counting: Lanes,
     /// Events read and duplicates seen since the last
     /// [`Worker::publish_tally`]: label lookups per batch, not per record.
     tally: Tally,
     /// The flush being written in the background, if any: at most one, so
     /// a shard's files and checkpoints are written in sequence order.
     in_flight: Option<InFlight>,
+    /// Where background flushes are written.
+    flush_thread: FlushThread,
     /// Flushes settled outside [`Worker::poll_flushed`] (waited for before
     /// reading a cold segment, or before a rebalance), still to be
     /// committed by the run loop.
@@ -118,9 +121,10 @@ impl Worker {
             unrestored: BTreeSet::new(),
             to_rewind: BTreeSet::new(),
             buffered: 0,
-            counting_threads: std::thread::available_parallelism().map_or(1, usize::from),
+            counting: Lanes::new("count", newsflow_lanes::available_cores()),
             tally: Tally::default(),
             in_flight: None,
+            flush_thread: FlushThread::default(),
             settled: Settled::default(),
             fatal: None,
             consumed: 0,
