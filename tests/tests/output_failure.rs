@@ -124,3 +124,39 @@ fn a_lake_wiped_under_a_running_worker_is_rebuilt_without_a_restart() {
     let (messages, _) = newsflow_e2e::read_expected(&first.expected);
     env.assert_output_matches(&again, messages + 1, "a lake wiped under the worker");
 }
+
+/// A worker that cannot restore its shards when it takes them (the lake
+/// refuses writes, and a restore claims the next flush's number) restores
+/// them once the lake recovers. If the group's offsets trail the
+/// checkpoints meanwhile (a worker died between its tables' commit and its
+/// offset commit), it must commit where the checkpoints resume even though
+/// no new record comes to flush: otherwise the lag shows for good and the
+/// watchdog calls the worker stalled.
+#[test]
+fn shards_restored_late_commit_where_their_checkpoints_resume() {
+    let env = TestEnv::new("late-restore", 2);
+    env.create_topics(29);
+    let stream = env.stream(29, 3_000, 0).finish();
+    let worker = env.spawn_worker();
+    env.wait_until_committed(Duration::from_secs(120));
+    worker.terminate();
+
+    env.rewind_group_offsets();
+    let frozen = Immutable::new(env.lake_path());
+    let worker = env.spawn_worker();
+    wait_for(
+        "the worker to report that it cannot restore its shards",
+        Duration::from_secs(60),
+        || {
+            let (ready, body) = worker.readiness();
+            !ready && body.contains("cannot be restored")
+        },
+    );
+    drop(frozen);
+    env.wait_until_committed(Duration::from_secs(60));
+    wait_for("readiness to return", Duration::from_secs(60), || {
+        worker.readiness().0
+    });
+    worker.terminate();
+    env.assert_output_matches(&stream, 1, "shards restored late");
+}

@@ -330,6 +330,14 @@ impl Worker {
     fn reset(&mut self, shard: i32) -> Option<Failure> {
         match self.restore(shard) {
             Ok(slot) => {
+                // Committed with the next flush's offsets, or alone if there
+                // are none: as at assignment, the group's offsets may trail
+                // the checkpoint, and only a flush would carry them forward.
+                for (topic, next) in slot.next.iter() {
+                    if let Some(next) = next {
+                        self.settled.offsets.insert((topic, shard), *next);
+                    }
+                }
                 self.slots.insert(shard, slot);
                 self.to_rewind.insert(shard);
                 tracing::info!(shard, "shard restored from its checkpoint");
