@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use crate::brokers;
+use crate::{brokers, Stream, TestEnv};
 
 /// A message read back from the dead-letter topic.
 #[derive(Debug)]
@@ -84,5 +84,47 @@ pub fn committed_offset(group: &str, topic: &str, partition: i32) -> i64 {
     match committed.elements()[0].offset() {
         Offset::Offset(o) => o,
         _ => 0,
+    }
+}
+
+impl TestEnv {
+    /// Counts a stream of `events` from `seed` with one worker to the end,
+    /// stops it, and moves the group's offsets back to the start: the
+    /// tables and checkpoints hold every record, the group none of them.
+    pub fn counted_with_group_offsets_rewound(&self, seed: u64, events: u64) -> Stream {
+        self.create_topics(seed);
+        let stream = self.stream(seed, events, 0).finish();
+        let worker = self.spawn_worker();
+        self.wait_until_committed(Duration::from_secs(120));
+        worker.terminate();
+        self.rewind_group_offsets();
+        assert_eq!(
+            self.committed_total(),
+            0,
+            "the group's offsets were rewound"
+        );
+        stream
+    }
+
+    /// Moves the group's committed offsets of the three event topics back
+    /// to the start of each partition, as a worker leaves them when it dies
+    /// after its tables' commit and before its first offset commit. Only
+    /// while no worker of the group runs.
+    pub fn rewind_group_offsets(&self) {
+        let mut start = self.event_partitions();
+        start
+            .set_all_offsets(Offset::Offset(0))
+            .expect("offset 0 is a valid position");
+        let consumer = self.group_client();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // The group may still hold the last worker's membership for a
+        // moment; a commit from outside it is refused until then.
+        while let Err(e) = consumer.commit(&start, CommitMode::Sync) {
+            assert!(
+                Instant::now() < deadline,
+                "rewinding the group's offsets: {e}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub use newsflow_core::Footer;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 pub use readers::{footers_by_every_reader, live_files, spark_footers, table_version, Footers};
 
@@ -400,28 +400,6 @@ impl TestEnv {
                 Ok((at, low, high))
             })
             .collect()
-    }
-
-    /// Moves the group's committed offsets of the three event topics back
-    /// to the start of each partition, as a worker leaves them when it dies
-    /// after its tables' commit and before its first offset commit. Only
-    /// while no worker of the group runs.
-    pub fn rewind_group_offsets(&self) {
-        let mut start = self.event_partitions();
-        start
-            .set_all_offsets(Offset::Offset(0))
-            .expect("offset 0 is a valid position");
-        let consumer = self.group_client();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        // The group may still hold the last worker's membership for a
-        // moment; a commit from outside it is refused until then.
-        while let Err(e) = consumer.commit(&start, CommitMode::Sync) {
-            assert!(
-                Instant::now() < deadline,
-                "rewinding the group's offsets: {e}"
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
     }
 
     /// Sum of the group's committed offsets over the three event topics.

@@ -53,14 +53,7 @@ fn kill_9_on_s3_loses_and_repeats_nothing() {
 #[test]
 fn group_offsets_behind_the_checkpoints_catch_up_without_new_records() {
     let env = TestEnv::new("offsets-behind", 2);
-    env.create_topics(23);
-    let stream = env.stream(23, 3_000, 0).finish();
-    let worker = env.spawn_worker();
-    env.wait_until_committed(Duration::from_secs(120));
-    worker.terminate();
-
-    env.rewind_group_offsets();
-    assert_eq!(env.committed_total(), 0, "the group's offsets were rewound");
+    let stream = env.counted_with_group_offsets_rewound(23, 3_000);
     let worker = env.spawn_worker();
     env.wait_until_committed(Duration::from_secs(60));
     worker.terminate();

@@ -135,13 +135,7 @@ fn a_lake_wiped_under_a_running_worker_is_rebuilt_without_a_restart() {
 #[test]
 fn shards_restored_late_commit_where_their_checkpoints_resume() {
     let env = TestEnv::new("late-restore", 2);
-    env.create_topics(29);
-    let stream = env.stream(29, 3_000, 0).finish();
-    let worker = env.spawn_worker();
-    env.wait_until_committed(Duration::from_secs(120));
-    worker.terminate();
-
-    env.rewind_group_offsets();
+    let stream = env.counted_with_group_offsets_rewound(29, 3_000);
     let frozen = Immutable::new(env.lake_path());
     let worker = env.spawn_worker();
     wait_for(
