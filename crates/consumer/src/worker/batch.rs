@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use newsflow_core::Rejection;
+use newsflow_lanes::Lanes;
 use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Message};
-
-use newsflow_lanes::Lanes;
 
 use super::records::{take, Reading, Taken};
 use super::{Slot, Tally, Worker};
@@ -20,9 +19,9 @@ impl Worker {
     /// Handles a polled batch. Shards are independent, so each shard's
     /// records are counted in their order, the shards spread over the
     /// worker's counting lanes (with one, or one shard, on this thread
-    /// alone: the same path, no other thread involved); what the worker shares
-    /// (tallies, dead letters, a cold article's way back, which waits for
-    /// the flush in flight) is settled here after, one shard at a time.
+    /// alone: the same path, no other thread involved); what the worker
+    /// shares (tallies, dead letters, a cold article's way back, which waits
+    /// for the flush in flight) is settled here after, one shard at a time.
     pub fn handle_batch<C: Consumer<X> + Sync, X: ConsumerContext>(
         &mut self,
         consumer: &C,
