@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -125,6 +127,44 @@ impl TestEnv {
                 "rewinding the group's offsets: {e}"
             );
             std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl TestEnv {
+    /// Deletes every topic under this test's prefix. Best effort: a topic
+    /// left behind costs nothing but the local broker's start-up, which
+    /// loads every partition it holds; after some hundred `make test`
+    /// runs it outlasted `kafka.sh up`'s 90 s.
+    pub(crate) fn delete_topics(&self) {
+        let admin: AdminClient<DefaultClientContext> = match ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .create()
+        {
+            Ok(admin) => admin,
+            Err(e) => return eprintln!("not deleting the test's topics: {e}"),
+        };
+        let metadata = match admin.inner().fetch_metadata(None, Duration::from_secs(10)) {
+            Ok(metadata) => metadata,
+            Err(e) => return eprintln!("not deleting the test's topics: {e}"),
+        };
+        let mine = format!("{}.", self.prefix);
+        let names: Vec<&str> = metadata
+            .topics()
+            .iter()
+            .map(|topic| topic.name())
+            .filter(|name| name.starts_with(&mine))
+            .collect();
+        if names.is_empty() {
+            return;
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the admin client");
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        if let Err(e) = runtime.block_on(admin.delete_topics(&names, &options)) {
+            eprintln!("not deleting the test's topics: {e}");
         }
     }
 }

@@ -527,7 +527,9 @@ impl TestEnv {
 /// a passing one leaves nothing behind.
 impl Drop for TestEnv {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if !std::thread::panicking() {
+            self.delete_topics();
+        } else {
             let dir = std::mem::replace(
                 &mut self.lake,
                 tempfile::TempDir::new().expect("temporary directory"),
