@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaResult;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::{brokers, Stream, TestEnv};
@@ -129,25 +130,24 @@ impl TestEnv {
             std::thread::sleep(Duration::from_millis(500));
         }
     }
-}
 
-impl TestEnv {
     /// Deletes every topic under this test's prefix. Best effort: a topic
     /// left behind costs nothing but the local broker's start-up, which
     /// loads every partition it holds; after some hundred `make test`
     /// runs it outlasted `kafka.sh up`'s 90 s.
     pub(crate) fn delete_topics(&self) {
-        let admin: AdminClient<DefaultClientContext> = match ClientConfig::new()
+        if let Err(e) = self.try_delete_topics() {
+            eprintln!("not deleting the test's topics: {e}");
+        }
+    }
+
+    fn try_delete_topics(&self) -> KafkaResult<()> {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", brokers())
-            .create()
-        {
-            Ok(admin) => admin,
-            Err(e) => return eprintln!("not deleting the test's topics: {e}"),
-        };
-        let metadata = match admin.inner().fetch_metadata(None, Duration::from_secs(10)) {
-            Ok(metadata) => metadata,
-            Err(e) => return eprintln!("not deleting the test's topics: {e}"),
-        };
+            .create()?;
+        let metadata = admin
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(10))?;
         let mine = format!("{}.", self.prefix);
         let names: Vec<&str> = metadata
             .topics()
@@ -156,15 +156,14 @@ impl TestEnv {
             .filter(|name| name.starts_with(&mine))
             .collect();
         if names.is_empty() {
-            return;
+            return Ok(());
         }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a runtime for the admin client");
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        if let Err(e) = runtime.block_on(admin.delete_topics(&names, &options)) {
-            eprintln!("not deleting the test's topics: {e}");
-        }
+        runtime.block_on(admin.delete_topics(&names, &options))?;
+        Ok(())
     }
 }

@@ -523,13 +523,11 @@ impl TestEnv {
     }
 }
 
-/// A failed test keeps its local lake for a post-mortem (it says where);
-/// a passing one leaves nothing behind.
+/// A failed test keeps its local lake (it says where) and its topics for a
+/// post-mortem; a passing one leaves nothing behind.
 impl Drop for TestEnv {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
-            self.delete_topics();
-        } else {
+        if std::thread::panicking() {
             let dir = std::mem::replace(
                 &mut self.lake,
                 tempfile::TempDir::new().expect("temporary directory"),
@@ -538,6 +536,8 @@ impl Drop for TestEnv {
                 "the lake of this failed test is kept at {}",
                 dir.keep().display()
             );
+        } else {
+            self.delete_topics();
         }
     }
 }

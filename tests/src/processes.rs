@@ -149,6 +149,19 @@ impl Worker {
         (response.starts_with("HTTP/1.1 200"), response)
     }
 
+    /// Waits until `/readyz` answers not-ready with every one of `reasons`
+    /// in its body (what the test made fail); fails the test after `timeout`.
+    pub fn wait_until_not_ready(&self, reasons: &[&str], timeout: Duration) {
+        crate::wait_for(
+            &format!("the worker to turn not-ready saying {reasons:?}"),
+            timeout,
+            || {
+                let (ready, body) = self.readiness();
+                !ready && reasons.iter().all(|reason| body.contains(reason))
+            },
+        );
+    }
+
     /// The worker's /metrics text, or an empty string while it is not yet
     /// listening.
     pub fn metrics(&self) -> String {

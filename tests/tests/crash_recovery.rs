@@ -124,13 +124,12 @@ fn kill_9_rounds(env: &TestEnv, seed: u64, events: u64, kills: u64) {
 fn wait_until_committing(worker: &Worker, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        let metrics = worker.metrics();
-        let committed = metric_total(
-            &metrics,
+        let commits = metric_total(
+            &worker.metrics(),
             "newsflow_lake_commits_total",
             &[("outcome", "committed")],
-        ) > 0.0;
-        if committed {
+        );
+        if commits > 0.0 {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -235,14 +235,7 @@ fn an_object_store_that_fails_for_a_while_holds_commits_back() {
     });
 
     s3.down();
-    wait_for(
-        "the worker to turn not-ready",
-        Duration::from_secs(60),
-        || {
-            let (ready, body) = worker.readiness();
-            !ready && body.contains("output")
-        },
-    );
+    worker.wait_until_not_ready(&["output"], Duration::from_secs(60));
     let frozen_at = env.committed_total();
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(
@@ -299,14 +292,7 @@ fn a_frozen_object_store_turns_readiness_red_and_is_counted() {
     // Flushes are due every second here, so a flush is overdue after the
     // check's floor of 10 s; today's object-store client retried for up
     // to 3 minutes inside one call, and /readyz stayed green throughout.
-    wait_for(
-        "the worker to turn not-ready while the store is frozen",
-        Duration::from_secs(30),
-        || {
-            let (ready, body) = worker.readiness();
-            !ready && body.contains("flush") && body.contains("s3://")
-        },
-    );
+    worker.wait_until_not_ready(&["flush", "s3://"], Duration::from_secs(30));
     let metrics = worker.metrics();
     assert_eq!(
         metric_value(&metrics, "newsflow_flush_overdue"),

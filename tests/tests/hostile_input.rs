@@ -394,14 +394,7 @@ fn a_dead_letter_topic_that_refuses_writes_holds_the_partition_back_until_it_rec
     producer.flush(Duration::from_secs(30)).unwrap();
 
     let worker = env.spawn_worker();
-    wait_for(
-        "the worker to report the dead-letter failure",
-        Duration::from_secs(90),
-        || {
-            let (ready, body) = worker.readiness();
-            !ready && body.contains("dead letters")
-        },
-    );
+    worker.wait_until_not_ready(&["dead letters"], Duration::from_secs(90));
     let failures = metric_value(
         &worker.metrics(),
         "newsflow_flush_failures_total{stage=\"dead_letters\"}",

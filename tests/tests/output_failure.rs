@@ -51,14 +51,7 @@ fn an_unwritable_output_holds_commits_back_and_loses_nothing_once_it_recovers() 
     });
 
     let frozen = Immutable::new(env.lake_path());
-    wait_for(
-        "the worker to report the output failure",
-        Duration::from_secs(30),
-        || {
-            let (ready, body) = worker.readiness();
-            !ready && body.contains("output")
-        },
-    );
+    worker.wait_until_not_ready(&["output"], Duration::from_secs(30));
     let failures = metric_value(
         &worker.metrics(),
         "newsflow_flush_failures_total{stage=\"output\"}",
@@ -138,14 +131,7 @@ fn shards_restored_late_commit_where_their_checkpoints_resume() {
     let stream = env.counted_with_group_offsets_rewound(29, 3_000);
     let frozen = Immutable::new(env.lake_path());
     let worker = env.spawn_worker();
-    wait_for(
-        "the worker to report that it cannot restore its shards",
-        Duration::from_secs(60),
-        || {
-            let (ready, body) = worker.readiness();
-            !ready && body.contains("cannot be restored")
-        },
-    );
+    worker.wait_until_not_ready(&["cannot be restored"], Duration::from_secs(60));
     drop(frozen);
     env.wait_until_committed(Duration::from_secs(60));
     wait_for("readiness to return", Duration::from_secs(60), || {

@@ -32,6 +32,14 @@ impl<T> PerTopic<T> {
     }
 }
 
+impl<T: Copy> PerTopic<Option<T>> {
+    /// The topics that have a value, with it.
+    pub fn known(&self) -> impl Iterator<Item = (EventTopic, T)> + '_ {
+        self.iter()
+            .filter_map(|(topic, value)| value.map(|v| (topic, v)))
+    }
+}
+
 impl<T> Index<EventTopic> for PerTopic<T> {
     type Output = T;
 

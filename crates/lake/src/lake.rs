@@ -294,21 +294,20 @@ impl Lake {
         observer: &dyn FlushObserver,
     ) -> Vec<ShardOutcome> {
         let inner = &self.inner;
-        let writers = &inner.writers;
-        let mut lanes: Vec<Vec<_>> = (0..writers.threads()).map(|_| Vec::new()).collect();
-        for (i, job) in jobs.into_iter().enumerate() {
-            lanes[i % writers.threads()].push((i, job));
-        }
-        let written = writers.run(lanes, |job| {
-            let result = if abandoned(job.shard()) {
-                Err(FlushError::Abandoned)
-            } else {
-                inner
-                    .write_shard(&job, observer)
-                    .map_err(|e| FlushError::failed("writing its files", e))
-            };
-            (Written::of(&job.checkpoint), result)
-        });
+        let written = inner.writers.run(
+            jobs,
+            |_| 1,
+            |job| {
+                let result = if abandoned(job.shard()) {
+                    Err(FlushError::Abandoned)
+                } else {
+                    inner
+                        .write_shard(&job, observer)
+                        .map_err(|e| FlushError::failed("writing its files", e))
+                };
+                (Written::of(&job.checkpoint), result)
+            },
+        );
         let mut outcomes = Vec::new();
         let mut committing = Vec::new();
         for (job, result) in written {

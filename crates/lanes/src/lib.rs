@@ -44,24 +44,21 @@ impl Lanes {
         }
     }
 
-    /// How many lanes run at once, the caller's included.
-    pub fn threads(&self) -> usize {
-        self.threads
-    }
-
-    /// Runs `work` on every job of every lane, lane by lane in order, each
-    /// lane on its own thread (the first on this one), and returns the
-    /// results by the index each job carries, in ascending order.
+    /// Runs `work` on every job and returns the results in the jobs'
+    /// order. The jobs are spread over the lanes by `weight`, the heaviest
+    /// first, each to the lane with the least so far, so that the lanes
+    /// finish together (equal weights go round the lanes in turn).
     pub fn run<T: Send, R: Send>(
         &self,
-        lanes: Vec<Vec<(usize, T)>>,
+        jobs: Vec<T>,
+        weight: impl Fn(&T) -> usize,
         work: impl Fn(T) -> R + Sync,
     ) -> Vec<R> {
         let work = &work;
         let run = move |lane: Vec<(usize, T)>| -> Vec<(usize, R)> {
             lane.into_iter().map(|(i, job)| (i, work(job))).collect()
         };
-        let mut lanes = lanes.into_iter().filter(|lane| !lane.is_empty());
+        let mut lanes = self.spread(jobs, weight).into_iter();
         let Some(here) = lanes.next() else {
             return Vec::new();
         };
@@ -84,6 +81,26 @@ impl Lanes {
         results.into_iter().map(|(_, r)| r).collect()
     }
 
+    /// The jobs, each with its index, in up to `threads` non-empty lanes.
+    fn spread<T>(&self, jobs: Vec<T>, weight: impl Fn(&T) -> usize) -> Vec<Vec<(usize, T)>> {
+        let lanes = self.threads.min(jobs.len());
+        let mut order: Vec<usize> = (0..jobs.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(weight(&jobs[i])));
+        let mut loads: Vec<(usize, Vec<(usize, T)>)> =
+            (0..lanes).map(|_| (0, Vec::new())).collect();
+        let mut jobs: Vec<Option<T>> = jobs.into_iter().map(Some).collect();
+        for i in order {
+            let job = jobs[i].take().expect("each job once");
+            let lane = loads
+                .iter_mut()
+                .min_by_key(|(load, _)| *load)
+                .expect("a lane for every job");
+            lane.0 += weight(&job);
+            lane.1.push((i, job));
+        }
+        loads.into_iter().map(|(_, lane)| lane).collect()
+    }
+
     fn helpers(&self) -> &rayon::ThreadPool {
         self.helpers.get_or_init(|| {
             let name = self.name;
@@ -99,20 +116,42 @@ impl Lanes {
 #[cfg(test)]
 mod tests {
     use super::Lanes;
-    use std::collections::BTreeSet;
+    use std::collections::{BTreeMap, BTreeSet};
     use std::sync::Mutex;
 
     #[test]
     fn results_come_back_in_the_jobs_order_each_job_run_once() {
-        let lanes = Lanes::new("test", 3);
-        let jobs = vec![
-            vec![(4, 40), (0, 0)],
-            vec![(2, 20)],
-            vec![],
-            vec![(1, 10), (3, 30)],
-        ];
-        assert_eq!(lanes.run(jobs, |n| n + 1), vec![1, 11, 21, 31, 41]);
-        assert!(lanes.run(Vec::<Vec<(usize, u8)>>::new(), |n| n).is_empty());
+        let jobs: Vec<(u32, usize)> = vec![(0, 5), (1, 90), (2, 1), (3, 40), (4, 40)];
+        for threads in [1, 2, 3, 8] {
+            let lanes = Lanes::new("test", threads);
+            let done = lanes.run(jobs.clone(), |(_, n)| *n, |(id, n)| (id, n * 2));
+            assert_eq!(done, vec![(0, 10), (1, 180), (2, 2), (3, 80), (4, 80)]);
+        }
+        let lanes = Lanes::new("test", 2);
+        assert!(lanes.run(Vec::<u32>::new(), |_| 1, |j| j).is_empty());
+    }
+
+    #[test]
+    fn the_weights_are_spread_over_the_lanes() {
+        let threads_used = Mutex::new(BTreeMap::new());
+        let jobs: Vec<usize> = vec![100, 60, 50, 10];
+        Lanes::new("test", 2).run(
+            jobs,
+            |n| *n,
+            |n| {
+                let me = std::thread::current().id();
+                *threads_used
+                    .lock()
+                    .unwrap()
+                    .entry(format!("{me:?}"))
+                    .or_insert(0) += n;
+            },
+        );
+        // Largest first, each to the lighter lane: 100 + 10 and 60 + 50,
+        // so neither lane waits for a pile the other could have taken.
+        let mut loads: Vec<usize> = threads_used.into_inner().unwrap().into_values().collect();
+        loads.sort_unstable();
+        assert_eq!(loads, vec![110, 110]);
     }
 
     #[test]
@@ -122,9 +161,11 @@ mod tests {
         let mut helpers = BTreeSet::new();
         for _ in 0..20 {
             let seen = Mutex::new(Vec::new());
-            lanes.run(vec![vec![(0, ())], vec![(1, ())]], |()| {
-                seen.lock().unwrap().push(std::thread::current().id())
-            });
+            lanes.run(
+                vec![(), ()],
+                |_| 1,
+                |()| seen.lock().unwrap().push(std::thread::current().id()),
+            );
             let seen = seen.into_inner().unwrap();
             assert!(seen.contains(&here), "the first lane ran elsewhere");
             helpers.extend(

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use newsflow_core::Rejection;
-use newsflow_lanes::Lanes;
 use rdkafka::consumer::{Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Message};
 
@@ -51,8 +50,7 @@ impl Worker {
                     .map(|records| (*shard, slot, records))
             })
             .collect();
-        let passes = side_by_side(
-            &self.counting,
+        let passes = self.counting.run(
             work,
             |(_, _, records)| records.len(),
             |(shard, slot, records)| {
@@ -126,71 +124,4 @@ fn count_shard<C: Consumer<X>, X: ConsumerContext>(
         }
     }
     pass
-}
-
-/// Runs `work` on every job on `lanes`, the jobs spread by their record
-/// counts so the lanes finish together; results in the jobs' order.
-fn side_by_side<T: Send, R: Send>(
-    lanes: &Lanes,
-    jobs: Vec<T>,
-    records: impl Fn(&T) -> usize,
-    work: impl Fn(T) -> R + Sync,
-) -> Vec<R> {
-    let threads = lanes.threads().min(jobs.len()).max(1);
-    let mut order: Vec<usize> = (0..jobs.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(records(&jobs[i])));
-    let mut loads: Vec<(usize, Vec<(usize, T)>)> = (0..threads).map(|_| (0, Vec::new())).collect();
-    let mut jobs: Vec<Option<T>> = jobs.into_iter().map(Some).collect();
-    for i in order {
-        let job = jobs[i].take().expect("each job once");
-        let lane = loads
-            .iter_mut()
-            .min_by_key(|(load, _)| *load)
-            .expect("at least one lane");
-        lane.0 += records(&job);
-        lane.1.push((i, job));
-    }
-    lanes.run(loads.into_iter().map(|(_, lane)| lane).collect(), work)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::side_by_side;
-    use newsflow_lanes::Lanes;
-
-    #[test]
-    fn side_by_side_keeps_the_jobs_order_and_runs_each_once() {
-        let jobs: Vec<(u32, usize)> = vec![(0, 5), (1, 90), (2, 1), (3, 40), (4, 40)];
-        for threads in [1, 2, 3, 8] {
-            let lanes = Lanes::new("test", threads);
-            let done = side_by_side(&lanes, jobs.clone(), |(_, n)| *n, |(id, n)| (id, n * 2));
-            assert_eq!(done, vec![(0, 10), (1, 180), (2, 2), (3, 80), (4, 80)]);
-        }
-        let lanes = Lanes::new("test", 2);
-        assert!(side_by_side(&lanes, Vec::<u32>::new(), |_| 1, |j| j).is_empty());
-    }
-
-    #[test]
-    fn side_by_side_spreads_the_records_over_the_threads() {
-        let threads_used = std::sync::Mutex::new(std::collections::BTreeMap::new());
-        let jobs: Vec<usize> = vec![100, 60, 50, 10];
-        side_by_side(
-            &Lanes::new("test", 2),
-            jobs,
-            |n| *n,
-            |n| {
-                let me = std::thread::current().id();
-                *threads_used
-                    .lock()
-                    .unwrap()
-                    .entry(format!("{me:?}"))
-                    .or_insert(0) += n;
-            },
-        );
-        // Largest first, each to the lighter thread: 100 + 10 and 60 + 50,
-        // so neither thread waits for a pile the other could have taken.
-        let mut loads: Vec<usize> = threads_used.into_inner().unwrap().into_values().collect();
-        loads.sort_unstable();
-        assert_eq!(loads, vec![110, 110]);
-    }
 }

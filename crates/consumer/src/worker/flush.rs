@@ -47,13 +47,13 @@ pub(super) struct Settled {
 }
 
 impl Settled {
-    /// Adds a later outcome: its offsets supersede earlier ones.
-    fn merge(&mut self, later: Settled) {
-        self.offsets.extend(later.offsets);
-        if self.failure.is_none() {
-            self.failure = later.failure;
+    /// Records that the tables hold `shard`'s records up to `next` (per
+    /// topic, where it has one): the group may commit there. A later call
+    /// supersedes an earlier one.
+    pub(super) fn cover(&mut self, shard: i32, next: &PerTopic<Option<i64>>) {
+        for (topic, next) in next.known() {
+            self.offsets.insert((topic, shard), next);
         }
-        self.completed |= later.completed;
     }
 }
 
@@ -78,6 +78,15 @@ pub(super) struct InFlight {
 }
 
 impl InFlight {
+    /// The flush's outcome if it is done, without waiting.
+    fn outcome_if_done(&self) -> Option<Vec<JobOutcome>> {
+        match self.outcome.try_recv() {
+            Ok(outcomes) => Some(outcomes),
+            Err(mpsc::TryRecvError::Empty) => None,
+            Err(mpsc::TryRecvError::Disconnected) => panic!("the flush thread panicked"),
+        }
+    }
+
     /// Tells the flush to write nothing more for `shards`.
     pub(super) fn abandon(&self, shards: &BTreeSet<i32>) {
         self.abandoned
@@ -154,8 +163,7 @@ impl Worker {
         self.wait_for_in_flight();
         let jobs = self.cut(now, close_all, only);
         let outcomes = write_jobs(&self.lake, &self.metrics, jobs, &Abandoned::default());
-        let settled = self.settle(outcomes);
-        self.settled.merge(settled);
+        self.settle(outcomes);
         self.take_settled()
     }
 
@@ -194,15 +202,9 @@ impl Worker {
     /// What finished flushes settled since the last call, if anything:
     /// without blocking, for the run loop to commit.
     pub fn poll_flushed(&mut self) -> Option<Flushed> {
-        let finished = match self.in_flight.as_ref().map(|f| f.outcome.try_recv()) {
-            Some(Ok(outcomes)) => Some(outcomes),
-            Some(Err(mpsc::TryRecvError::Disconnected)) => panic!("the flush thread panicked"),
-            Some(Err(mpsc::TryRecvError::Empty)) | None => None,
-        };
-        if let Some(outcomes) = finished {
+        if let Some(outcomes) = self.in_flight.as_ref().and_then(InFlight::outcome_if_done) {
             self.in_flight = None;
-            let settled = self.settle(outcomes);
-            self.settled.merge(settled);
+            self.settle(outcomes);
         }
         let pending = !self.settled.offsets.is_empty()
             || self.settled.failure.is_some()
@@ -214,8 +216,7 @@ impl Worker {
     pub(super) fn wait_for_in_flight(&mut self) {
         if let Some(in_flight) = self.in_flight.take() {
             let outcomes = in_flight.outcome.recv().expect("the flush thread panicked");
-            let settled = self.settle(outcomes);
-            self.settled.merge(settled);
+            self.settle(outcomes);
         }
     }
 
@@ -278,13 +279,10 @@ impl Worker {
         jobs
     }
 
-    /// Settles finished jobs: offsets to commit for the shards made
-    /// durable; the others are reset to their checkpoints.
-    fn settle(&mut self, outcomes: Vec<JobOutcome>) -> Settled {
-        let mut settled = Settled {
-            completed: true,
-            ..Settled::default()
-        };
+    /// Settles finished jobs into `self.settled`: offsets to commit for the
+    /// shards made durable; the others are reset to their checkpoints.
+    fn settle(&mut self, outcomes: Vec<JobOutcome>) {
+        self.settled.completed = true;
         for outcome in outcomes {
             let shard = outcome.shard;
             let Some(slot) = self.slots.get_mut(&shard) else {
@@ -294,11 +292,7 @@ impl Worker {
                 Ok(next_seq) => {
                     slot.committed = outcome.seq;
                     slot.next_seq = next_seq;
-                    for (topic, next) in outcome.offsets.iter() {
-                        if let Some(next) = next {
-                            settled.offsets.insert((topic, shard), *next);
-                        }
-                    }
+                    self.settled.cover(shard, &outcome.offsets);
                 }
                 Err(FlushError::Abandoned) => {}
                 Err(FlushError::Fenced { table, found }) => {
@@ -315,7 +309,7 @@ impl Worker {
                     let failure = Failure::Output { shard, source: e };
                     self.metrics.flush_failed(failure.stage(), &failure);
                     if failure.is_transient() {
-                        settled.failure.get_or_insert(failure);
+                        self.settled.failure.get_or_insert(failure);
                         self.reset_all([shard]);
                     } else {
                         self.fail(failure);
@@ -323,7 +317,6 @@ impl Worker {
                 }
             }
         }
-        settled
     }
 
     fn publish_state_size(&self, now: Micros) {

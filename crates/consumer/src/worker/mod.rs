@@ -178,8 +178,8 @@ impl Worker {
         self.group_offsets(shards.iter().flat_map(|&shard| {
             self.slots[&shard]
                 .next
-                .iter()
-                .filter_map(move |(topic, next)| next.map(|next| (topic, shard, next)))
+                .known()
+                .map(move |(topic, next)| (topic, shard, next))
         }))
     }
 
@@ -333,11 +333,7 @@ impl Worker {
                 // Committed with the next flush's offsets, or alone if there
                 // are none: as at assignment, the group's offsets may trail
                 // the checkpoint, and only a flush would carry them forward.
-                for (topic, next) in slot.next.iter() {
-                    if let Some(next) = next {
-                        self.settled.offsets.insert((topic, shard), *next);
-                    }
-                }
+                self.settled.cover(shard, &slot.next);
                 self.slots.insert(shard, slot);
                 self.to_rewind.insert(shard);
                 tracing::info!(shard, "shard restored from its checkpoint");
