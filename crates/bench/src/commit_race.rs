@@ -98,6 +98,7 @@ fn writer(
                 shard, next_seq, committed, &offsets, &mut state, &mut chain,
             )?;
             let batch = one_event_batch(
+                &lake,
                 &event,
                 drained.totals,
                 drained.engagement,
@@ -136,6 +137,7 @@ fn flush_one(lake: &Lake, job: ShardFlush, commits: &Commits, shard: i32) -> any
 /// A flush's rows: the drained totals and engagement, and the one event
 /// archived.
 fn one_event_batch(
+    lake: &Lake,
     event: &newsflow_core::Event<'_>,
     totals: Vec<newsflow_core::TotalsRow>,
     engagement: Vec<newsflow_core::EngagementRow>,
@@ -143,21 +145,21 @@ fn one_event_batch(
     shard: i32,
     offset: i64,
 ) -> FlushBatch {
+    let mut events = lake.event_archive();
+    events.push(&EventRow {
+        event_id: &event.event_id,
+        event_type: EventType::SocialComment,
+        article_id: &event.article_id,
+        occurred_at: event.occurred_at,
+        topic: "race",
+        partition: shard,
+        offset,
+        payload: line,
+    });
     FlushBatch {
         totals,
         engagement,
-        events: [EventRow {
-            event_id: &event.event_id,
-            event_type: EventType::SocialComment,
-            article_id: &event.article_id,
-            occurred_at: event.occurred_at,
-            topic: "race",
-            partition: shard,
-            offset,
-            payload: line,
-        }]
-        .into_iter()
-        .collect(),
+        events: events.finish(),
     }
 }
 

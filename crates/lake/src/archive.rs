@@ -1,21 +1,42 @@
-//! The `events/` rows of a shard between two flushes, kept as Arrow columns
+//! The `events/` rows of a shard between two flushes, encoded as Parquet
 //! from the moment a record is accepted.
 //!
-//! The worker used to keep one `String` per payload (and per id) until the
-//! flush copied them all into Arrow arrays: two allocations, two copies and
-//! a cross-thread free per record. Here a record's text goes straight from
-//! the Kafka message into the column of its table partition, and a flush
-//! only wraps the buffers (see `docs/benchmarks.md`).
+//! A record's text goes straight from the Kafka message into a small chunk
+//! of Arrow columns of its table partition (event type, then the day of its
+//! event time); every [`CHUNK_ROWS`] rows the chunk is encoded, as a row
+//! group of its own, into that partition's data file, held in memory,
+//! compressed, until the flush stores it. The flush encodes only the last
+//! chunks.
+//!
+//! The archive used to keep a whole flush's rows as columns and encode them
+//! on the flush thread: a draining worker held two flushes of raw rows, the
+//! one filling and the one being written. Its peak fell by about 120 MB
+//! when rows were encoded as they came (docs/benchmarks.md, issue 24).
+//! A row group per chunk matters as much: a file's column writers, each
+//! with zstd contexts, would otherwise live as long as its file, and a
+//! worker has a file open per table partition of each shard.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, Int32Array, Int64Array, RecordBatch, StringBuilder, TimestampMicrosecondArray,
+    ArrayRef, Int32Array, Int64Array, RecordBatch, StringBuilder, TimestampMicrosecondArray,
 };
+use delta_kernel::expressions::ColumnName;
+use delta_kernel::schema::SchemaRef as KernelSchemaRef;
 use newsflow_core::{EventType, Micros};
 
-use crate::datasets::{day_number, events_schema, PartitionBatch, PartitionValue};
+use crate::data_files::{EncodedFile, FileEncoder, Layout};
+use crate::datasets::{day_number, events_schema, Dataset, PartitionKey, PartitionValue};
+use crate::delta::Table;
+use crate::Error;
+
+/// Rows gathered as columns before they are encoded into their file, as
+/// one row group. A worker holds a chunk per table partition of each
+/// shard, so this sets most of what the archive holds unencoded. In 5M-event
+/// drains, 1,024 peaked at 427 MB, 2,048 at 460 and 4,096 at 466-491, and
+/// 512 at 409 for 0.2 CPU-seconds per million events more.
+pub const CHUNK_ROWS: usize = 1024;
 
 /// One accepted Kafka record, as archived in `events/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,22 +59,73 @@ pub struct EventRow<'a> {
     pub payload: &'a str,
 }
 
-/// Rows accepted since the last flush, as columns per table partition
-/// (event type, then the day of the event time). Built on the run loop;
-/// [`EventArchive::finish`] hands them to a flush as record batches.
-#[derive(Default)]
-pub struct EventArchive {
-    partitions: BTreeMap<(EventType, i32), Columns>,
-    rows: usize,
-    /// Per table partition, its size at the last [`EventArchive::finish`]:
-    /// what its columns reserve in the next flush (an event-time day spans
-    /// many flushes). Grown by doubling instead, the columns copied each
-    /// payload byte about twice more and faulted the copies in: 2 % of a
-    /// draining worker's CPU (docs/benchmarks.md, issue 24).
-    reserve: BTreeMap<(EventType, i32), Capacity>,
+/// What every file of the `events/` table is encoded with: the statistics
+/// its add actions carry, as the table's write state asks for them (fixed
+/// for a lake's life, see `Table::open`).
+#[derive(Debug)]
+pub(crate) struct EventsEncoding {
+    pub stats_columns: Vec<ColumnName>,
+    pub physical_schema: KernelSchemaRef,
 }
 
-/// Room for a partition's rows, in rows and in bytes per text column.
+impl EventsEncoding {
+    /// The encoding of `table`'s files (the `events/` table). The columns
+    /// and schema are the same for every partition; any one tells them.
+    pub(crate) fn of(table: &Table) -> Result<EventsEncoding, Error> {
+        let any_partition = vec![
+            PartitionValue::Name(EventType::ArticlePublished.as_str()),
+            PartitionValue::Date(0),
+        ];
+        let context = table.write_context(&any_partition)?;
+        Ok(EventsEncoding {
+            stats_columns: context.stats_columns().to_vec(),
+            physical_schema: context.physical_data_schema().clone(),
+        })
+    }
+
+    fn encoder(&self) -> Result<FileEncoder, Error> {
+        FileEncoder::new(
+            Dataset::Events,
+            events_schema(),
+            Layout::Flush,
+            &self.stats_columns,
+            &self.physical_schema,
+        )
+    }
+}
+
+/// Rows accepted since the last flush, encoded per table partition. Built
+/// on the run loop's counting lanes (see `Lake::event_archive`);
+/// [`EventArchive::finish`] hands them to a flush.
+pub struct EventArchive {
+    encoding: Arc<EventsEncoding>,
+    partitions: BTreeMap<(EventType, i32), OpenFile>,
+    rows: usize,
+}
+
+impl std::fmt::Debug for EventArchive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventArchive")
+            .field("partitions", &self.partitions.len())
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+/// One table partition's data file of the next flush, being written.
+struct OpenFile {
+    /// The rows not encoded yet.
+    chunk: Columns,
+    /// The rows encoded so far, or why encoding failed (the flush then
+    /// fails with it, and the shard starts over from its checkpoint).
+    encoder: Result<FileEncoder, Error>,
+    /// Every row's event time, for the end-to-end latency once the rows
+    /// are durable.
+    times: Vec<Micros>,
+    rows: usize,
+}
+
+/// Room for a chunk's rows, in rows and in bytes per text column.
 #[derive(Clone, Copy, Debug, Default)]
 struct Capacity {
     rows: usize,
@@ -64,7 +136,9 @@ struct Capacity {
 }
 
 impl Capacity {
-    /// A partition of this size, plus an eighth for the next one to grow.
+    /// Room for a chunk like this one, plus an eighth for the next one to
+    /// grow: text columns grown by doubling copy each byte about twice
+    /// more and fault the copies in.
     fn with_headroom(self) -> Capacity {
         let more = |n: usize| n + n / 8;
         Capacity {
@@ -77,17 +151,7 @@ impl Capacity {
     }
 }
 
-impl std::fmt::Debug for EventArchive {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventArchive")
-            .field("partitions", &self.partitions.len())
-            .field("rows", &self.rows)
-            .finish()
-    }
-}
-
-/// The columns of one table partition's rows, in the order of
-/// `events_schema`.
+/// A chunk of one table partition's rows, in the order of `events_schema`.
 struct Columns {
     event_id: StringBuilder,
     article_id: StringBuilder,
@@ -99,27 +163,31 @@ struct Columns {
 }
 
 impl EventArchive {
-    /// Appends one row, copying its text into the columns.
+    pub(crate) fn new(encoding: Arc<EventsEncoding>) -> EventArchive {
+        EventArchive {
+            encoding,
+            partitions: BTreeMap::new(),
+            rows: 0,
+        }
+    }
+
+    /// Appends one row, copying its text into its partition's chunk, and
+    /// encodes the chunk when it is full.
     pub fn push(&mut self, row: &EventRow<'_>) {
-        let day = day_number(row.occurred_at);
-        let key = (row.event_type, day);
-        let reserve = &self.reserve;
-        let columns = self.partitions.entry(key).or_insert_with(|| {
-            Columns::with_capacity(
-                reserve
-                    .get(&key)
-                    .copied()
-                    .unwrap_or_default()
-                    .with_headroom(),
-            )
+        let key = (row.event_type, day_number(row.occurred_at));
+        let encoding = &self.encoding;
+        let file = self.partitions.entry(key).or_insert_with(|| OpenFile {
+            chunk: Columns::with_capacity(Capacity::default()),
+            encoder: encoding.encoder(),
+            times: Vec::new(),
+            rows: 0,
         });
-        columns.event_id.append_value(row.event_id);
-        columns.article_id.append_value(row.article_id);
-        columns.occurred_at.push(row.occurred_at);
-        columns.topic.append_value(row.topic);
-        columns.partition.push(row.partition);
-        columns.offset.push(row.offset);
-        columns.payload.append_value(row.payload);
+        file.chunk.push(row);
+        file.times.push(row.occurred_at);
+        file.rows += 1;
+        if file.chunk.rows() == CHUNK_ROWS {
+            file.encode_chunk();
+        }
         self.rows += 1;
     }
 
@@ -133,36 +201,54 @@ impl EventArchive {
         self.rows == 0
     }
 
-    /// Takes every row as one record batch per table partition, and starts
-    /// empty again.
+    /// Takes every row, as one file per table partition, and starts empty
+    /// again. The files' last chunks are encoded by the flush.
     pub fn finish(&mut self) -> ArchivedEvents {
-        let partitions = std::mem::take(&mut self.partitions);
-        self.rows = 0;
-        self.reserve = partitions
-            .iter()
-            .map(|(key, columns)| (*key, columns.size()))
-            .collect();
-        let batches = partitions
+        let rows = std::mem::take(&mut self.rows);
+        let files = std::mem::take(&mut self.partitions)
             .into_iter()
-            .map(|((event_type, day), columns)| PartitionBatch {
-                key: vec![
+            .map(|((event_type, day), file)| {
+                let key = vec![
                     PartitionValue::Name(event_type.as_str()),
                     PartitionValue::Date(day),
-                ],
-                batch: columns.finish(),
+                ];
+                (key, file)
             })
             .collect();
-        ArchivedEvents { batches }
+        ArchivedEvents { files, rows }
     }
 }
 
-impl<'a> FromIterator<EventRow<'a>> for EventArchive {
-    fn from_iter<I: IntoIterator<Item = EventRow<'a>>>(rows: I) -> Self {
-        let mut archive = EventArchive::default();
+impl<'a> Extend<EventRow<'a>> for EventArchive {
+    fn extend<I: IntoIterator<Item = EventRow<'a>>>(&mut self, rows: I) {
         for row in rows {
-            archive.push(&row);
+            self.push(&row);
         }
-        archive
+    }
+}
+
+impl OpenFile {
+    /// Encodes the chunk's rows into the file and starts a chunk of the
+    /// same size.
+    fn encode_chunk(&mut self) {
+        let room = self.chunk.size().with_headroom();
+        let chunk = std::mem::replace(&mut self.chunk, Columns::with_capacity(room));
+        if let Ok(encoder) = &mut self.encoder {
+            let written = encoder
+                .write(&chunk.finish())
+                .and_then(|()| encoder.end_row_group());
+            if let Err(e) = written {
+                self.encoder = Err(e);
+            }
+        }
+    }
+
+    /// The file with every row encoded.
+    fn encode(mut self) -> Result<EncodedFile, Error> {
+        if self.chunk.rows() > 0 {
+            self.encode_chunk();
+        }
+        self.encoder?.finish()
     }
 }
 
@@ -179,10 +265,24 @@ impl Columns {
         }
     }
 
+    fn push(&mut self, row: &EventRow<'_>) {
+        self.event_id.append_value(row.event_id);
+        self.article_id.append_value(row.article_id);
+        self.occurred_at.push(row.occurred_at);
+        self.topic.append_value(row.topic);
+        self.partition.push(row.partition);
+        self.offset.push(row.offset);
+        self.payload.append_value(row.payload);
+    }
+
+    fn rows(&self) -> usize {
+        self.partition.len()
+    }
+
     /// The rows and text bytes held.
     fn size(&self) -> Capacity {
         Capacity {
-            rows: self.partition.len(),
+            rows: self.rows(),
             event_id: self.event_id.values_slice().len(),
             article_id: self.article_id.values_slice().len(),
             topic: self.topic.values_slice().len(),
@@ -206,67 +306,73 @@ impl Columns {
     }
 }
 
-/// The `events/` rows of one flush of one shard: a record batch per table
-/// partition, in partition order. Cloning shares the buffers.
-#[derive(Clone, Debug, Default)]
+/// The `events/` rows of one flush of one shard: a file per table
+/// partition, in partition order, all but its last chunk encoded.
+#[derive(Default)]
 pub struct ArchivedEvents {
-    pub(crate) batches: Vec<PartitionBatch>,
+    files: Vec<(PartitionKey, OpenFile)>,
+    rows: usize,
+}
+
+impl std::fmt::Debug for ArchivedEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArchivedEvents")
+            .field("files", &self.files.len())
+            .field("rows", &self.rows)
+            .finish()
+    }
 }
 
 impl ArchivedEvents {
     /// Rows in all partitions.
     pub fn len(&self) -> usize {
-        self.batches.iter().map(|b| b.batch.num_rows()).sum()
+        self.rows
     }
 
-    /// Whether there is no row (a partition gets a batch only for rows).
+    /// Whether there is no row (a partition gets a file only for rows).
     pub fn is_empty(&self) -> bool {
-        self.batches.is_empty()
+        self.rows == 0
     }
 
-    /// The event time of every row, for the end-to-end latency once they
-    /// are durable. Shares the time column's buffers and nothing else, so
-    /// the payloads can be freed as soon as their files are written.
-    pub fn event_times(&self) -> EventTimes {
+    /// Takes the event time of every row, for the end-to-end latency once
+    /// they are durable; the flush needs them no more.
+    pub fn take_event_times(&mut self) -> EventTimes {
         EventTimes(
-            self.batches
-                .iter()
-                .map(|b| {
-                    b.batch
-                        .column(2)
-                        .as_any()
-                        .downcast_ref::<TimestampMicrosecondArray>()
-                        .expect("occurred_at is the third column")
-                        .clone()
-                })
+            self.files
+                .iter_mut()
+                .map(|(_, file)| std::mem::take(&mut file.times))
                 .collect(),
         )
     }
+
+    /// Encodes each file's last chunk and ends the file, partition by
+    /// partition.
+    pub(crate) fn encode(
+        self,
+    ) -> impl Iterator<Item = (PartitionKey, usize, Result<EncodedFile, Error>)> {
+        self.files
+            .into_iter()
+            .map(|(key, file)| (key, file.rows, file.encode()))
+    }
 }
 
-/// The event times of an archive's rows (see [`ArchivedEvents::event_times`]).
+/// The event times of an archive's rows (see [`ArchivedEvents::take_event_times`]).
 #[derive(Clone, Debug, Default)]
-pub struct EventTimes(Vec<TimestampMicrosecondArray>);
+pub struct EventTimes(Vec<Vec<Micros>>);
 
 impl EventTimes {
     /// Every row's event time.
     pub fn iter(&self) -> impl Iterator<Item = Micros> + '_ {
-        self.0
-            .iter()
-            .flat_map(|column| column.values().iter().copied())
-    }
-}
-
-impl<'a> FromIterator<EventRow<'a>> for ArchivedEvents {
-    fn from_iter<I: IntoIterator<Item = EventRow<'a>>>(rows: I) -> Self {
-        rows.into_iter().collect::<EventArchive>().finish()
+        self.0.iter().flatten().copied()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::StringArray;
+    use arrow::array::{Array, AsArray, StringArray};
+    use arrow::datatypes::Int64Type;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     fn row(event_type: EventType, occurred_at: Micros, offset: i64) -> EventRow<'static> {
         EventRow {
@@ -281,20 +387,55 @@ mod tests {
         }
     }
 
-    #[test]
-    fn rows_land_in_their_partition_in_arrival_order() {
-        let day = newsflow_core::time::DAY;
-        let mut archive = EventArchive::default();
-        archive.push(&row(EventType::SocialComment, day + 5, 1));
-        archive.push(&row(EventType::ForumPost, day + 6, 2));
-        archive.push(&row(EventType::SocialComment, 2 * day + 1, 3));
-        archive.push(&row(EventType::SocialComment, day + 7, 4));
-        assert_eq!(archive.len(), 4);
+    fn archive() -> (tempfile::TempDir, EventArchive) {
+        let dir = tempfile::tempdir().unwrap();
+        let lake =
+            crate::Lake::open(&dir.path().display().to_string(), &Default::default()).unwrap();
+        let archive = lake.event_archive();
+        (dir, archive)
+    }
 
-        let archived = archive.finish();
+    /// A file's rows, read back with the parquet crate's reader.
+    fn read(file: &EncodedFile) -> RecordBatch {
+        let bytes = bytes::Bytes::from(file.bytes().to_vec());
+        let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        arrow::compute::concat_batches(&events_schema(), &batches).unwrap()
+    }
+
+    #[test]
+    fn rows_land_in_their_partitions_file_in_arrival_order_across_chunks() {
+        let day = newsflow_core::time::DAY;
+        let (_dir, mut archive) = archive();
+        let comments = 2 * CHUNK_ROWS as i64 + 5;
+        for offset in 0..comments {
+            archive.push(&row(EventType::SocialComment, day + 5, offset));
+            if offset % 1000 == 0 {
+                archive.push(&row(EventType::ForumPost, day + 6, -offset));
+            }
+        }
+        archive.push(&row(EventType::SocialComment, 2 * day + 1, comments));
+        let posts: Vec<i64> = (0..comments)
+            .filter(|o| o % 1000 == 0)
+            .map(|o| -o)
+            .collect();
+        let pushed = comments as usize + posts.len() + 1;
+        assert_eq!(archive.len(), pushed);
+
+        let mut archived = archive.finish();
         assert!(archive.is_empty());
-        assert_eq!(archived.len(), 4);
-        let keys: Vec<_> = archived.batches.iter().map(|b| b.key.clone()).collect();
+        assert_eq!(archived.len(), pushed);
+        let mut times: Vec<_> = archived.take_event_times().iter().collect();
+        assert_eq!(times.len(), pushed);
+        times.dedup();
+        assert_eq!(times, vec![day + 5, 2 * day + 1, day + 6]);
+
+        let files: Vec<_> = archived.encode().collect();
+        let keys: Vec<_> = files.iter().map(|(key, _, _)| key.clone()).collect();
         assert_eq!(
             keys,
             vec![
@@ -309,42 +450,67 @@ mod tests {
                 vec![PartitionValue::Name("forum_post"), PartitionValue::Date(1)],
             ]
         );
-        let first = &archived.batches[0].batch;
-        let offsets = first
-            .column(5)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
-        assert_eq!(offsets.values().to_vec(), vec![1, 4]);
+        let rows: Vec<_> = files.iter().map(|(_, rows, _)| *rows).collect();
+        assert_eq!(rows, vec![comments as usize, 1, posts.len()]);
+
+        let first = read(files[0].2.as_ref().unwrap());
+        let offsets = first.column(5).as_primitive::<Int64Type>();
+        assert_eq!(offsets.values().to_vec(), (0..comments).collect::<Vec<_>>());
         let payloads = first
             .column(6)
             .as_any()
             .downcast_ref::<StringArray>()
             .unwrap();
-        assert_eq!(payloads.value(1), r#"{"x":1}"#);
-        let mut times: Vec<_> = archived.event_times().iter().collect();
-        times.sort_unstable();
-        assert_eq!(times, vec![day + 5, day + 6, day + 7, 2 * day + 1]);
+        assert_eq!(payloads.len(), comments as usize);
+        assert_eq!(payloads.value(CHUNK_ROWS), r#"{"x":1}"#);
+        let forum = read(files[2].2.as_ref().unwrap());
+        assert_eq!(
+            forum
+                .column(5)
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec(),
+            posts
+        );
     }
 
     #[test]
-    fn a_flush_reserves_the_room_the_last_one_used() {
+    fn each_chunk_is_a_row_group_of_its_own() {
+        let (_dir, mut archive) = archive();
+        let rows = 2 * CHUNK_ROWS as i64 + 1;
+        archive.extend((0..rows).map(|offset| row(EventType::ForumPost, 0, offset)));
+        let (_, _, file) = archive.finish().encode().next().unwrap();
+        let bytes = bytes::Bytes::from(file.unwrap().bytes().to_vec());
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+        let groups: Vec<i64> = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|group| group.num_rows())
+            .collect();
+        assert_eq!(groups, vec![CHUNK_ROWS as i64, CHUNK_ROWS as i64, 1]);
+    }
+
+    #[test]
+    fn a_files_statistics_cover_every_chunk() {
         let day = newsflow_core::time::DAY;
-        let mut archive = EventArchive::default();
-        for offset in 0..100 {
-            archive.push(&row(EventType::SocialComment, day + 5, offset));
-        }
-        archive.finish();
-        archive.push(&row(EventType::SocialComment, day + 6, 100));
-        archive.push(&row(EventType::SocialComment, 2 * day + 6, 101));
-        archive.push(&row(EventType::ForumPost, day + 6, 102));
-        let comments = &archive.partitions[&(EventType::SocialComment, 1)];
-        assert!(comments.offset.capacity() >= 100 + 100 / 8);
-        assert!(comments.occurred_at.capacity() >= 100 + 100 / 8);
-        // Partitions absent from the last flush start small.
-        for key in [(EventType::SocialComment, 2), (EventType::ForumPost, 1)] {
-            assert!(archive.partitions[&key].offset.capacity() < 100);
-        }
-        assert_eq!(archive.finish().len(), 3);
+        let (_dir, mut archive) = archive();
+        let rows = CHUNK_ROWS as i64 + 7;
+        archive.extend((0..rows).map(|offset| row(EventType::SocialComment, day + offset, offset)));
+        let (_, _, file) = archive.finish().encode().next().unwrap();
+        let stats = file.unwrap().stats().clone();
+        let records = stats.column_by_name("numRecords").unwrap();
+        assert_eq!(records.as_primitive::<Int64Type>().value(0), rows);
+        let bound = |section: &str| {
+            stats
+                .column_by_name(section)
+                .unwrap()
+                .as_struct()
+                .column_by_name("kafka_offset")
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .value(0)
+        };
+        assert_eq!((bound("minValues"), bound("maxValues")), (0, rows - 1));
     }
 }

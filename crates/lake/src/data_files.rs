@@ -3,9 +3,11 @@
 //! stored create-only, and described to the kernel as add-file metadata
 //! with statistics.
 
-use arrow::array::RecordBatch;
+use arrow::array::{RecordBatch, StructArray};
 use arrow::datatypes::SchemaRef;
 use delta_kernel::engine::arrow_data::ArrowEngineData;
+use delta_kernel::expressions::ColumnName;
+use delta_kernel::schema::StructType;
 use delta_kernel::transaction::BoundWriteContext;
 use delta_kernel::FileMeta;
 use delta_kernel_default_engine::build_add_file_metadata;
@@ -60,10 +62,25 @@ pub(crate) fn write_data_file(
     )
 }
 
+/// Stores `file` (partition `key` of `table`, encoded as a flush's file)
+/// as the data file of flush `seq` of `shard`, and describes it.
+pub(crate) fn write_encoded_data_file(
+    store: &Store,
+    table: &Table,
+    shard: i32,
+    seq: u64,
+    key: &PartitionKey,
+    file: EncodedFile,
+) -> Result<DataFile, Error> {
+    let context = table.write_context(key)?;
+    store_encoded_file(store, &context, &file_name(shard, seq), file)
+}
+
 /// How a data file's rows are laid out in row groups.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Layout {
-    /// A flush's file: one row group (they are small).
+    /// A flush's file: a row group per chunk of rows archived (see
+    /// `archive.rs`). They are small, and compaction rewrites them.
     Flush,
     /// A compacted file, sorted by `article_id`: row groups small enough
     /// that their statistics let a reader skip most of a large file when it
@@ -108,38 +125,134 @@ pub(crate) fn store_streamed_data_file(
     batches: impl Iterator<Item = Result<RecordBatch, Error>>,
     layout: Layout,
 ) -> Result<DataFile, Error> {
-    let encode_error = |part: &str, e: BoxError| Error::Encode {
-        what: format!("{} {part}", dataset.name()),
-        source: e,
-    };
+    let mut encoder = FileEncoder::new(
+        dataset,
+        schema,
+        layout,
+        context.stats_columns(),
+        context.physical_data_schema(),
+    )?;
+    for batch in batches {
+        encoder.write(&batch?)?;
+    }
+    store_encoded_file(store, context, name, encoder.finish()?)
+}
+
+/// A data file being encoded in memory, batch by batch, with the
+/// statistics its add action will carry.
+pub(crate) struct FileEncoder {
+    dataset: Dataset,
+    writer: ArrowWriter<Vec<u8>>,
+    stats: FileStatsAccumulator,
+}
+
+/// A data file encoded and not stored yet (see [`FileEncoder::finish`]).
+pub(crate) struct EncodedFile {
+    dataset: Dataset,
+    bytes: Vec<u8>,
+    stats: StructArray,
+}
+
+#[cfg(test)]
+impl EncodedFile {
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub(crate) fn stats(&self) -> &StructArray {
+        &self.stats
+    }
+}
+
+impl std::fmt::Debug for FileEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileEncoder")
+            .field("dataset", &self.dataset)
+            .field("bytes", &self.writer.bytes_written())
+            .finish()
+    }
+}
+
+impl FileEncoder {
+    /// An encoder of `schema`'s rows, laid out as `layout`, gathering
+    /// statistics of `stats_columns` (the table's, from its write state).
+    pub(crate) fn new(
+        dataset: Dataset,
+        schema: SchemaRef,
+        layout: Layout,
+        stats_columns: &[ColumnName],
+        physical_schema: &StructType,
+    ) -> Result<FileEncoder, Error> {
+        let writer = ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties(layout)))
+            .map_err(|e| encode_error(dataset, "file", e.into()))?;
+        Ok(FileEncoder {
+            dataset,
+            writer,
+            stats: FileStatsAccumulator::new(stats_columns, physical_schema),
+        })
+    }
+
+    /// Encodes `batch`'s rows after those written before.
+    pub(crate) fn write(&mut self, batch: &RecordBatch) -> Result<(), Error> {
+        self.writer
+            .write(batch)
+            .map_err(|e| encode_error(self.dataset, "file", e.into()))?;
+        self.stats
+            .merge(batch)
+            .map_err(|e| encode_error(self.dataset, "statistics", e.into()))
+    }
+
+    /// Ends the row group being written, so that its column writers (each
+    /// with its own zstd contexts, about 270 KB) are freed instead of held
+    /// until the file ends; only its compressed pages stay.
+    pub(crate) fn end_row_group(&mut self) -> Result<(), Error> {
+        self.writer
+            .flush()
+            .map_err(|e| encode_error(self.dataset, "file", e.into()))
+    }
+
+    /// Ends the file: its footer written, its statistics reduced to one row.
+    pub(crate) fn finish(self) -> Result<EncodedFile, Error> {
+        let dataset = self.dataset;
+        let bytes = self
+            .writer
+            .into_inner()
+            .map_err(|e| encode_error(dataset, "file", e.into()))?;
+        let stats = self
+            .stats
+            .finish()
+            .map_err(|e| encode_error(dataset, "statistics", e.into()))?
+            .ok_or_else(|| {
+                encode_error(dataset, "statistics", "a data file without rows".into())
+            })?;
+        Ok(EncodedFile {
+            dataset,
+            bytes,
+            stats,
+        })
+    }
+}
+
+/// Stores `file` create-only as the data file `name` in the partition
+/// folder of `context`, and describes it.
+pub(crate) fn store_encoded_file(
+    store: &Store,
+    context: &BoundWriteContext,
+    name: &str,
+    file: EncodedFile,
+) -> Result<DataFile, Error> {
+    let EncodedFile {
+        dataset,
+        bytes,
+        stats,
+    } = file;
     let url = context
         .write_dir()
         .join(name)
-        .map_err(|e| encode_error("file name", e.into()))?;
-    let mut stats = FileStatsAccumulator::new(
-        context.stats_columns(),
-        context.physical_data_schema().as_ref(),
-    );
-    let mut bytes = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut bytes, schema, Some(writer_properties(layout)))
-        .map_err(|e| encode_error("file", e.into()))?;
-    for batch in batches {
-        let batch = batch?;
-        writer
-            .write(&batch)
-            .map_err(|e| encode_error("file", e.into()))?;
-        stats
-            .merge(&batch)
-            .map_err(|e| encode_error("statistics", e.into()))?;
-    }
-    writer.close().map_err(|e| encode_error("file", e.into()))?;
-    let stats = stats
-        .finish()
-        .map_err(|e| encode_error("statistics", e.into()))?
-        .ok_or_else(|| encode_error("statistics", "a data file without rows".into()))?;
+        .map_err(|e| encode_error(dataset, "file name", e.into()))?;
     let size = bytes.len() as u64;
-    let path =
-        ObjectPath::from_url_path(url.path()).map_err(|e| encode_error("file name", e.into()))?;
+    let path = ObjectPath::from_url_path(url.path())
+        .map_err(|e| encode_error(dataset, "file name", e.into()))?;
     store.create_claimed(path, bytes)?;
     let modified = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -147,10 +260,17 @@ pub(crate) fn store_streamed_data_file(
     let meta = DataFileMetadata::new(FileMeta::new(url, modified, size), stats);
     let add = build_add_file_metadata(meta, context)
         .and_then(ArrowEngineData::try_from_engine_data)
-        .map_err(|e| encode_error("add action", e.into()))?
+        .map_err(|e| encode_error(dataset, "add action", e.into()))?
         .record_batch()
         .clone();
     Ok(DataFile { add, bytes: size })
+}
+
+fn encode_error(dataset: Dataset, part: &str, source: BoxError) -> Error {
+    Error::Encode {
+        what: format!("{} {part}", dataset.name()),
+        source,
+    }
 }
 
 /// zstd Parquet, as every data file of the lake is written.
@@ -167,10 +287,10 @@ fn writer_properties(layout: Layout) -> WriterProperties {
         props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
     }
     match layout {
-        // One row group, whose minimum and maximum the table log holds as
-        // the file's statistics (every reader skips files by those), so
-        // Parquet's own copy, computed value by value a second time, would
-        // let no reader skip anything more.
+        // The table log holds the file's minimum and maximum (every reader
+        // skips files by those). Parquet's own copy, per row group of a few
+        // thousand rows of one shard, computed value by value a second
+        // time, would let a reader skip little more in files this small.
         Layout::Flush => props = props.set_statistics_enabled(EnabledStatistics::None),
         Layout::Compacted => {
             props = props

@@ -141,8 +141,10 @@ pub(crate) struct PartitionBatch {
     pub batch: RecordBatch,
 }
 
-/// Splits one table's rows of `batch` by partition and encodes each group.
-/// The key is cheap to compute per row; a group's batch is built once.
+/// Splits the rows of one of the counts' tables in `batch` by partition
+/// and encodes each group. The key is cheap to compute per row; a group's
+/// batch is built once. (The `events/` rows come encoded per partition
+/// already, see `archive.rs`.)
 pub(crate) fn partition_batches(
     dataset: Dataset,
     batch: &FlushBatch,
@@ -156,9 +158,10 @@ pub(crate) fn partition_batches(
             |r| vec![day_of(r.window_start)],
             engagement_batch,
         ),
-        // Built as columns per partition while records arrived (see
-        // `archive.rs`); the batches share their buffers.
-        Dataset::Events => Ok(batch.events.batches.clone()),
+        Dataset::Events => Err(Error::Encode {
+            what: "events".to_string(),
+            source: "events rows are encoded by their archive".into(),
+        }),
     }
 }
 

@@ -30,10 +30,11 @@ use std::time::Instant;
 use newsflow_core::ColdArticle;
 use newsflow_lanes::Lanes;
 
+use crate::archive::{EventArchive, EventsEncoding};
 use crate::checkpoint::{
     Checkpoint, CheckpointChain, EncodedCheckpoint, LoadedCheckpoint, Manifest,
 };
-use crate::data_files::write_data_file;
+use crate::data_files::{write_data_file, write_encoded_data_file, DataFile};
 use crate::datasets::{partition_batches, Dataset, WriteStats};
 use crate::delta::{CommitEntry, Engine, Engines, EntryStatus, Table};
 use crate::failpoint::Failpoint;
@@ -78,6 +79,8 @@ struct Inner {
     log_checkpoint_interval: AtomicU64,
     /// The lanes a flush's shards are written on, one per core.
     writers: Lanes,
+    /// What the `events/` rows of a flush are encoded with as they arrive.
+    events_encoding: Arc<EventsEncoding>,
 }
 
 impl Drop for Inner {
@@ -129,6 +132,11 @@ impl Lake {
         for dataset in COMMIT_ORDER {
             tables.push(Table::open(&engines, &store, dataset)?);
         }
+        let events = tables
+            .iter()
+            .find(|t| t.dataset == Dataset::Events)
+            .expect("COMMIT_ORDER holds every table");
+        let events_encoding = Arc::new(EventsEncoding::of(events)?);
         Ok(Lake {
             inner: Arc::new(Inner {
                 store,
@@ -138,8 +146,15 @@ impl Lake {
                 failpoint,
                 log_checkpoint_interval: AtomicU64::new(DEFAULT_LOG_CHECKPOINT_INTERVAL),
                 writers: Lanes::new("write", newsflow_lanes::available_cores()),
+                events_encoding,
             }),
         })
+    }
+
+    /// An empty archive of a shard's `events/` rows, which encodes them
+    /// into this lake's data files as they arrive (see `archive.rs`).
+    pub fn event_archive(&self) -> EventArchive {
+        EventArchive::new(self.inner.events_encoding.clone())
     }
 
     /// The store, the kernel engine and the tables, for maintenance.
@@ -297,12 +312,12 @@ impl Lake {
         let written = inner.writers.run(
             jobs,
             |_| 1,
-            |job| {
+            |mut job| {
                 let result = if abandoned(job.shard()) {
                     Err(FlushError::Abandoned)
                 } else {
                     inner
-                        .write_shard(&job, observer)
+                        .write_shard(&mut job, observer)
                         .map_err(|e| FlushError::failed("writing its files", e))
                 };
                 (Written::of(&job.checkpoint), result)
@@ -398,7 +413,7 @@ impl Inner {
     /// manifest of the files, by table.
     fn write_shard(
         &self,
-        job: &ShardFlush,
+        job: &mut ShardFlush,
         observer: &dyn FlushObserver,
     ) -> Result<Manifest, Error> {
         let (shard, seq) = (job.checkpoint.shard, job.checkpoint.seq);
@@ -411,18 +426,31 @@ impl Inner {
                 "idle articles left memory"
             );
         }
+        let mut events = Some(std::mem::take(&mut job.batch.events));
         let mut manifest = Manifest::default();
         for table in &self.tables {
             let started = Instant::now();
             let mut stats = WriteStats::default();
             let mut adds = Vec::new();
-            for group in partition_batches(table.dataset, &job.batch)? {
-                let file =
-                    write_data_file(&self.store, table, shard, seq, &group.key, &group.batch)?;
+            let mut add = |file: DataFile, rows: usize| {
                 stats.files += 1;
-                stats.rows += group.batch.num_rows() as u64;
+                stats.rows += rows as u64;
                 stats.bytes += file.bytes;
                 adds.push(file.add);
+            };
+            if table.dataset == Dataset::Events {
+                for (key, rows, encoded) in events.take().unwrap_or_default().encode() {
+                    add(
+                        write_encoded_data_file(&self.store, table, shard, seq, &key, encoded?)?,
+                        rows,
+                    );
+                }
+            } else {
+                for group in partition_batches(table.dataset, &job.batch)? {
+                    let file =
+                        write_data_file(&self.store, table, shard, seq, &group.key, &group.batch)?;
+                    add(file, group.batch.num_rows());
+                }
             }
             if stats.files > 0 {
                 observer.written(table.dataset, stats, started.elapsed().as_secs_f64());

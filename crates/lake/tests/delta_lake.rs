@@ -82,19 +82,17 @@ impl Writer {
             self.shard.apply(&event);
             lines.push((*i, event, line));
         }
-        let events = lines
-            .iter()
-            .map(|(i, event, line)| EventRow {
-                event_id: &event.event_id,
-                event_type: EventType::SocialComment,
-                article_id: &event.article_id,
-                occurred_at: event.occurred_at,
-                topic: "t",
-                partition: 0,
-                offset: *i,
-                payload: line,
-            })
-            .collect();
+        let mut events = self.lake.event_archive();
+        events.extend(lines.iter().map(|(i, event, line)| EventRow {
+            event_id: &event.event_id,
+            event_type: EventType::SocialComment,
+            article_id: &event.article_id,
+            occurred_at: event.occurred_at,
+            topic: "t",
+            partition: 0,
+            offset: *i,
+            payload: line,
+        }));
         let drained = self.shard.drain(NOW, true, self.next_seq);
         let offsets = BTreeMap::from([("t".to_string(), to)]);
         let checkpoint = EncodedCheckpoint::encode(
@@ -111,7 +109,7 @@ impl Writer {
             batch: FlushBatch {
                 totals: drained.totals,
                 engagement: drained.engagement,
-                events,
+                events: events.finish(),
             },
             evicted: drained.evicted,
         }

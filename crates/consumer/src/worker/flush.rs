@@ -401,20 +401,19 @@ fn write_jobs(
     abandoned: &Abandoned,
 ) -> Vec<JobOutcome> {
     /// What the run loop needs of a job once the lake has taken it: the
-    /// cut offsets, and the rows' event times (shared, not copied; the
-    /// rest of the rows is freed once their files are written).
+    /// cut offsets, and the rows' event times.
     struct Cut {
         offsets: PerTopic<Option<i64>>,
         times: EventTimes,
     }
     let mut cut: BTreeMap<i32, Cut> = BTreeMap::new();
     let mut flushes = Vec::with_capacity(jobs.len());
-    for job in jobs {
+    for mut job in jobs {
         cut.insert(
             job.flush.shard(),
             Cut {
                 offsets: job.offsets,
-                times: job.flush.batch.events.event_times(),
+                times: job.flush.batch.events.take_event_times(),
             },
         );
         flushes.push(job.flush);

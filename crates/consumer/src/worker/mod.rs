@@ -240,7 +240,7 @@ impl Worker {
             next_seq: restored.next_seq,
             next,
             position: PerTopic::from_fn(|_| Position::Unverified),
-            events: EventArchive::default(),
+            events: self.lake.event_archive(),
             dirty: false,
             last_record_at: Instant::now(),
             cold_cache: None,
