@@ -18,7 +18,10 @@ reported:
   - worker: `newsflow-consumer run --exit-when-caught-up` with a fresh group
     and lake (all three tables, checkpoints, commits), alternating with the
     raw runs so their ratio holds on a noisy machine; plus the files it
-    wrote and their mean size;
+    wrote and their mean size. It runs with the allocator settings the image
+    and the worker Deployment ship (the Dockerfile's `ENV MIMALLOC_*`
+    lines), as pods run it; on the lz4 topics also without them (mimalloc's
+    own defaults), as a bare binary runs;
 - cores: the worker drain pinned to one core (`taskset`) against all of
   them, with the broker's CPU over each drain;
 - HTTP ingest: `newsflow-producer serve` taking NDJSON batches of 1,000 from
@@ -35,6 +38,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -227,12 +231,23 @@ def ingest_run(env: dict, total: int, clients: int, log: Path) -> dict:
     return figures(sum(accepted), sum(sent_bytes), run)
 
 
-def worker_drain(env: dict, lake: Path, group: str, log: Path, cores: str = None) -> dict:
+def shipped_allocator_env() -> dict:
+    """The allocator's settings as the image ships them (the Dockerfile's
+    `ENV MIMALLOC_*` lines; the worker Deployment sets the same, see
+    `make check-deploy`)."""
+    dockerfile = (ROOT / "deploy" / "docker" / "Dockerfile").read_text()
+    return dict(re.findall(r"^ENV (MIMALLOC_\w+)=(\S+)$", dockerfile, re.MULTILINE))
+
+
+def worker_drain(env: dict, lake: Path, group: str, log: Path, cores: str = None, shipped: bool = True) -> dict:
     """One `newsflow-consumer run --exit-when-caught-up` with a fresh group
-    and lake, pinned to `cores` (taskset) when given; with the broker's CPU
-    over the same drain."""
+    and lake, pinned to `cores` (taskset) when given, with the allocator
+    settings the image ships unless `shipped` is false; with the broker's
+    CPU over the same drain."""
     shutil.rmtree(lake, ignore_errors=True)
-    worker_env = dict(env)
+    worker_env = {k: v for k, v in env.items() if not k.startswith("MIMALLOC_")}
+    if shipped:
+        worker_env.update(shipped_allocator_env())
     worker_env.update(
         {
             "NEWSFLOW__KAFKA__GROUP_ID": group,
@@ -265,7 +280,7 @@ def cores_scaling(env: dict, runs: int, stamp: str, log: Path) -> dict:
 def drains(compression: str, env: dict, runs: int, stamp: str, log: Path) -> dict:
     """Raw, kcat and worker drains of one topic set, each after settling."""
     print(f"bench: draining {compression} topics", flush=True)
-    raw_runs, kcat_runs, worker_runs, files = [], [], [], []
+    raw_runs, kcat_runs, worker_runs, bare_runs, files = [], [], [], [], []
     for i in range(runs):
         settle()
         raw = measured([BIN / "newsflow-bench", "raw-drain"], env, log)
@@ -278,6 +293,10 @@ def drains(compression: str, env: dict, runs: int, stamp: str, log: Path) -> dic
         worker = worker_drain(env, lake, f"bench-worker-{stamp}-{compression}-{i}", log)
         worker_runs.append(worker)
         files.append(lake_files(lake))
+        if compression == "lz4":
+            settle()
+            lake = OUT / f"lake-{compression}-{i}-bare"
+            bare_runs.append(worker_drain(env, lake, f"bench-bare-{stamp}-{compression}-{i}", log, shipped=False))
         # Deleted at the end, not here: ext4 skips inodes freed in the last
         # minutes when it creates a file, and creating the next run's files
         # past those freed by this run's thousands cost 5-8 % of the
@@ -298,6 +317,7 @@ def drains(compression: str, env: dict, runs: int, stamp: str, log: Path) -> dic
         "raw_drain_best": max(raw_figures, key=lambda f: f["events_per_s"]),
         "kcat_drain": median([figures(messages, nbytes, r) for r in kcat_runs]),
         "worker_drain": median([figures(messages, nbytes, r) for r in worker_runs]),
+        "worker_drain_bare": median([figures(messages, nbytes, r) for r in bare_runs]) if bare_runs else None,
         # Paired runs: each worker drain against the raw drain just before it.
         "worker_to_raw": statistics.median(r["wall"] / w["wall"] for r, w in zip(raw_runs, worker_runs)),
         "worker_files": {
@@ -397,6 +417,8 @@ def main() -> None:
             (f"kcat x3, {compression}", d["kcat_drain"]),
             (f"worker drain, {compression}", d["worker_drain"]),
         ]
+        if d["worker_drain_bare"]:
+            lines.append((f"worker drain, {compression}, bare", d["worker_drain_bare"]))
     lines.append(("HTTP ingest (serve)", results["ingest"]))
     for name, r in lines:
         rss = f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] else "-"
@@ -418,6 +440,8 @@ def main() -> None:
             f"peak RSS {c['peak_rss_mb']:.0f} MB; broker {broker} CPU-s over the drain"
         )
     print(f"events: {messages:,} of {results['bytes_per_event']:.0f} bytes, {args.partitions} partitions")
+    shipped = " ".join(f"{k}={v}" for k, v in shipped_allocator_env().items()) or "nothing"
+    print(f"worker drains ran with {shipped}, as the image and the Deployment set it; 'bare' ones without it")
     for articles, s in results["state"].items():
         print(f"state, {int(articles):>9,} articles: peak RSS {s['peak_rss_mb']:.0f} MB, {s['bytes_per_article']:.0f} bytes per article (dedup {s['dedup_mb']:.0f} MB, articles {s['articles_mb']:.0f} MB)")
     print(f"\nwritten to {OUT / 'results.json'}")

@@ -13,8 +13,10 @@
 Exit status 1 with one line per problem.
 """
 
+import re
 import sys
 import tomllib
+from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
@@ -134,6 +136,18 @@ CUSTOM_SCHEMAS = {
 }
 
 
+# The allocator settings the image ships (its Dockerfile's `ENV MIMALLOC_*`
+# lines): `make bench` measures the worker with them, so a Deployment that
+# set others would run a worker nobody measured.
+IMAGE_ALLOCATOR = dict(
+    re.findall(
+        r"^ENV (MIMALLOC_\w+)=(\S+)$",
+        (Path(__file__).resolve().parents[1] / "docker" / "Dockerfile").read_text(),
+        re.MULTILINE,
+    )
+)
+
+
 def seconds(duration: str) -> float:
     units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
     for suffix in ("ms", "s", "m", "h"):
@@ -189,6 +203,11 @@ def check(objects: list[dict]) -> list[str]:
         pod = deployment["spec"]["template"]["spec"]
         where = f"Deployment/{name}"
         grace = pod.get("terminationGracePeriodSeconds", 30)
+        for container in pod["containers"]:
+            for var in container.get("env", []):
+                image = IMAGE_ALLOCATOR.get(var["name"])
+                if var["name"].startswith("MIMALLOC_") and var.get("value") != image:
+                    problems.append(f"{where}: {var['name']}={var.get('value')} is not the image's {image} (deploy/docker/Dockerfile, what make bench measures)")
         component = deployment["metadata"].get("labels", {}).get("app.kubernetes.io/component")
         # The footer API holds no Kafka work to drain.
         if component != "footer" and grace <= drain:
