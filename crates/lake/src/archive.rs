@@ -72,11 +72,7 @@ impl EventsEncoding {
     /// The encoding of `table`'s files (the `events/` table). The columns
     /// and schema are the same for every partition; any one tells them.
     pub(crate) fn of(table: &Table) -> Result<EventsEncoding, Error> {
-        let any_partition = vec![
-            PartitionValue::Name(EventType::ArticlePublished.as_str()),
-            PartitionValue::Date(0),
-        ];
-        let context = table.write_context(&any_partition)?;
+        let context = table.write_context(&partition_key(EventType::ArticlePublished, 0))?;
         Ok(EventsEncoding {
             stats_columns: context.stats_columns().to_vec(),
             physical_schema: context.physical_data_schema().clone(),
@@ -92,6 +88,15 @@ impl EventsEncoding {
             &self.physical_schema,
         )
     }
+}
+
+/// The `events/` table's partition of `event_type`'s rows on `day` (days
+/// since 1970-01-01).
+fn partition_key(event_type: EventType, day: i32) -> PartitionKey {
+    vec![
+        PartitionValue::Name(event_type.as_str()),
+        PartitionValue::Date(day),
+    ]
 }
 
 /// Rows accepted since the last flush, encoded per table partition. Built
@@ -207,13 +212,7 @@ impl EventArchive {
         let rows = std::mem::take(&mut self.rows);
         let files = std::mem::take(&mut self.partitions)
             .into_iter()
-            .map(|((event_type, day), file)| {
-                let key = vec![
-                    PartitionValue::Name(event_type.as_str()),
-                    PartitionValue::Date(day),
-                ];
-                (key, file)
-            })
+            .map(|((event_type, day), file)| (partition_key(event_type, day), file))
             .collect();
         ArchivedEvents { files, rows }
     }

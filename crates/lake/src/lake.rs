@@ -426,7 +426,6 @@ impl Inner {
                 "idle articles left memory"
             );
         }
-        let mut events = Some(std::mem::take(&mut job.batch.events));
         let mut manifest = Manifest::default();
         for table in &self.tables {
             let started = Instant::now();
@@ -439,7 +438,7 @@ impl Inner {
                 adds.push(file.add);
             };
             if table.dataset == Dataset::Events {
-                for (key, rows, encoded) in events.take().unwrap_or_default().encode() {
+                for (key, rows, encoded) in std::mem::take(&mut job.batch.events).encode() {
                     add(
                         write_encoded_data_file(&self.store, table, shard, seq, &key, encoded?)?,
                         rows,
