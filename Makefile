@@ -7,7 +7,7 @@ SPARK_PYTHON := $(CURDIR)/.venv-spark/bin/python
 KAFKA   := bash deploy/local/kafka.sh
 S3      := bash deploy/local/s3.sh
 
-.PHONY: help demo test upgrade-test checkpoint-fixture chaos fuzz bench bench-footer bench-lake bench-ingest bench-compaction bench-commits probe-outage bench-micro build build-tests release deps deps-test deps-bench venv venv-spark kafka-up kafka-down kafka-status s3-up s3-down s3-status check-deploy lint fmt clippy reset clean
+.PHONY: help demo test upgrade-test checkpoint-fixture chaos fuzz bench bench-floors bench-footer bench-lake bench-ingest bench-compaction bench-commits probe-outage bench-micro build build-tests release deps deps-test deps-bench venv venv-spark kafka-up kafka-down kafka-status s3-up s3-down s3-status check-deploy lint fmt clippy reset clean
 
 help: ## list every target with what it does (this text)
 	@awk 'BEGIN { FS = ":[^#]*## " } /^[a-z0-9-]+:.*## / { printf "make %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -114,6 +114,13 @@ BENCH_EVENTS ?= 5000000
 BENCH_RUNS   ?= 3
 bench: deps venv kafka-up release ## throughput, CPU and memory on this machine (BENCH_EVENTS, BENCH_RUNS); see docs/benchmarks.md
 	$(PYTHON) deploy/bench/bench.py --events $(BENCH_EVENTS) --runs $(BENCH_RUNS)
+
+# The worker's work done by tools nobody here wrote (kcat, DuckDB, Arrow C++),
+# per million of the same events, beside the worker: the floor under the
+# cost per event. Figures in var/bench/floors.json.
+FLOORS_EVENTS ?= 2000000
+bench-floors: deps venv kafka-up release ## CPU per million events of delivery, decoding, the zstd Parquet archive and exact distinct by other tools, beside the worker (FLOORS_EVENTS)
+	$(PYTHON) deploy/bench/floors.py --events $(FLOORS_EVENTS) --runs $(BENCH_RUNS)
 
 # Flush and commit latency of one worker on a local path against s3:// (the
 # local s3proxy), under a steady stream; figures in var/bench/lake_latency.json.
