@@ -27,6 +27,7 @@ import argparse
 import io
 import json
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -150,10 +151,63 @@ def archive_write(partitions: list, rows_per_group: int) -> tuple:
 def distinct(decoded: pa.Table) -> float:
     con = duckdb.connect()
     con.execute("SET threads = 1")
-    ids = decoded.select(["article_id", "event_id"])  # noqa: F841 (read by DuckDB by name)
+    con.register("ids", decoded.select(["article_id", "event_id"]))
     started = own_cpu()
     con.execute("SELECT count(*) FROM (SELECT DISTINCT article_id, event_id FROM ids)").fetchone()
     return own_cpu() - started
+
+
+def drain_costs(env: dict, runs: int, stamp: str, log: Path, millions: float) -> dict:
+    """The worker, the client library alone and kcat draining the topics,
+    `runs` times each, CPU-s per million events (and the worker's peak
+    RSS). They run before this script loads the records: a process it
+    starts while it holds them would report their pages as its own peak
+    RSS (wait4 counts the child's copy of this process before it execs)."""
+    samples = {"raw": [], "kcat": [], "worker": [], "worker_rss": []}
+    for i in range(runs):
+        settle()
+        samples["raw"].append(measured([BIN / "newsflow-bench", "raw-drain"], env, log)["cpu"] / millions)
+        settle()
+        samples["kcat"].append(kcat_drain(env, log)["cpu"] / millions)
+        settle()
+        worker = worker_drain(env, OUT / "lake-floors", f"floors-worker-{stamp}-{i}", log)
+        samples["worker"].append(worker["cpu"] / millions)
+        samples["worker_rss"].append(worker["rss_mb"])
+        print(f"  drains {i + 1}: worker {samples['worker'][-1]:.2f}, raw {samples['raw'][-1]:.2f}, "
+              f"kcat {samples['kcat'][-1]:.2f} CPU-s/M", flush=True)
+    shutil.rmtree(OUT / "lake-floors", ignore_errors=True)
+    return samples
+
+
+def tool_costs(prefix: str, runs: int, workdir: Path) -> dict:
+    """The other tools doing the worker's parts on the topics' records,
+    `runs` times each, CPU-s per million events (and the archive's MB)."""
+    records = dump_records(prefix, workdir)
+    millions = records.num_rows / 1e6
+    ndjson = workdir / "payloads.ndjson"
+    with open(ndjson, "w") as out:
+        for chunk in records["payload"].chunks:
+            out.writelines(f"{p}\n" for p in chunk.to_pylist())
+    payload_bytes = pc.sum(pc.binary_length(records["payload"])).as_py() / records.num_rows
+    print(f"floors: {records.num_rows:,} records, {payload_bytes:.0f} payload bytes each", flush=True)
+    samples = {k: [] for k in ("duckdb_decode", "arrow_decode", "archive_1024", "archive_1024_mb",
+                               "archive_131072", "archive_131072_mb", "distinct")}
+    for i in range(runs):
+        samples["duckdb_decode"].append(decode_duckdb(ndjson) / millions)
+        seconds, decoded = decode_arrow(ndjson)
+        samples["arrow_decode"].append(seconds / millions)
+        partitions = archive_rows(records, decoded)
+        for rows in (1024, 131072):
+            seconds, size = archive_write(partitions, rows)
+            samples[f"archive_{rows}"].append(seconds / millions)
+            samples[f"archive_{rows}_mb"].append(size / 1e6)
+        samples["distinct"].append(distinct(decoded) / millions)
+        del decoded, partitions
+        print(f"  tools {i + 1}: decoding {samples['duckdb_decode'][-1]:.2f}, "
+              f"archive at 1,024 rows {samples['archive_1024'][-1]:.2f} CPU-s/M", flush=True)
+    samples["events"] = [records.num_rows]
+    samples["payload_bytes"] = [payload_bytes]
+    return samples
 
 
 def main() -> None:
@@ -174,65 +228,29 @@ def main() -> None:
 
     print(f"floors: publishing {args.events:,} events (producer generate)", flush=True)
     measured([BIN / "newsflow-producer", "generate", "--seed", "42", "--count", str(args.events)], env, log)
-    millions = args.events / 1e6
-    samples = {k: [] for k in ("raw", "kcat", "worker", "worker_rss", "duckdb_decode", "arrow_decode",
-                               "archive_1024", "archive_131072", "distinct")}
-    # The drains first: a process this script starts while it holds the
-    # records would report their pages as its own peak RSS (wait4 counts
-    # the child's copy of this process's memory before it execs).
-    for i in range(args.runs):
-        settle()
-        samples["raw"].append(measured([BIN / "newsflow-bench", "raw-drain"], env, log)["cpu"] / millions)
-        settle()
-        samples["kcat"].append(kcat_drain(env, log)["cpu"] / millions)
-        settle()
-        worker = worker_drain(env, OUT / "lake-floors", f"floors-worker-{stamp}-{i}", log)
-        samples["worker"].append(worker["cpu"] / millions)
-        samples["worker_rss"].append(worker["rss_mb"])
-        print(f"  drains {i + 1}: worker {samples['worker'][-1]:.2f}, raw {samples['raw'][-1]:.2f}, "
-              f"kcat {samples['kcat'][-1]:.2f} CPU-s/M", flush=True)
-
-    workdir = Path("/dev/shm") if Path("/dev/shm").is_dir() else OUT
-    workdir = workdir / f"newsflow-floors-{stamp}"
+    samples = drain_costs(env, args.runs, stamp, log, args.events / 1e6)
+    workdir = (Path("/dev/shm") if Path("/dev/shm").is_dir() else OUT) / f"newsflow-floors-{stamp}"
     workdir.mkdir()
-    records = dump_records(prefix, workdir)
-    ndjson = workdir / "payloads.ndjson"
-    with open(ndjson, "w") as out:
-        for chunk in records["payload"].chunks:
-            out.writelines(f"{p}\n" for p in chunk.to_pylist())
-    payload_bytes = pc.sum(pc.binary_length(records["payload"])).as_py() / records.num_rows
-    print(f"floors: {records.num_rows:,} records, {payload_bytes:.0f} payload bytes each", flush=True)
-    for i in range(args.runs):
-        samples["duckdb_decode"].append(decode_duckdb(ndjson) / millions)
-        seconds, decoded = decode_arrow(ndjson)
-        samples["arrow_decode"].append(seconds / millions)
-        partitions = archive_rows(records, decoded)
-        for rows in (1024, 131072):
-            seconds, size = archive_write(partitions, rows)
-            samples[f"archive_{rows}"].append(seconds / millions)
-            samples[f"archive_{rows}_mb"] = size / 1e6
-        samples["distinct"].append(distinct(decoded) / millions)
-        del decoded, partitions
-        print(f"  tools {i + 1}: decoding {samples['duckdb_decode'][-1]:.2f}, "
-              f"archive at 1,024 rows {samples['archive_1024'][-1]:.2f} CPU-s/M", flush=True)
+    try:
+        samples.update(tool_costs(prefix, args.runs, workdir))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        subprocess.run([BIN / "newsflow-bench", "delete-topics", *[f"{prefix}.{t}" for t in TOPICS + ("dead-letters",)]],
+                       env=env, stderr=subprocess.DEVNULL)
 
-    subprocess.run([BIN / "newsflow-bench", "delete-topics", *[f"{prefix}.{t}" for t in TOPICS + ("dead-letters",)]],
-                   env=env, stderr=subprocess.DEVNULL)
-    subprocess.run(["rm", "-rf", str(workdir), str(OUT / "lake-floors")])
-
-    result = {k: statistics.median(v) if isinstance(v, list) else v for k, v in samples.items()}
-    result.update(events=records.num_rows, runs=args.runs, payload_bytes=payload_bytes)
+    result = {k: statistics.median(v) for k, v in samples.items()}
+    result["runs"] = args.runs
     # The least the contract's work costs when each part is done by the
     # cheapest tool measured: delivery by the client library alone, and
     # the cheaper of the two decoders.
     decode = min(result["duckdb_decode"], result["arrow_decode"])
-    result["sum_1024"] = result["raw"] + decode + result["archive_1024"] + result["distinct"]
-    result["sum_131072"] = result["raw"] + decode + result["archive_131072"] + result["distinct"]
+    for rows in (1024, 131072):
+        result[f"sum_{rows}"] = result["raw"] + decode + result[f"archive_{rows}"] + result["distinct"]
     (OUT / "floors.json").write_text(json.dumps(result, indent=2))
 
-    row = "| {:<62} | {:>8} |"
+    row = "| {:<68} | {:>8} |"
     print(row.format("work, per million events (medians)", "CPU-s/M"))
-    print(row.format("-" * 62, "-" * 8))
+    print(row.format("-" * 68, "-" * 8))
     for label, key in [
         ("the worker, all of it (newsflow-consumer)", "worker"),
         ("delivery: kcat x3, offsets only", "kcat"),
